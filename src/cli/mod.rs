@@ -1,0 +1,838 @@
+//! The command line: argument parsing and dispatch. Every command works on
+//! the database file directly; read commands open it read-only and work while
+//! a server (or another CLI) writes to it.
+//!
+//! Exit codes: 0 ok, 1 verification failed, 2 usage or input error,
+//! 3 the database or the file system failed.
+
+use std::io::{self, BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::domain::event::format_timestamp;
+use crate::domain::{Anchor, Filter, FilterInput, InputError, NewEvent};
+use crate::store::export::{export, Format};
+use crate::store::query::{self, for_each_match, Order, PageRequest, StoredEvent};
+use crate::store::{
+    open_read, verify_file, KeySource, StoreError, Synchronous, VerifyRequest, Writer, WriterConfig,
+};
+
+mod table;
+
+pub const DEFAULT_DB: &str = "./trail-data/trail.db";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "trail",
+    version,
+    about = "Tamper-evident audit log: SQLite, a SHA-256 chain, HMAC seals"
+)]
+pub struct Cli {
+    /// The database file.
+    #[arg(long, global = true, env = "TRAIL_DB", default_value = DEFAULT_DB)]
+    pub db: PathBuf,
+    /// File holding the HMAC key as 64 hex digits (default: hmac.key beside the database).
+    #[arg(long, global = true, env = "TRAIL_HMAC_KEY_FILE")]
+    pub hmac_key_file: Option<PathBuf>,
+    /// fsync policy for appends: full (default) or normal (faster; may lose the
+    /// last transactions on power loss).
+    #[arg(long, global = true, env = "TRAIL_SYNCHRONOUS", default_value = "full", value_parser = Synchronous::parse)]
+    pub synchronous: Synchronous,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Append one event and print its seq, id and chain hash.
+    Append(AppendArgs),
+    /// Append JSON Lines (one event per line) in all-or-nothing batches.
+    Import(ImportArgs),
+    /// The newest events matching the filters, newest first.
+    Show(ShowArgs),
+    /// The newest N events, oldest of them first; --follow keeps printing new ones.
+    Tail(TailArgs),
+    /// Every event matching the filters, oldest first.
+    Search(SearchArgs),
+    /// Totals by type, level and actor over a period, and the chain status.
+    #[command(alias = "stats")]
+    Summary(SummaryArgs),
+    /// Check the chain: intact, or the first bad row and what is wrong with it.
+    Verify(VerifyArgs),
+    /// Stream matching events to CSV, JSON or JSON Lines.
+    Export(ExportArgs),
+    /// Export everything as CSV (alias of export --format csv --output F).
+    #[command(name = "export-csv")]
+    ExportCsv { file: PathBuf },
+    /// Export everything as JSON (alias of export --format json --output F).
+    #[command(name = "export-json")]
+    ExportJson { file: PathBuf },
+}
+
+#[derive(Args, Debug, Default, Clone)]
+pub struct FilterArgs {
+    /// Event type: exact, a comma-separated list, or a prefix such as auth.*
+    #[arg(long, visible_alias = "type")]
+    pub event: Option<String>,
+    /// Minimum level: debug, info, warning, error, critical.
+    #[arg(long)]
+    pub level: Option<String>,
+    #[arg(long)]
+    pub actor: Option<String>,
+    #[arg(long)]
+    pub resource: Option<String>,
+    /// true or false.
+    #[arg(long)]
+    pub success: Option<String>,
+    /// From this time on (RFC 3339 or YYYY-MM-DD).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Up to this time (RFC 3339, inclusive, or YYYY-MM-DD, the whole day).
+    #[arg(long)]
+    pub until: Option<String>,
+}
+
+impl FilterArgs {
+    fn parse(&self) -> Result<Filter, InputError> {
+        Filter::parse(&FilterInput {
+            event: self.event.as_deref(),
+            level: self.level.as_deref(),
+            actor: self.actor.as_deref(),
+            resource: self.resource.as_deref(),
+            success: self.success.as_deref(),
+            since: self.since.as_deref(),
+            until: self.until.as_deref(),
+        })
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct AppendArgs {
+    /// The event type, such as user.login.
+    pub event: Option<String>,
+    #[arg(long)]
+    pub level: Option<String>,
+    #[arg(long)]
+    pub actor: Option<String>,
+    #[arg(long)]
+    pub resource: Option<String>,
+    /// true or false.
+    #[arg(long)]
+    pub success: Option<String>,
+    /// A detail as KEY=VALUE (repeatable); the value is a string.
+    #[arg(long = "detail", value_name = "KEY=VALUE")]
+    pub details: Vec<String>,
+    /// A client id, so a retry does not append twice.
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Read the whole event as a JSON object from FILE, or - for standard input.
+    #[arg(long, value_name = "FILE|-", conflicts_with_all = ["event", "level", "actor", "resource", "success", "details", "id"])]
+    pub json: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// JSON Lines file, or - for standard input.
+    pub file: String,
+    /// Events per transaction.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub batch_size: u32,
+}
+
+#[derive(Args, Debug)]
+pub struct ShowArgs {
+    #[arg(long, short = 'n', default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub limit: u32,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// {"events": [...]} instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct TailArgs {
+    #[arg(short = 'n', long = "lines", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub n: u32,
+    /// Keep printing events as they are appended (one JSON object per line with --json).
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SearchArgs {
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SummaryArgs {
+    /// 24h, 7d, 30d or all.
+    #[arg(long, default_value = "24h")]
+    pub period: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    #[arg(long)]
+    pub json: bool,
+    /// A head seen earlier, SEQ:HEX: detects a cut-off or rewritten tail.
+    #[arg(long, value_parser = Anchor::parse)]
+    pub anchor: Option<Anchor>,
+    #[arg(long)]
+    pub from: Option<u64>,
+    #[arg(long)]
+    pub to: Option<u64>,
+    /// Another key the log may be sealed with (repeatable); picked by key id.
+    #[arg(long = "key-file")]
+    pub key_files: Vec<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    #[arg(long, value_parser = Format::parse)]
+    pub format: Format,
+    /// Write here instead of standard output.
+    #[arg(long, short = 'o')]
+    pub output: Option<PathBuf>,
+    /// asc (default, oldest first) or desc.
+    #[arg(long, default_value = "asc", value_parser = Order::parse)]
+    pub order: Order,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+/// What went wrong, and so which exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Input(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    VerifyFailed(String),
+}
+
+impl From<InputError> for CliError {
+    fn from(e: InputError) -> Self {
+        CliError::Input(e.to_string())
+    }
+}
+
+impl CliError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            CliError::VerifyFailed(_) => 1,
+            CliError::Input(_) => 2,
+            CliError::Store(
+                StoreError::Input(_) | StoreError::Conflict { .. } | StoreError::NoDatabase(_),
+            ) => 2,
+            CliError::Store(StoreError::Key(_)) => 2,
+            CliError::Store(_) => 3,
+        }
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::VerifyFailed(msg)) => {
+            if !msg.is_empty() {
+                println!("{msg}");
+            }
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("trail: {e:#}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn init_logging() {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("TRAIL_LOG").unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .try_init();
+}
+
+pub fn run(cli: Cli) -> Result<(), CliError> {
+    let keys = KeySource {
+        key_hex: std::env::var("TRAIL_HMAC_KEY").ok(),
+        key_file: cli.hmac_key_file.clone(),
+    };
+    let db = cli.db.as_path();
+    match cli.command {
+        Command::Append(args) => append(db, &keys, cli.synchronous, args),
+        Command::Import(args) => import(db, &keys, cli.synchronous, args),
+        Command::Show(args) => show(db, args),
+        Command::Tail(args) => tail(db, args),
+        Command::Search(args) => search(db, args),
+        Command::Summary(args) => summary(db, &keys, args),
+        Command::Verify(args) => verify(db, &keys, args),
+        Command::Export(args) => export_cmd(db, args.format, args.order, args.output, &args.filter),
+        Command::ExportCsv { file } => export_cmd(
+            db,
+            Format::Csv,
+            Order::Asc,
+            Some(file),
+            &FilterArgs::default(),
+        ),
+        Command::ExportJson { file } => export_cmd(
+            db,
+            Format::Json,
+            Order::Asc,
+            Some(file),
+            &FilterArgs::default(),
+        ),
+    }
+}
+
+fn start_writer(db: &Path, keys: &KeySource, sync: Synchronous) -> Result<Writer, CliError> {
+    let key = keys.signing_key(db)?;
+    Ok(Writer::start(
+        db,
+        key,
+        WriterConfig {
+            synchronous: sync,
+            ..WriterConfig::default()
+        },
+    )?)
+}
+
+fn append(
+    db: &Path,
+    keys: &KeySource,
+    sync: Synchronous,
+    args: AppendArgs,
+) -> Result<(), CliError> {
+    let event = if let Some(src) = &args.json {
+        let text = read_input(src)?;
+        let value: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| CliError::Input(format!("{src}: not valid JSON: {e}")))?;
+        NewEvent::from_json(&value)?
+    } else {
+        let Some(name) = &args.event else {
+            return Err(CliError::Input(
+                "an event type is required (trail append EVENT, or --json FILE)".into(),
+            ));
+        };
+        let mut obj = serde_json::Map::new();
+        obj.insert("event".into(), name.clone().into());
+        for (k, v) in [
+            ("level", &args.level),
+            ("actor", &args.actor),
+            ("resource", &args.resource),
+            ("id", &args.id),
+        ] {
+            if let Some(v) = v {
+                obj.insert(k.into(), v.clone().into());
+            }
+        }
+        if let Some(s) = &args.success {
+            let b = match s.as_str() {
+                "true" => true,
+                "false" => false,
+                _ => {
+                    return Err(CliError::Input(format!(
+                        "--success: must be true or false (got {s:?})"
+                    )))
+                }
+            };
+            obj.insert("success".into(), b.into());
+        }
+        if !args.details.is_empty() {
+            let mut d = serde_json::Map::new();
+            for kv in &args.details {
+                let Some((k, v)) = kv.split_once('=') else {
+                    return Err(CliError::Input(format!(
+                        "--detail: must be KEY=VALUE (got {kv:?})"
+                    )));
+                };
+                if k.is_empty() {
+                    return Err(CliError::Input(format!(
+                        "--detail: the key is empty in {kv:?}"
+                    )));
+                }
+                d.insert(k.into(), v.into());
+            }
+            obj.insert("details".into(), d.into());
+        }
+        NewEvent::from_json(&serde_json::Value::Object(obj)).map_err(|e| {
+            // Name the flags as the user typed them.
+            CliError::Input(
+                e.errors
+                    .iter()
+                    .map(|f| format!("--{}: {}", f.field, f.message))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })?
+    };
+    let writer = start_writer(db, keys, sync)?;
+    let stored = writer.append(vec![event])?;
+    let a = &stored[0];
+    println!(
+        "seq={} id={} chain_hash={}",
+        a.seq,
+        a.id,
+        hex::encode(a.chain_hash)
+    );
+    Ok(())
+}
+
+fn read_input(src: &str) -> Result<String, CliError> {
+    if src == "-" {
+        let mut s = String::new();
+        io::Read::read_to_string(&mut io::stdin(), &mut s)
+            .map_err(|e| CliError::Input(format!("reading standard input: {e}")))?;
+        Ok(s)
+    } else {
+        std::fs::read_to_string(src).map_err(|e| CliError::Input(format!("cannot read {src}: {e}")))
+    }
+}
+
+/// Progress of an import: what has committed so far.
+#[derive(Default)]
+struct Imported {
+    committed: u64,
+    range: Option<(u64, u64)>,
+}
+
+impl Imported {
+    /// Waits for the batch in flight; its events are committed once it returns.
+    fn settle(
+        &mut self,
+        in_flight: &mut Option<(usize, crate::store::Pending)>,
+    ) -> Result<(), CliError> {
+        let Some((first_line, p)) = in_flight.take() else {
+            return Ok(());
+        };
+        match p.wait() {
+            Ok(done) => {
+                self.committed += done.len() as u64;
+                if let (Some(f), Some(l)) = (done.first(), done.last()) {
+                    self.range = Some((self.range.map_or(f.seq, |r| r.0), l.seq));
+                }
+                Ok(())
+            }
+            Err(StoreError::Conflict { id }) => Err(CliError::Input(format!(
+                "batch from line {first_line}: event id {id:?} is already stored with different content; \
+                 nothing of that batch was written ({} events committed before it)",
+                self.committed
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+fn import(
+    db: &Path,
+    keys: &KeySource,
+    sync: Synchronous,
+    args: ImportArgs,
+) -> Result<(), CliError> {
+    let reader: Box<dyn BufRead> = if args.file == "-" {
+        Box::new(io::BufReader::new(io::stdin()))
+    } else {
+        let f = std::fs::File::open(&args.file)
+            .map_err(|e| CliError::Input(format!("cannot read {}: {e}", args.file)))?;
+        Box::new(io::BufReader::with_capacity(1 << 20, f))
+    };
+    let writer = start_writer(db, keys, sync)?;
+    let batch_size = args.batch_size as usize;
+    let mut state = Imported::default();
+    // One batch commits while the next is parsed.
+    let mut in_flight: Option<(usize, crate::store::Pending)> = None;
+    let mut batch: Vec<NewEvent> = Vec::with_capacity(batch_size);
+    let mut batch_first_line = 0usize;
+
+    for (i, line) in reader.lines().enumerate() {
+        let n = i + 1;
+        let parsed = line
+            .map_err(|e| format!("line {n}: cannot read: {e}"))
+            .and_then(|line| {
+                if line.trim().is_empty() {
+                    return Ok(None);
+                }
+                let v = serde_json::from_str::<serde_json::Value>(&line)
+                    .map_err(|e| format!("line {n}: not valid JSON: {e}"))?;
+                NewEvent::from_json(&v)
+                    .map(Some)
+                    .map_err(|e| format!("line {n}: {e}"))
+            });
+        match parsed {
+            Ok(None) => continue,
+            Ok(Some(ev)) => {
+                if batch.is_empty() {
+                    batch_first_line = n;
+                }
+                batch.push(ev);
+            }
+            Err(m) => {
+                state.settle(&mut in_flight)?;
+                let first = if batch.is_empty() {
+                    n
+                } else {
+                    batch_first_line
+                };
+                return Err(CliError::Input(format!(
+                    "{m}; nothing of the batch from line {first} on was written ({} events committed before it)",
+                    state.committed
+                )));
+            }
+        }
+        if batch.len() == batch_size {
+            // The previous batch must have committed before this one goes
+            // in: a refused batch stops the import with nothing after it.
+            state.settle(&mut in_flight)?;
+            let p = writer.submit_wait(std::mem::replace(
+                &mut batch,
+                Vec::with_capacity(batch_size),
+            ))?;
+            in_flight = Some((batch_first_line, p));
+        }
+    }
+    if !batch.is_empty() {
+        state.settle(&mut in_flight)?;
+        let p = writer.submit_wait(batch)?;
+        in_flight = Some((batch_first_line, p));
+    }
+    state.settle(&mut in_flight)?;
+    match state.range {
+        Some((a, b)) => println!("imported {} events (seq {a}..{b})", state.committed),
+        None => println!("imported 0 events"),
+    }
+    Ok(())
+}
+
+fn print_events(events: &[StoredEvent], json: bool) -> Result<(), CliError> {
+    let mut out = io::stdout().lock();
+    let r = if json {
+        let mut s = String::from("{\"events\":[");
+        for (i, ev) in events.iter().enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            ev.write_json(&mut s);
+        }
+        s.push_str("]}\n");
+        out.write_all(s.as_bytes())
+    } else {
+        table::write(&mut out, events, io::stdout().is_terminal())
+    };
+    r.or_else(ignore_broken_pipe)
+}
+
+fn ignore_broken_pipe(e: io::Error) -> Result<(), CliError> {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        Ok(())
+    } else {
+        Err(StoreError::Io {
+            context: "writing to standard output".into(),
+            source: e,
+        }
+        .into())
+    }
+}
+
+fn show(db: &Path, args: ShowArgs) -> Result<(), CliError> {
+    let filter = args.filter.parse()?;
+    let conn = open_read(db)?;
+    let page = query::list(
+        &conn,
+        &filter,
+        PageRequest {
+            order: Order::Desc,
+            after: None,
+            limit: args.limit as usize,
+            offset: 0,
+        },
+    )?;
+    print_events(&page.events, args.json)
+}
+
+fn tail(db: &Path, args: TailArgs) -> Result<(), CliError> {
+    let filter = args.filter.parse()?;
+    let conn = open_read(db)?;
+    let page = query::list(
+        &conn,
+        &filter,
+        PageRequest {
+            order: Order::Desc,
+            after: None,
+            limit: args.n as usize,
+            offset: 0,
+        },
+    )?;
+    let mut events = page.events;
+    events.reverse();
+    let mut last = events
+        .last()
+        .map(|e| e.seq)
+        .unwrap_or_else(|| query::head(&conn).map(|h| h.seq).unwrap_or(0));
+    if !args.follow {
+        return print_events(&events, args.json);
+    }
+    // Following prints one line per event as it comes, so that a pipe reads
+    // them as they arrive.
+    let print_lines = |events: &[StoredEvent]| -> Result<(), CliError> {
+        let mut out = io::stdout().lock();
+        for ev in events {
+            let r = if args.json {
+                let mut s = String::new();
+                ev.write_json(&mut s);
+                s.push('\n');
+                out.write_all(s.as_bytes())
+            } else {
+                table::write_line(&mut out, ev)
+            };
+            r.and_then(|()| out.flush()).or_else(ignore_broken_pipe)?;
+        }
+        Ok(())
+    };
+    print_lines(&events)?;
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        let page = query::list(
+            &conn,
+            &filter,
+            PageRequest {
+                order: Order::Asc,
+                after: Some(last),
+                limit: 1000,
+                offset: 0,
+            },
+        )?;
+        if let Some(ev) = page.events.last() {
+            last = ev.seq;
+        }
+        print_lines(&page.events)?;
+    }
+}
+
+fn search(db: &Path, args: SearchArgs) -> Result<(), CliError> {
+    let filter = args.filter.parse()?;
+    let conn = open_read(db)?;
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    let tty = io::stdout().is_terminal();
+    let mut first = true;
+    if args.json {
+        out.write_all(b"{\"events\":[")
+            .or_else(ignore_broken_pipe)?;
+    }
+    let mut line = String::new();
+    for_each_match(&conn, &filter, Order::Asc, |ev| {
+        let r = if args.json {
+            line.clear();
+            if !first {
+                line.push(',');
+            }
+            ev.write_json(&mut line);
+            out.write_all(line.as_bytes())
+        } else {
+            if first {
+                table::write_header(&mut out, tty).map_err(|e| {
+                    CliError::Store(StoreError::Io {
+                        context: "writing to standard output".into(),
+                        source: e,
+                    })
+                })?;
+            }
+            table::write_line(&mut out, ev)
+        };
+        first = false;
+        r.map(|()| true).map_err(|e| {
+            CliError::Store(StoreError::Io {
+                context: "writing to standard output".into(),
+                source: e,
+            })
+        })
+    })
+    .or_else(|e| match e {
+        CliError::Store(StoreError::Io { source, .. })
+            if source.kind() == io::ErrorKind::BrokenPipe =>
+        {
+            Ok(0)
+        }
+        e => Err(e),
+    })?;
+    if args.json {
+        out.write_all(b"]}\n").or_else(ignore_broken_pipe)?;
+    }
+    out.flush().or_else(ignore_broken_pipe)
+}
+
+/// `24h`, `7d`, `30d` or `all` as a filter on time.
+pub fn period_filter(period: &str, now: chrono::DateTime<chrono::Utc>) -> Result<Filter, String> {
+    let since = match period {
+        "24h" => Some(now - chrono::Duration::hours(24)),
+        "7d" => Some(now - chrono::Duration::days(7)),
+        "30d" => Some(now - chrono::Duration::days(30)),
+        "all" => None,
+        other => return Err(format!("must be 24h, 7d, 30d or all (got {other:?})")),
+    };
+    Ok(Filter {
+        since,
+        ..Filter::default()
+    })
+}
+
+fn summary(db: &Path, keys: &KeySource, args: SummaryArgs) -> Result<(), CliError> {
+    let filter = period_filter(&args.period, chrono::Utc::now())
+        .map_err(|e| CliError::Input(format!("--period: {e}")))?;
+    let conn = open_read(db)?;
+    let s = query::summary(&conn, &args.period, &filter)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&s).expect("summary serializes"));
+        return Ok(());
+    }
+    let ring = keys.verify_keyring(db, &[])?;
+    let report = verify_file(db, &ring, VerifyRequest::default())?;
+    let mut out = io::stdout().lock();
+    let w = |out: &mut io::StdoutLock<'_>, s: String| writeln!(out, "{s}");
+    let range = match (&s.since, &s.until) {
+        (Some(a), Some(b)) => format!("{a} .. {b}"),
+        (Some(a), None) => format!("since {a}"),
+        _ => "all time".into(),
+    };
+    let mut lines = vec![
+        format!("period         {} ({range})", s.period),
+        format!("total events   {}", s.total_events),
+        format!("success        {}", s.success_count),
+        format!("failure        {}", s.failure_count),
+        format!("first event    {}", s.first_event.as_deref().unwrap_or("-")),
+        format!("last event     {}", s.last_event.as_deref().unwrap_or("-")),
+        format!(
+            "chain          {}",
+            if report.valid {
+                format!(
+                    "intact ({} entries, head {})",
+                    report.entries_checked, report.head.seq
+                )
+            } else {
+                format!(
+                    "BROKEN at seq {} ({})",
+                    report.first_bad_seq.unwrap_or(0),
+                    report.kind.map(|k| k.as_str()).unwrap_or("")
+                )
+            }
+        ),
+    ];
+    for (title, map) in [
+        ("by type", &s.by_type),
+        ("by level", &s.by_level),
+        ("by actor", &s.by_actor),
+    ] {
+        lines.push(String::new());
+        lines.push(title.to_owned());
+        let mut items: Vec<_> = map.iter().collect();
+        items.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        for (k, v) in items {
+            lines.push(format!("  {v:>10}  {k}"));
+        }
+    }
+    for l in lines {
+        w(&mut out, l).or_else(ignore_broken_pipe)?;
+    }
+    Ok(())
+}
+
+fn verify(db: &Path, keys: &KeySource, args: VerifyArgs) -> Result<(), CliError> {
+    if let (Some(a), Some(b)) = (args.from, args.to) {
+        if a > b {
+            return Err(CliError::Input(format!("--from {a} is after --to {b}")));
+        }
+    }
+    let ring = keys.verify_keyring(db, &args.key_files)?;
+    let report = verify_file(
+        db,
+        &ring,
+        VerifyRequest {
+            from: args.from,
+            to: args.to,
+            anchor: args.anchor,
+        },
+    )?;
+    let text = if args.json {
+        serde_json::to_string(&report).expect("report serializes")
+    } else if report.valid {
+        format!(
+            "intact: {} entries checked; head seq {} chain_hash {}",
+            report.entries_checked, report.head.seq, report.head.chain_hash
+        )
+    } else {
+        let kind = report.kind.expect("invalid has a kind");
+        let mut s = format!(
+            "BROKEN at seq {}: {} ({}); {} entries checked before it",
+            report.first_bad_seq.unwrap_or(0),
+            kind,
+            kind.explain(),
+            report.entries_checked
+        );
+        if ring.signing().is_none() {
+            s.push_str("\nno HMAC key was found: set TRAIL_HMAC_KEY, TRAIL_HMAC_KEY_FILE or pass --key-file");
+        }
+        s
+    };
+    if report.valid {
+        println!("{text}");
+        Ok(())
+    } else {
+        Err(CliError::VerifyFailed(text))
+    }
+}
+
+fn export_cmd(
+    db: &Path,
+    format: Format,
+    order: Order,
+    output: Option<PathBuf>,
+    filter: &FilterArgs,
+) -> Result<(), CliError> {
+    let filter = filter.parse()?;
+    let conn = open_read(db)?;
+    let now = format_timestamp(chrono::Utc::now());
+    let n = match &output {
+        Some(path) => {
+            // Write beside the target and rename, so a failed export never
+            // leaves a truncated file that looks complete.
+            let tmp = path.with_extension(format!("{}.partial", format.extension()));
+            let file = std::fs::File::create(&tmp)
+                .map_err(|e| CliError::Input(format!("cannot create {}: {e}", tmp.display())))?;
+            let n = export(&conn, &filter, order, format, &now, &file)?;
+            file.sync_all().map_err(|e| StoreError::Io {
+                context: format!("writing {}", tmp.display()),
+                source: e,
+            })?;
+            std::fs::rename(&tmp, path).map_err(|e| StoreError::Io {
+                context: format!("renaming to {}", path.display()),
+                source: e,
+            })?;
+            n
+        }
+        None => match export(&conn, &filter, order, format, &now, io::stdout().lock()) {
+            Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::BrokenPipe => 0,
+            other => other?,
+        },
+    };
+    if let Some(path) = output {
+        eprintln!("exported {n} events to {}", path.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,205 @@
+//! Query filters, validated before any SQL sees them.
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+use super::error::{FieldError, InputError};
+use super::event::{format_timestamp, parse_rfc3339, EventType, Level};
+
+/// Which event types match: exact names, and prefixes (`auth.*`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventMatch {
+    pub exact: Vec<EventType>,
+    /// Prefixes without the `*`; never empty strings (`*` alone matches all).
+    pub prefixes: Vec<String>,
+}
+
+impl EventMatch {
+    /// `a`, `a,b,c`, `auth.*`, or a mix: `auth.*,user.login`.
+    pub fn parse(s: &str) -> Result<EventMatch, String> {
+        let mut m = EventMatch::default();
+        for item in s.split(',') {
+            let item = item.trim();
+            if let Some(prefix) = item.strip_suffix('*') {
+                if prefix.is_empty() {
+                    return Ok(EventMatch::default());
+                }
+                EventType::parse(prefix).map_err(|e| format!("{item:?}: {e}"))?;
+                m.prefixes.push(prefix.to_owned());
+            } else {
+                m.exact
+                    .push(EventType::parse(item).map_err(|e| format!("{item:?}: {e}"))?);
+            }
+        }
+        m.exact.sort();
+        m.exact.dedup();
+        Ok(m)
+    }
+
+    pub fn is_any(&self) -> bool {
+        self.exact.is_empty() && self.prefixes.is_empty()
+    }
+}
+
+/// A validated set of filters. `since` is inclusive, `until` exclusive (a
+/// date-only `until` means through the end of that day; a date-time `until`
+/// is inclusive and stored here plus one microsecond).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    pub events: EventMatch,
+    pub min_level: Option<Level>,
+    pub actor: Option<String>,
+    pub resource: Option<String>,
+    pub success: Option<bool>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// The raw text of each filter, as a CLI flag or query parameter gave it.
+#[derive(Debug, Clone, Default)]
+pub struct FilterInput<'a> {
+    pub event: Option<&'a str>,
+    pub level: Option<&'a str>,
+    pub actor: Option<&'a str>,
+    pub resource: Option<&'a str>,
+    pub success: Option<&'a str>,
+    pub since: Option<&'a str>,
+    pub until: Option<&'a str>,
+}
+
+impl Filter {
+    /// Parses each filter, reporting every bad one under its own name.
+    pub fn parse(input: &FilterInput<'_>) -> Result<Filter, InputError> {
+        let mut errors = Vec::new();
+        let mut f = Filter::default();
+        if let Some(s) = input.event {
+            match EventMatch::parse(s) {
+                Ok(m) => f.events = m,
+                Err(e) => errors.push(FieldError::new("event", e)),
+            }
+        }
+        if let Some(s) = input.level {
+            match Level::parse(s) {
+                Ok(Level::Debug) => {}
+                Ok(l) => f.min_level = Some(l),
+                Err(e) => errors.push(FieldError::new("level", e)),
+            }
+        }
+        for (name, raw, slot) in [
+            ("actor", input.actor, &mut f.actor),
+            ("resource", input.resource, &mut f.resource),
+        ] {
+            if let Some(s) = raw {
+                match check_plain(s) {
+                    Ok(()) => *slot = Some(s.to_owned()),
+                    Err(e) => errors.push(FieldError::new(name, e)),
+                }
+            }
+        }
+        if let Some(s) = input.success {
+            match s {
+                "true" | "1" => f.success = Some(true),
+                "false" | "0" => f.success = Some(false),
+                _ => errors.push(FieldError::new(
+                    "success",
+                    format!("must be true or false (got {s:?})"),
+                )),
+            }
+        }
+        if let Some(s) = input.since {
+            match parse_bound(s, false) {
+                Ok(t) => f.since = Some(t),
+                Err(e) => errors.push(FieldError::new("since", e)),
+            }
+        }
+        if let Some(s) = input.until {
+            match parse_bound(s, true) {
+                Ok(t) => f.until = Some(t),
+                Err(e) => errors.push(FieldError::new("until", e)),
+            }
+        }
+        if let (Some(a), Some(b)) = (f.since, f.until) {
+            if a >= b {
+                errors.push(FieldError::new("until", "must be after since"));
+            }
+        }
+        if errors.is_empty() {
+            Ok(f)
+        } else {
+            Err(InputError { errors })
+        }
+    }
+
+    /// A stable description, for cursors and the `filters` member of exports.
+    pub fn describe(&self) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        if !self.events.is_any() {
+            let mut items: Vec<String> = self
+                .events
+                .exact
+                .iter()
+                .map(|e| e.as_str().to_owned())
+                .collect();
+            items.extend(self.events.prefixes.iter().map(|p| format!("{p}*")));
+            m.insert("event".into(), items.join(",").into());
+        }
+        if let Some(l) = self.min_level {
+            m.insert("level".into(), l.as_str().into());
+        }
+        if let Some(a) = &self.actor {
+            m.insert("actor".into(), a.clone().into());
+        }
+        if let Some(r) = &self.resource {
+            m.insert("resource".into(), r.clone().into());
+        }
+        if let Some(s) = self.success {
+            m.insert("success".into(), s.into());
+        }
+        if let Some(t) = self.since {
+            m.insert("since".into(), format_timestamp(t).into());
+        }
+        if let Some(t) = self.until {
+            m.insert("until".into(), format_timestamp(t).into());
+        }
+        serde_json::Value::Object(m)
+    }
+}
+
+fn check_plain(s: &str) -> Result<(), String> {
+    if s.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if s.len() > super::event::MAX_TEXT_LEN {
+        return Err("is too long".into());
+    }
+    if s.chars().any(|c| c.is_control()) {
+        return Err("must not contain control characters".into());
+    }
+    Ok(())
+}
+
+/// RFC 3339 date-time or `YYYY-MM-DD` (midnight UTC). An `until` date means
+/// the whole day; an `until` date-time is inclusive.
+pub fn parse_bound(s: &str, until: bool) -> Result<DateTime<Utc>, String> {
+    if s.len() == 10 {
+        let d = NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
+            format!("must be a date YYYY-MM-DD or an RFC 3339 date-time (got {s:?})")
+        })?;
+        let d = if until {
+            d.succ_opt().ok_or("date out of range")?
+        } else {
+            d
+        };
+        return Ok(d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc());
+    }
+    let t = parse_rfc3339(s).map_err(|_| {
+        format!(
+            "must be a date YYYY-MM-DD or an RFC 3339 date-time (got {:?})",
+            s.chars().take(64).collect::<String>()
+        )
+    })?;
+    Ok(if until {
+        t + chrono::Duration::microseconds(1)
+    } else {
+        t
+    })
+}

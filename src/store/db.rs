@@ -1,0 +1,132 @@
+//! Opening the database file: pragmas, migrations, read-only connections.
+
+use std::fs::{self, OpenOptions};
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use super::error::{Result, StoreError};
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+/// How hard a commit waits for the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Synchronous {
+    /// fsync on every commit: an acknowledged event survives power loss.
+    #[default]
+    Full,
+    /// WAL `NORMAL`: faster, and the last transactions may be lost on power
+    /// loss (never on a process crash). Opt-in only.
+    Normal,
+}
+
+impl Synchronous {
+    pub fn parse(s: &str) -> Result<Synchronous, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "full" => Ok(Synchronous::Full),
+            "normal" => Ok(Synchronous::Normal),
+            _ => Err(format!("must be full or normal (got {s:?})")),
+        }
+    }
+    fn pragma(self) -> &'static str {
+        match self {
+            Synchronous::Full => "FULL",
+            Synchronous::Normal => "NORMAL",
+        }
+    }
+}
+
+/// How long a connection waits for another one's lock before giving up.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Opens (creating if needed) the database for writing and applies pending
+/// migrations. Migrations run under an exclusive `flock` on the file, so two
+/// processes opening a new file at once do not both try to create it.
+pub fn open_write(path: &Path, sync: Synchronous) -> Result<Connection> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+            context: format!("creating {}", dir.display()),
+            source,
+        })?;
+    }
+    let lock = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|source| StoreError::Io {
+            context: format!("opening {}", path.display()),
+            source,
+        })?;
+    lock.lock().map_err(|source| StoreError::Io {
+        context: format!("locking {}", path.display()),
+        source,
+    })?;
+    let mut conn = Connection::open(path).map_err(StoreError::sqlite("opening the database"))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(StoreError::sqlite("setting busy timeout"))?;
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = {};
+         PRAGMA foreign_keys = ON;
+         PRAGMA cache_size = -65536;
+         PRAGMA temp_store = MEMORY;",
+        sync.pragma()
+    ))
+    .map_err(StoreError::sqlite("setting pragmas"))?;
+    embedded::migrations::runner()
+        .run(&mut conn)
+        .map_err(|e| StoreError::Migration(e.to_string()))?;
+    drop(lock);
+    Ok(conn)
+}
+
+/// Opens the database read-only. Works while another process writes (WAL).
+pub fn open_read(path: &Path) -> Result<Connection> {
+    if !path.exists() {
+        return Err(StoreError::NoDatabase(path.to_owned()));
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
+    )
+    .map_err(StoreError::sqlite("opening the database read-only"))?;
+    configure_reader(&conn)?;
+    let has_events: bool = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'events'",
+            [],
+            |r| r.get::<_, i64>(0).map(|n| n > 0),
+        )
+        .map_err(StoreError::sqlite("reading the schema"))?;
+    if !has_events {
+        return Err(StoreError::NoDatabase(path.to_owned()));
+    }
+    Ok(conn)
+}
+
+pub(crate) fn configure_reader(conn: &Connection) -> Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(StoreError::sqlite("setting busy timeout"))?;
+    conn.execute_batch(
+        "PRAGMA query_only = ON; PRAGMA cache_size = -32768; PRAGMA temp_store = MEMORY;",
+    )
+    .map_err(StoreError::sqlite("setting pragmas"))?;
+    Ok(())
+}
+
+/// The newest schema version the embedded migrations reach.
+pub fn latest_migration() -> u32 {
+    embedded::migrations::runner()
+        .get_migrations()
+        .iter()
+        .map(|m| m.version() as u32)
+        .max()
+        .unwrap_or(0)
+}

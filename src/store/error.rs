@@ -1,0 +1,48 @@
+//! Store errors. Their `Display` is safe to show an operator; none carries
+//! the HMAC key. HTTP maps them to responses in exactly one place.
+
+use std::path::PathBuf;
+
+use crate::domain::InputError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0}")]
+    Input(#[from] InputError),
+    #[error("event id {id:?} is already stored with different content")]
+    Conflict { id: String },
+    #[error("the writer's queue is full; retry shortly")]
+    QueueFull,
+    #[error("the transaction did not commit, nothing of it was stored: {0}")]
+    CommitFailed(String),
+    #[error("the writer has stopped")]
+    Closed,
+    #[error("no trail database at {0} (append an event first, or check --db / TRAIL_DB)")]
+    NoDatabase(PathBuf),
+    #[error("{context}: {source}")]
+    Sqlite {
+        context: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("key: {0}")]
+    Key(String),
+    #[error("migrations failed: {0}")]
+    Migration(String),
+    #[error("read pool: {0}")]
+    Pool(String),
+}
+
+impl StoreError {
+    pub fn sqlite(context: &'static str) -> impl Fn(rusqlite::Error) -> StoreError + Copy {
+        move |source| StoreError::Sqlite { context, source }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

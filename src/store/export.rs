@@ -1,0 +1,239 @@
+//! Exports: CSV, one JSON document, or JSON Lines, written row by row to any
+//! `Write`, a page of rows in memory at a time whatever the size of the log.
+//! The CLI writes to a file; HTTP writes into a channel that streams chunks.
+
+use std::io::Write;
+
+use rusqlite::Connection;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::domain::Filter;
+
+use super::error::{Result, StoreError};
+use super::query::{for_each_match, Order, StoredEvent};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Csv,
+    Json,
+    Jsonl,
+}
+
+impl Format {
+    pub fn parse(s: &str) -> std::result::Result<Format, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "csv" => Ok(Format::Csv),
+            "json" => Ok(Format::Json),
+            "jsonl" | "ndjson" => Ok(Format::Jsonl),
+            _ => Err(format!("must be csv, json or jsonl (got {s:?})")),
+        }
+    }
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::Json => "json",
+            Format::Jsonl => "jsonl",
+        }
+    }
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Csv => "text/csv; charset=utf-8",
+            Format::Json => "application/json",
+            Format::Jsonl => "application/x-ndjson",
+        }
+    }
+}
+
+/// The CSV header; a contract (README, issue 2).
+pub const CSV_HEADER: [&str; 17] = [
+    "seq",
+    "id",
+    "timestamp",
+    "event",
+    "level",
+    "actor",
+    "resource",
+    "success",
+    "source_ip",
+    "user_agent",
+    "request_id",
+    "occurred_at",
+    "details",
+    "metadata",
+    "key_id",
+    "chain_hash",
+    "signature",
+];
+
+/// OWASP's rule against formula injection: a cell a spreadsheet would read
+/// as a formula gets a leading `'`.
+pub fn neutralise(cell: &str) -> std::borrow::Cow<'_, str> {
+    match cell.as_bytes().first() {
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => format!("'{cell}").into(),
+        _ => cell.into(),
+    }
+}
+
+#[derive(Deserialize)]
+struct EntryFields<'a> {
+    #[serde(borrow)]
+    id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    timestamp: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    event: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    level: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    actor: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    resource: Option<std::borrow::Cow<'a, str>>,
+    success: Option<bool>,
+    #[serde(borrow)]
+    source_ip: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    user_agent: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    request_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    occurred_at: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    details: Option<&'a RawValue>,
+    #[serde(borrow)]
+    metadata: Option<&'a RawValue>,
+    #[serde(borrow)]
+    key_id: Option<std::borrow::Cow<'a, str>>,
+}
+
+fn io_err(e: std::io::Error) -> StoreError {
+    StoreError::Io {
+        context: "writing the export".into(),
+        source: e,
+    }
+}
+
+/// Writes one CSV record for `ev`.
+pub fn write_csv_row<W: Write>(w: &mut csv::Writer<W>, ev: &StoredEvent) -> Result<()> {
+    let f: EntryFields<'_> = serde_json::from_str(&ev.entry).unwrap_or(EntryFields {
+        id: None,
+        timestamp: None,
+        event: None,
+        level: None,
+        actor: None,
+        resource: None,
+        success: None,
+        source_ip: None,
+        user_agent: None,
+        request_id: None,
+        occurred_at: None,
+        details: None,
+        metadata: None,
+        key_id: None,
+    });
+    let text = |v: &Option<std::borrow::Cow<'_, str>>| {
+        v.as_deref()
+            .map(neutralise)
+            .unwrap_or_default()
+            .into_owned()
+    };
+    let raw = |v: Option<&RawValue>| {
+        v.map(|r| neutralise(r.get()).into_owned())
+            .unwrap_or_default()
+    };
+    let seq = ev.seq.to_string();
+    let success = match f.success {
+        Some(true) => "true",
+        Some(false) => "false",
+        None => "",
+    };
+    let record: [String; 17] = [
+        seq,
+        text(&f.id),
+        text(&f.timestamp),
+        text(&f.event),
+        text(&f.level),
+        text(&f.actor),
+        text(&f.resource),
+        success.to_owned(),
+        text(&f.source_ip),
+        text(&f.user_agent),
+        text(&f.request_id),
+        text(&f.occurred_at),
+        raw(f.details),
+        raw(f.metadata),
+        text(&f.key_id),
+        hex::encode(&ev.chain_hash),
+        hex::encode(&ev.signature),
+    ];
+    w.write_record(&record).map_err(|e| match e.into_kind() {
+        csv::ErrorKind::Io(io) => io_err(io),
+        other => StoreError::Io {
+            context: "writing the export".into(),
+            source: std::io::Error::other(format!("{other:?}")),
+        },
+    })
+}
+
+/// Streams every event matching `filter` to `out`; returns how many.
+pub fn export<W: Write>(
+    conn: &Connection,
+    filter: &Filter,
+    order: Order,
+    format: Format,
+    generated_at: &str,
+    out: W,
+) -> Result<u64> {
+    match format {
+        Format::Csv => {
+            let mut w = csv::WriterBuilder::new().from_writer(out);
+            w.write_record(CSV_HEADER).map_err(|e| StoreError::Io {
+                context: "writing the export".into(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+            let n = for_each_match(conn, filter, order, |ev| {
+                write_csv_row(&mut w, ev).map(|()| true)
+            })?;
+            w.flush().map_err(io_err)?;
+            Ok(n)
+        }
+        Format::Jsonl => {
+            let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
+            let mut line = String::with_capacity(1024);
+            let n = for_each_match(conn, filter, order, |ev| {
+                line.clear();
+                ev.write_json(&mut line);
+                line.push('\n');
+                out.write_all(line.as_bytes()).map_err(io_err)?;
+                Ok::<_, StoreError>(true)
+            })?;
+            out.flush().map_err(io_err)?;
+            Ok(n)
+        }
+        Format::Json => {
+            let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
+            let head = format!(
+                "{{\"generated_at\":{},\"filters\":{},\"events\":[",
+                serde_json::Value::String(generated_at.to_owned()),
+                filter.describe()
+            );
+            out.write_all(head.as_bytes()).map_err(io_err)?;
+            let mut item = String::with_capacity(1024);
+            let mut first = true;
+            let n = for_each_match(conn, filter, order, |ev| {
+                item.clear();
+                if !first {
+                    item.push(',');
+                }
+                first = false;
+                ev.write_json(&mut item);
+                out.write_all(item.as_bytes()).map_err(io_err)?;
+                Ok::<_, StoreError>(true)
+            })?;
+            out.write_all(format!("],\"count\":{n}}}\n").as_bytes())
+                .map_err(io_err)?;
+            out.flush().map_err(io_err)?;
+            Ok(n)
+        }
+    }
+}

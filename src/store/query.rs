@@ -1,0 +1,540 @@
+//! Reads: filtered pages, streaming scans, summaries, the head.
+//!
+//! No SQL is built from input (invariant 8): the statements are assembled
+//! from the fixed fragments below, with every value bound as a parameter and
+//! every column name taken from this file.
+//!
+//! Each page costs O(log n) plus the page, at any depth:
+//! - a time range becomes a `seq` range (timestamps never decrease along
+//!   the chain, so two lookups in the `ts` index bound it);
+//! - the cursor is a `seq` bound, never an offset;
+//! - a filter on one value walks that value's index, which holds `seq` in
+//!   order; a filter on a set of values (a list of types, a prefix, a minimum
+//!   level) takes the page from each value's index and merges them, instead of
+//!   sorting every match.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{params_from_iter, Connection, OptionalExtension};
+use serde::Serialize;
+
+use crate::domain::event::format_timestamp;
+use crate::domain::{Filter, Hash, GENESIS};
+
+use super::error::{Result, StoreError};
+
+/// One stored row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    pub seq: u64,
+    pub entry: String,
+    pub chain_hash: Vec<u8>,
+    pub signature: Vec<u8>,
+}
+
+impl StoredEvent {
+    /// The event object clients and exports see: the stored entry with
+    /// `chain_hash` and `signature` (lowercase hex) appended as its last two
+    /// members. Removing them gives back the exact hashed bytes.
+    pub fn write_json(&self, out: &mut String) {
+        match self.entry.strip_suffix('}') {
+            Some(body) if body.len() > 1 => {
+                out.push_str(body);
+                out.push_str(",\"chain_hash\":\"");
+                out.push_str(&hex::encode(&self.chain_hash));
+                out.push_str("\",\"signature\":\"");
+                out.push_str(&hex::encode(&self.signature));
+                out.push_str("\"}");
+            }
+            // Not an object: not written by trail. Show it for what it is.
+            _ => {
+                let _ = write!(
+                    out,
+                    "{{\"seq\":{},\"entry\":{},\"chain_hash\":\"{}\",\"signature\":\"{}\"}}",
+                    self.seq,
+                    serde_json::Value::String(self.entry.clone()),
+                    hex::encode(&self.chain_hash),
+                    hex::encode(&self.signature)
+                );
+            }
+        }
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut s = String::with_capacity(self.entry.len() + 170);
+        self.write_json(&mut s);
+        serde_json::from_str(&s).unwrap_or(serde_json::Value::Null)
+    }
+
+    fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
+        Ok(StoredEvent {
+            seq: r.get::<_, i64>(0)? as u64,
+            entry: r.get(1)?,
+            chain_hash: r.get(2)?,
+            signature: r.get(3)?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Order {
+    #[default]
+    Desc,
+    Asc,
+}
+
+impl Order {
+    pub fn parse(s: &str) -> std::result::Result<Order, String> {
+        match s {
+            "desc" => Ok(Order::Desc),
+            "asc" => Ok(Order::Asc),
+            _ => Err(format!("must be asc or desc (got {s:?})")),
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Order::Desc => "desc",
+            Order::Asc => "asc",
+        }
+    }
+    fn sql(self) -> &'static str {
+        match self {
+            Order::Desc => "DESC",
+            Order::Asc => "ASC",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct PageRequest {
+    pub order: Order,
+    /// Continue after this `seq` (exclusive), in `order`.
+    pub after: Option<u64>,
+    pub limit: usize,
+    pub offset: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub events: Vec<StoredEvent>,
+    /// True when at least one more event matches after this page.
+    pub has_more: bool,
+}
+
+const ROW_COLUMNS: &str = "seq, entry, chain_hash, signature";
+/// Past this many distinct types under one prefix, a prefix filter falls back
+/// to a range condition instead of one index walk per type.
+const MAX_EXPANDED_TYPES: usize = 256;
+
+/// A filter turned into SQL fragments and bound values.
+struct Plan {
+    /// `(column, value)` per arm: the page is taken from each and merged.
+    arms: Vec<(&'static str, String)>,
+    /// `AND`ed conditions shared by every arm.
+    conds: Vec<String>,
+    params: Vec<SqlValue>,
+}
+
+impl Plan {
+    fn cond(&mut self, sql: &str, values: impl IntoIterator<Item = SqlValue>) {
+        self.conds.push(sql.to_owned());
+        self.params.extend(values);
+    }
+}
+
+/// Turns a filter into a plan; `None` when nothing can match.
+fn plan(
+    conn: &Connection,
+    filter: &Filter,
+    order: Order,
+    after: Option<u64>,
+) -> Result<Option<Plan>> {
+    let mut p = Plan {
+        arms: Vec::new(),
+        conds: Vec::new(),
+        params: Vec::new(),
+    };
+    if let Some((lo, hi)) = seq_range(conn, filter)? {
+        p.cond("seq >= ?", [SqlValue::Integer(lo)]);
+        p.cond("seq <= ?", [SqlValue::Integer(hi)]);
+    } else {
+        return Ok(None);
+    }
+    if let Some(c) = after {
+        let op = if order == Order::Desc {
+            "seq < ?"
+        } else {
+            "seq > ?"
+        };
+        p.cond(op, [SqlValue::Integer(c as i64)]);
+    }
+    if let Some(a) = &filter.actor {
+        p.cond("actor = ?", [SqlValue::Text(a.clone())]);
+    }
+    if let Some(r) = &filter.resource {
+        p.cond("resource = ?", [SqlValue::Text(r.clone())]);
+    }
+    if let Some(s) = filter.success {
+        p.cond("success = ?", [SqlValue::Integer(s as i64)]);
+    }
+    let levels: Vec<String> = filter
+        .min_level
+        .map(|l| l.at_least().map(|l| l.as_str().to_owned()).collect())
+        .unwrap_or_default();
+
+    let mut types: Vec<String> = filter
+        .events
+        .exact
+        .iter()
+        .map(|e| e.as_str().to_owned())
+        .collect();
+    let mut ranges: Vec<(String, String)> = Vec::new();
+    for prefix in &filter.events.prefixes {
+        let upper = prefix_upper_bound(prefix);
+        match distinct_types(conn, prefix, &upper)? {
+            Some(found) => types.extend(found),
+            None => ranges.push((prefix.clone(), upper)),
+        }
+    }
+    types.sort();
+    types.dedup();
+    if !filter.events.is_any() && types.is_empty() && ranges.is_empty() {
+        return Ok(None);
+    }
+
+    if ranges.is_empty() && !types.is_empty() {
+        if !levels.is_empty() {
+            let marks = placeholders(levels.len());
+            p.cond(
+                &format!("level IN ({marks})"),
+                levels.into_iter().map(SqlValue::Text),
+            );
+        }
+        p.arms = types.into_iter().map(|t| ("event", t)).collect();
+    } else {
+        if !ranges.is_empty() || !types.is_empty() {
+            let mut ors: Vec<String> = Vec::new();
+            let mut values = Vec::new();
+            for (lo, hi) in ranges {
+                ors.push("(event >= ? AND event < ?)".into());
+                values.push(SqlValue::Text(lo));
+                values.push(SqlValue::Text(hi));
+            }
+            if !types.is_empty() {
+                ors.push(format!("event IN ({})", placeholders(types.len())));
+                values.extend(types.into_iter().map(SqlValue::Text));
+            }
+            p.cond(&format!("({})", ors.join(" OR ")), values);
+        }
+        p.arms = levels.into_iter().map(|l| ("level", l)).collect();
+    }
+    Ok(Some(p))
+}
+
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+/// The smallest string greater than every string starting with `prefix`.
+/// Event types are ASCII, so bumping the last byte is enough.
+fn prefix_upper_bound(prefix: &str) -> String {
+    let mut bytes = prefix.as_bytes().to_vec();
+    if let Some(last) = bytes.last_mut() {
+        *last += 1;
+    }
+    String::from_utf8(bytes).expect("ASCII stays ASCII")
+}
+
+/// Distinct event types in `[lo, hi)`, found by skipping through the index
+/// (one O(log n) probe per type). `None` when there are too many to list.
+fn distinct_types(conn: &Connection, lo: &str, hi: &str) -> Result<Option<Vec<String>>> {
+    let mut out = Vec::new();
+    let mut stmt = conn
+        .prepare_cached("SELECT min(event) FROM events WHERE event > ?1 AND event < ?2")
+        .map_err(StoreError::sqlite("listing event types"))?;
+    let first: Option<String> = conn
+        .prepare_cached("SELECT min(event) FROM events WHERE event >= ?1 AND event < ?2")
+        .and_then(|mut s| s.query_row([lo, hi], |r| r.get(0)))
+        .map_err(StoreError::sqlite("listing event types"))?;
+    let mut cur = first;
+    while let Some(t) = cur {
+        if out.len() == MAX_EXPANDED_TYPES {
+            return Ok(None);
+        }
+        cur = stmt
+            .query_row([t.as_str(), hi], |r| r.get(0))
+            .map_err(StoreError::sqlite("listing event types"))?;
+        out.push(t);
+    }
+    Ok(Some(out))
+}
+
+/// The `seq` range a time filter allows (`since` inclusive, `until`
+/// exclusive); `None` when no event falls in it.
+fn seq_range(conn: &Connection, filter: &Filter) -> Result<Option<(i64, i64)>> {
+    let mut lo = 0i64;
+    let mut hi = i64::MAX;
+    if let Some(since) = filter.since {
+        let found: Option<i64> = conn
+            .prepare_cached(
+                "SELECT seq FROM events WHERE ts >= ?1 ORDER BY ts ASC, seq ASC LIMIT 1",
+            )
+            .and_then(|mut s| {
+                s.query_row([format_timestamp(since)], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(StoreError::sqlite("finding the start of a time range"))?;
+        match found {
+            Some(s) => lo = s,
+            None => return Ok(None),
+        }
+    }
+    if let Some(until) = filter.until {
+        let found: Option<i64> = conn
+            .prepare_cached(
+                "SELECT seq FROM events WHERE ts < ?1 ORDER BY ts DESC, seq DESC LIMIT 1",
+            )
+            .and_then(|mut s| {
+                s.query_row([format_timestamp(until)], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(StoreError::sqlite("finding the end of a time range"))?;
+        match found {
+            Some(s) => hi = s,
+            None => return Ok(None),
+        }
+    }
+    Ok((lo <= hi).then_some((lo, hi)))
+}
+
+/// One page of matching events.
+#[tracing::instrument(skip(conn), level = "debug")]
+pub fn list(conn: &Connection, filter: &Filter, req: PageRequest) -> Result<Page> {
+    let Some(p) = plan(conn, filter, req.order, req.after)? else {
+        return Ok(Page {
+            events: Vec::new(),
+            has_more: false,
+        });
+    };
+    let dir = req.order.sql();
+    let want = req.limit + 1;
+    let conds = if p.conds.is_empty() {
+        "1".to_owned()
+    } else {
+        p.conds.join(" AND ")
+    };
+    let mut params: Vec<SqlValue> = Vec::new();
+    let sql = if p.arms.is_empty() {
+        params.extend(p.params.iter().cloned());
+        params.push(SqlValue::Integer(want as i64));
+        params.push(SqlValue::Integer(req.offset as i64));
+        format!(
+            "SELECT {ROW_COLUMNS} FROM events WHERE {conds} ORDER BY seq {dir} LIMIT ? OFFSET ?"
+        )
+    } else {
+        let per_arm = (want + req.offset) as i64;
+        let arms: Vec<String> = p
+            .arms
+            .iter()
+            .map(|(col, value)| {
+                params.push(SqlValue::Text(value.clone()));
+                params.extend(p.params.iter().cloned());
+                params.push(SqlValue::Integer(per_arm));
+                format!("SELECT seq FROM (SELECT seq FROM events WHERE {col} = ? AND {conds} ORDER BY seq {dir} LIMIT ?)")
+            })
+            .collect();
+        params.push(SqlValue::Integer(want as i64));
+        params.push(SqlValue::Integer(req.offset as i64));
+        format!(
+            "SELECT {ROW_COLUMNS} FROM events WHERE seq IN \
+             (SELECT seq FROM ({}) ORDER BY seq {dir} LIMIT ? OFFSET ?) ORDER BY seq {dir}",
+            arms.join(" UNION ALL ")
+        )
+    };
+    let mut stmt = conn
+        .prepare_cached(&sql)
+        .map_err(StoreError::sqlite("listing events"))?;
+    let mut events: Vec<StoredEvent> = stmt
+        .query_map(params_from_iter(params), StoredEvent::from_row)
+        .and_then(|rows| rows.collect())
+        .map_err(StoreError::sqlite("listing events"))?;
+    let has_more = events.len() > req.limit;
+    events.truncate(req.limit);
+    Ok(Page { events, has_more })
+}
+
+/// Calls `f` for every matching event in `order`, a page at a time inside
+/// one read transaction (one snapshot), so memory stays constant however many
+/// rows match. `f` returns `false` to stop early. Returns how many were seen.
+pub fn for_each_match<E>(
+    conn: &Connection,
+    filter: &Filter,
+    order: Order,
+    mut f: impl FnMut(&StoredEvent) -> std::result::Result<bool, E>,
+) -> std::result::Result<u64, E>
+where
+    E: From<StoreError>,
+{
+    const PAGE: usize = 1000;
+    conn.execute_batch("BEGIN")
+        .map_err(|e| E::from(StoreError::sqlite("starting a read")(e)))?;
+    let result = (|| {
+        let mut after = None;
+        let mut seen = 0u64;
+        loop {
+            let page = list(
+                conn,
+                filter,
+                PageRequest {
+                    order,
+                    after,
+                    limit: PAGE,
+                    offset: 0,
+                },
+            )?;
+            for ev in &page.events {
+                seen += 1;
+                if !f(ev)? {
+                    return Ok(seen);
+                }
+            }
+            match page.events.last() {
+                Some(last) if page.has_more => after = Some(last.seq),
+                _ => return Ok(seen),
+            }
+        }
+    })();
+    let _ = conn.execute_batch("COMMIT");
+    result
+}
+
+pub fn get_by_seq(conn: &Connection, seq: u64) -> Result<Option<StoredEvent>> {
+    conn.prepare_cached(&format!("SELECT {ROW_COLUMNS} FROM events WHERE seq = ?1"))
+        .and_then(|mut s| s.query_row([seq as i64], StoredEvent::from_row).optional())
+        .map_err(StoreError::sqlite("reading an event"))
+}
+
+pub fn get_by_id(conn: &Connection, id: &str) -> Result<Option<StoredEvent>> {
+    conn.prepare_cached(&format!("SELECT {ROW_COLUMNS} FROM events WHERE id = ?1"))
+        .and_then(|mut s| s.query_row([id], StoredEvent::from_row).optional())
+        .map_err(StoreError::sqlite("reading an event"))
+}
+
+/// The newest link, as `GET /v1/head` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HeadInfo {
+    pub seq: u64,
+    pub chain_hash: String,
+    pub timestamp: Option<String>,
+}
+
+pub fn head(conn: &Connection) -> Result<HeadInfo> {
+    let h = super::writer::read_head(conn).map_err(StoreError::sqlite("reading the chain head"))?;
+    Ok(HeadInfo {
+        seq: h.seq,
+        chain_hash: hex::encode(h.hash),
+        timestamp: h.timestamp.map(format_timestamp),
+    })
+}
+
+/// The hash and row count the chain starts from: the newest retention cut,
+/// or genesis.
+pub fn chain_start(conn: &Connection) -> Result<(u64, Hash)> {
+    let cut: Option<(i64, Vec<u8>)> = conn
+        .prepare_cached(
+            "SELECT up_to_seq, chain_hash FROM retention_cuts ORDER BY up_to_seq DESC LIMIT 1",
+        )
+        .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+        .map_err(StoreError::sqlite("reading retention cuts"))?;
+    Ok(match cut {
+        Some((seq, h)) => (seq as u64, h.try_into().unwrap_or(GENESIS)),
+        None => (0, GENESIS),
+    })
+}
+
+pub fn count(conn: &Connection) -> Result<u64> {
+    conn.query_row("SELECT count(*) FROM events", [], |r| r.get::<_, i64>(0))
+        .map(|n| n as u64)
+        .map_err(StoreError::sqlite("counting events"))
+}
+
+/// Totals over a time range, computed with SQL aggregates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub period: String,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub total_events: u64,
+    pub by_type: BTreeMap<String, u64>,
+    pub by_level: BTreeMap<String, u64>,
+    pub by_actor: BTreeMap<String, u64>,
+    pub success_count: u64,
+    pub failure_count: u64,
+    pub first_event: Option<String>,
+    pub last_event: Option<String>,
+}
+
+#[tracing::instrument(skip(conn), level = "debug")]
+pub fn summary(conn: &Connection, period: &str, filter: &Filter) -> Result<Summary> {
+    let mut s = Summary {
+        period: period.to_owned(),
+        since: filter.since.map(format_timestamp),
+        until: filter.until.map(format_timestamp),
+        total_events: 0,
+        by_type: BTreeMap::new(),
+        by_level: BTreeMap::new(),
+        by_actor: BTreeMap::new(),
+        success_count: 0,
+        failure_count: 0,
+        first_event: None,
+        last_event: None,
+    };
+    conn.execute_batch("BEGIN")
+        .map_err(StoreError::sqlite("starting a read"))?;
+    let result = (|| {
+        let Some((lo, hi)) = seq_range(conn, filter)? else {
+            return Ok(());
+        };
+        let e = StoreError::sqlite("summarising events");
+        let grouped = |col: &str| -> rusqlite::Result<BTreeMap<String, u64>> {
+            let sql = format!(
+                "SELECT {col}, count(*) FROM events WHERE seq BETWEEN ?1 AND ?2 AND {col} IS NOT NULL GROUP BY {col}"
+            );
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map([lo, hi], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+            })?;
+            rows.collect()
+        };
+        s.by_type = grouped("event").map_err(e)?;
+        s.by_level = grouped("level").map_err(e)?;
+        s.by_actor = grouped("actor").map_err(e)?;
+        let (total, ok, failed, first, last) = conn
+            .prepare_cached(
+                "SELECT count(*), count(*) FILTER (WHERE success = 1), count(*) FILTER (WHERE success = 0), \
+                 min(ts), max(ts) FROM events WHERE seq BETWEEN ?1 AND ?2",
+            )
+            .and_then(|mut st| {
+                st.query_row([lo, hi], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)? as u64,
+                        r.get::<_, i64>(1)? as u64,
+                        r.get::<_, i64>(2)? as u64,
+                        r.get::<_, Option<String>>(3)?,
+                        r.get::<_, Option<String>>(4)?,
+                    ))
+                })
+            })
+            .map_err(StoreError::sqlite("summarising events"))?;
+        s.total_events = total;
+        s.success_count = ok;
+        s.failure_count = failed;
+        s.first_event = first;
+        s.last_event = last;
+        Ok(())
+    })();
+    let _ = conn.execute_batch("COMMIT");
+    result.map(|()| s)
+}

@@ -1,0 +1,155 @@
+//! Verification over the database file: reads rows and feeds the core's
+//! [`Checker`]. The range is cut into chunks checked on parallel threads,
+//! each with its own read-only connection; the failure with the lowest `seq`
+//! wins, so the verdict is the same as a single pass in `seq` order.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension};
+
+use crate::domain::verify::check_anchor;
+use crate::domain::{Anchor, Checker, Failure, FailureKind, Hash, Keyring, Report, Row, GENESIS};
+
+use super::db::open_read;
+use super::error::{Result, StoreError};
+use super::query::chain_start;
+use super::writer::read_head;
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct VerifyRequest {
+    pub from: Option<u64>,
+    pub to: Option<u64>,
+    pub anchor: Option<Anchor>,
+}
+
+/// Verifies the chain in the file at `path`.
+#[tracing::instrument(skip(keys))]
+pub fn verify_file(path: &Path, keys: &Keyring, req: VerifyRequest) -> Result<Report> {
+    let conn = open_read(path)?;
+    conn.execute_batch("BEGIN")
+        .map_err(StoreError::sqlite("starting a read"))?;
+    let head = read_head(&conn).map_err(StoreError::sqlite("reading the chain head"))?;
+    let (cut_seq, cut_hash) = chain_start(&conn)?;
+    let _ = conn.execute_batch("COMMIT");
+
+    let start = req.from.unwrap_or(1).max(cut_seq + 1);
+    let end = req.to.unwrap_or(u64::MAX).min(head.seq);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let mut chunks = Vec::new();
+    if start <= end {
+        let total = end - start + 1;
+        let n = if total < 10_000 { 1 } else { threads };
+        let size = total.div_ceil(n);
+        let mut a = start;
+        while a <= end {
+            let b = (a + size - 1).min(end);
+            chunks.push((a, b));
+            a = b + 1;
+        }
+    }
+    let results: Vec<Result<(u64, Option<Failure>)>> = if chunks.len() == 1 {
+        vec![check_chunk(&conn, keys, chunks[0], cut_seq, cut_hash)]
+    } else {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = chunks
+                .iter()
+                .map(|&chunk| {
+                    s.spawn(move || {
+                        let conn = open_read(path)?;
+                        check_chunk(&conn, keys, chunk, cut_seq, cut_hash)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("verify thread panicked"))
+                .collect()
+        })
+    };
+    let mut checked = 0;
+    let mut failure: Option<Failure> = None;
+    for r in results {
+        let (n, f) = r?;
+        if failure.is_none() {
+            checked += n;
+            failure = f;
+        }
+    }
+    if failure.is_none() {
+        if let Some(anchor) = req.anchor {
+            let at = hash_at(&conn, anchor.seq, cut_seq, cut_hash)?;
+            failure = check_anchor(&anchor, head.seq, at);
+        }
+    }
+    Ok(Report::new(checked, failure, head.seq, &head.hash))
+}
+
+/// Checks `[a, b]`; returns the rows checked and the first failure.
+fn check_chunk(
+    conn: &Connection,
+    keys: &Keyring,
+    (a, b): (u64, u64),
+    cut_seq: u64,
+    cut_hash: Hash,
+) -> Result<(u64, Option<Failure>)> {
+    let e = StoreError::sqlite("reading events to verify");
+    conn.execute_batch("BEGIN").map_err(e)?;
+    let result = (|| {
+        let prev: Option<(i64, Vec<u8>)> = conn
+            .prepare_cached("SELECT seq, chain_hash FROM events WHERE seq < ?1 AND seq > ?2 ORDER BY seq DESC LIMIT 1")
+            .and_then(|mut s| s.query_row([a as i64, cut_seq as i64], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+            .map_err(StoreError::sqlite("reading events to verify"))?;
+        let (prev_seq, prev_hash) = match prev {
+            Some((s, h)) => (s as u64, h.try_into().unwrap_or(GENESIS)),
+            None => (cut_seq, cut_hash),
+        };
+        if prev_seq + 1 != a {
+            return Ok((
+                0,
+                Some(Failure {
+                    seq: prev_seq + 1,
+                    kind: FailureKind::Missing,
+                }),
+            ));
+        }
+        let mut checker = Checker::new(keys, a, prev_hash);
+        let mut stmt = conn
+            .prepare_cached("SELECT seq, entry, chain_hash, signature FROM events WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq")
+            .map_err(StoreError::sqlite("reading events to verify"))?;
+        let mut rows = stmt
+            .query([a as i64, b as i64])
+            .map_err(StoreError::sqlite("reading events to verify"))?;
+        while let Some(r) = rows
+            .next()
+            .map_err(StoreError::sqlite("reading events to verify"))?
+        {
+            let get = |i| {
+                r.get_ref(i)
+                    .map_err(StoreError::sqlite("reading events to verify"))
+            };
+            let row = Row {
+                seq: get(0)?.as_i64().unwrap_or(0) as u64,
+                entry: get(1)?.as_bytes().unwrap_or_default(),
+                chain_hash: get(2)?.as_bytes().unwrap_or_default(),
+                signature: get(3)?.as_bytes().unwrap_or_default(),
+            };
+            if let Err(f) = checker.check(row) {
+                return Ok((checker.checked(), Some(f)));
+            }
+        }
+        Ok((checker.checked(), checker.finish(b).err()))
+    })();
+    let _ = conn.execute_batch("COMMIT");
+    result
+}
+
+fn hash_at(conn: &Connection, seq: u64, cut_seq: u64, cut_hash: Hash) -> Result<Option<Hash>> {
+    if seq == cut_seq {
+        return Ok(Some(cut_hash));
+    }
+    let h: Option<Vec<u8>> = conn
+        .prepare_cached("SELECT chain_hash FROM events WHERE seq = ?1")
+        .and_then(|mut s| s.query_row([seq as i64], |r| r.get(0)).optional())
+        .map_err(StoreError::sqlite("reading the anchor row"))?;
+    Ok(h.and_then(|h| h.try_into().ok()))
+}

@@ -1,0 +1,402 @@
+//! The writer: one thread owns the write connection and commits in groups.
+//!
+//! Callers submit a job (one event or an all-or-nothing batch) and get a
+//! [`Pending`] answer. The thread takes the first job off the queue, then
+//! every job already waiting behind it (up to [`WriterConfig::max_group_events`]),
+//! and appends them all in one `BEGIN IMMEDIATE` transaction: jobs that queue
+//! up while a commit is in flight share the next one (group commit). Each job
+//! runs inside its own savepoint, so one job's conflict does not fail its
+//! neighbours. Nobody is answered before `COMMIT` returns; if the commit fails
+//! (disk full, I/O error) every job in the group gets the error and nothing of
+//! it is acknowledged (invariants 3 and 6).
+//!
+//! The chain head is read inside the transaction, never cached across
+//! transactions, so another process appending to the same file (a CLI next
+//! to the server) still extends the one chain (invariant 4).
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, OptionalExtension};
+use tokio::sync::oneshot;
+
+use crate::domain::event::{content_of_entry, format_timestamp, truncate_micros};
+use crate::domain::{chain, EventId, Hash, HmacKey, NewEvent, Placement, GENESIS};
+
+use super::db::{open_write, Synchronous};
+use super::error::{Result, StoreError};
+
+/// One event as the writer stored it (or found it already stored).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Appended {
+    pub seq: u64,
+    pub id: String,
+    pub timestamp: String,
+    pub chain_hash: Hash,
+    pub signature: Hash,
+    pub entry: String,
+    /// False when a retry matched an event already stored under its id.
+    pub created: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct WriterConfig {
+    /// Jobs that may wait for the writer; past this, `submit` answers
+    /// [`StoreError::QueueFull`] instead of queueing more.
+    pub queue_depth: usize,
+    /// Most events one transaction takes from the queue.
+    pub max_group_events: usize,
+    pub synchronous: Synchronous,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        WriterConfig {
+            queue_depth: 4096,
+            max_group_events: 10_000,
+            synchronous: Synchronous::Full,
+        }
+    }
+}
+
+/// What the writer answers for one job.
+pub type JobResult = std::result::Result<Vec<Appended>, StoreError>;
+
+struct Job {
+    events: Vec<NewEvent>,
+    reply: oneshot::Sender<JobResult>,
+}
+
+/// Hooks for metrics: called on the writer thread after each group.
+pub trait WriterObserver: Send + Sync + 'static {
+    fn committed(
+        &self,
+        _events: usize,
+        _jobs: usize,
+        _head_seq: u64,
+        _elapsed: std::time::Duration,
+    ) {
+    }
+    fn failed(&self, _jobs: usize) {}
+}
+
+struct NoObserver;
+impl WriterObserver for NoObserver {}
+
+/// The handle callers hold. Dropping it (the last clone's `shutdown`) lets
+/// the thread finish every job already queued, then stop.
+pub struct Writer {
+    tx: Option<SyncSender<Job>>,
+    depth: Arc<AtomicUsize>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// An answer still to come.
+pub struct Pending(oneshot::Receiver<JobResult>);
+
+impl Pending {
+    /// Waits on this thread (CLI, tests). Not for async code.
+    pub fn wait(self) -> JobResult {
+        self.0.blocking_recv().unwrap_or(Err(StoreError::Closed))
+    }
+    pub async fn wait_async(self) -> JobResult {
+        self.0.await.unwrap_or(Err(StoreError::Closed))
+    }
+}
+
+impl Writer {
+    /// Opens the file for writing (applying migrations) and starts the thread.
+    pub fn start(path: &Path, key: HmacKey, config: WriterConfig) -> Result<Writer> {
+        Self::start_observed(path, key, config, Arc::new(NoObserver))
+    }
+
+    pub fn start_observed(
+        path: &Path,
+        key: HmacKey,
+        config: WriterConfig,
+        observer: Arc<dyn WriterObserver>,
+    ) -> Result<Writer> {
+        let conn = open_write(path, config.synchronous)?;
+        let (tx, rx) = mpsc::sync_channel::<Job>(config.queue_depth.max(1));
+        let depth = Arc::new(AtomicUsize::new(0));
+        let thread_depth = depth.clone();
+        let thread = std::thread::Builder::new()
+            .name("trail-writer".into())
+            .spawn(move || run(conn, key, rx, thread_depth, config, observer))
+            .map_err(|source| StoreError::Io {
+                context: "starting the writer thread".into(),
+                source,
+            })?;
+        Ok(Writer {
+            tx: Some(tx),
+            depth,
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues a job without waiting; a full queue is an error, never a drop.
+    pub fn submit(&self, events: Vec<NewEvent>) -> Result<Pending> {
+        let (reply, rx) = oneshot::channel();
+        let tx = self.tx.as_ref().ok_or(StoreError::Closed)?;
+        self.depth.fetch_add(1, Ordering::Relaxed);
+        match tx.try_send(Job { events, reply }) {
+            Ok(()) => Ok(Pending(rx)),
+            Err(e) => {
+                self.depth.fetch_sub(1, Ordering::Relaxed);
+                Err(match e {
+                    TrySendError::Full(_) => StoreError::QueueFull,
+                    TrySendError::Disconnected(_) => StoreError::Closed,
+                })
+            }
+        }
+    }
+
+    /// Queues a job, waiting for room in the queue (CLI imports).
+    pub fn submit_wait(&self, events: Vec<NewEvent>) -> Result<Pending> {
+        let (reply, rx) = oneshot::channel();
+        let tx = self.tx.as_ref().ok_or(StoreError::Closed)?;
+        self.depth.fetch_add(1, Ordering::Relaxed);
+        tx.send(Job { events, reply }).map_err(|_| {
+            self.depth.fetch_sub(1, Ordering::Relaxed);
+            StoreError::Closed
+        })?;
+        Ok(Pending(rx))
+    }
+
+    /// Appends and waits for the commit (blocking).
+    pub fn append(&self, events: Vec<NewEvent>) -> JobResult {
+        self.submit_wait(events)?.wait()
+    }
+
+    /// Jobs waiting for the writer right now.
+    pub fn queue_depth(&self) -> usize {
+        self.depth.load(Ordering::Relaxed)
+    }
+
+    /// Stops taking jobs, lets the thread commit every queued one, and waits.
+    pub fn shutdown(&mut self) {
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn run(
+    mut conn: Connection,
+    key: HmacKey,
+    rx: Receiver<Job>,
+    depth: Arc<AtomicUsize>,
+    config: WriterConfig,
+    observer: Arc<dyn WriterObserver>,
+) {
+    while let Ok(first) = rx.recv() {
+        let mut events = first.events.len();
+        let mut jobs = vec![first];
+        while events < config.max_group_events {
+            match rx.try_recv() {
+                Ok(job) => {
+                    events += job.events.len();
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        depth.fetch_sub(jobs.len(), Ordering::Relaxed);
+        let started = std::time::Instant::now();
+        let n_jobs = jobs.len();
+        match commit_group(&mut conn, &key, &jobs) {
+            Ok((results, head_seq)) => {
+                let stored: usize = results
+                    .iter()
+                    .map(|r| r.as_ref().map_or(0, |v| v.len()))
+                    .sum();
+                observer.committed(stored, n_jobs, head_seq, started.elapsed());
+                for (job, result) in jobs.into_iter().zip(results) {
+                    let _ = job.reply.send(result);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, jobs = n_jobs, "append transaction failed; nothing of it was acknowledged");
+                observer.failed(n_jobs);
+                let _ = conn.execute_batch("ROLLBACK");
+                let reason = e.to_string();
+                for job in jobs {
+                    let _ = job
+                        .reply
+                        .send(Err(StoreError::CommitFailed(reason.clone())));
+                }
+            }
+        }
+    }
+}
+
+/// The newest link: where the next row attaches.
+#[derive(Debug, Clone)]
+pub(crate) struct ChainHead {
+    pub seq: u64,
+    pub hash: Hash,
+    pub timestamp: Option<DateTime<Utc>>,
+}
+
+/// Reads the head inside the caller's transaction: the newest row, else the
+/// newest retention cut, else genesis.
+pub(crate) fn read_head(conn: &Connection) -> rusqlite::Result<ChainHead> {
+    let row = conn
+        .prepare_cached("SELECT seq, chain_hash, ts FROM events ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })
+        .optional()?;
+    if let Some((seq, hash, ts)) = row {
+        return Ok(ChainHead {
+            seq: seq as u64,
+            hash: hash.try_into().unwrap_or(GENESIS),
+            timestamp: DateTime::parse_from_rfc3339(&ts)
+                .ok()
+                .map(|t| t.with_timezone(&Utc)),
+        });
+    }
+    let cut = conn
+        .prepare_cached(
+            "SELECT up_to_seq, chain_hash FROM retention_cuts ORDER BY up_to_seq DESC LIMIT 1",
+        )?
+        .query_row([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
+        .optional()?;
+    Ok(match cut {
+        Some((seq, hash)) => ChainHead {
+            seq: seq as u64,
+            hash: hash.try_into().unwrap_or(GENESIS),
+            timestamp: None,
+        },
+        None => ChainHead {
+            seq: 0,
+            hash: GENESIS,
+            timestamp: None,
+        },
+    })
+}
+
+type GroupOutcome = (Vec<JobResult>, u64);
+
+fn commit_group(
+    conn: &mut Connection,
+    key: &HmacKey,
+    jobs: &[Job],
+) -> rusqlite::Result<GroupOutcome> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let mut head = read_head(conn)?;
+    // Invariant 5: time never goes backwards along the chain, whatever the
+    // clock does. One timestamp serves the whole group.
+    let now = truncate_micros(Utc::now());
+    let ts = match head.timestamp {
+        Some(prev) if prev > now => prev,
+        _ => now,
+    };
+    let ts_text = format_timestamp(ts);
+    let mut results = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        conn.execute_batch("SAVEPOINT job")?;
+        let saved = head.clone();
+        match append_job(conn, key, &mut head, &ts_text, &job.events)? {
+            Ok(done) => {
+                conn.execute_batch("RELEASE job")?;
+                results.push(Ok(done));
+            }
+            Err(refused) => {
+                conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
+                head = saved;
+                results.push(Err(refused));
+            }
+        }
+    }
+    conn.execute_batch("COMMIT")?;
+    Ok((results, head.seq))
+}
+
+/// Appends one job's events. The outer error aborts the whole group (SQL
+/// failed); the inner one refuses this job only (an id conflict).
+fn append_job(
+    conn: &Connection,
+    key: &HmacKey,
+    head: &mut ChainHead,
+    ts: &str,
+    events: &[NewEvent],
+) -> rusqlite::Result<std::result::Result<Vec<Appended>, StoreError>> {
+    let mut out = Vec::with_capacity(events.len());
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO events (seq, entry, chain_hash, signature) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    let key_id = key.id().as_str();
+    for ev in events {
+        let id = match ev.id() {
+            Some(id) => {
+                if let Some(existing) = find_by_id(conn, id.as_str())? {
+                    if content_of_entry(&existing.entry).as_deref()
+                        == Some(ev.content_fingerprint().as_str())
+                    {
+                        out.push(existing);
+                        continue;
+                    }
+                    return Ok(Err(StoreError::Conflict {
+                        id: id.as_str().to_owned(),
+                    }));
+                }
+                id.clone()
+            }
+            None => EventId::generate(),
+        };
+        let seq = head.seq + 1;
+        let entry = ev.encode(Placement {
+            seq,
+            id: id.as_str(),
+            timestamp: ts,
+            key_id,
+        });
+        let hash = chain::link(&head.hash, entry.as_bytes());
+        let signature = key.seal(&hash);
+        insert.execute(params![seq as i64, entry, &hash[..], &signature[..]])?;
+        head.seq = seq;
+        head.hash = hash;
+        out.push(Appended {
+            seq,
+            id: id.as_str().to_owned(),
+            timestamp: ts.to_owned(),
+            chain_hash: hash,
+            signature,
+            entry,
+            created: true,
+        });
+    }
+    Ok(Ok(out))
+}
+
+fn find_by_id(conn: &Connection, id: &str) -> rusqlite::Result<Option<Appended>> {
+    conn.prepare_cached("SELECT seq, entry, chain_hash, signature, ts FROM events WHERE id = ?1")?
+        .query_row([id], |r| {
+            Ok(Appended {
+                seq: r.get::<_, i64>(0)? as u64,
+                entry: r.get(1)?,
+                chain_hash: r.get::<_, Vec<u8>>(2)?.try_into().unwrap_or(GENESIS),
+                signature: r.get::<_, Vec<u8>>(3)?.try_into().unwrap_or(GENESIS),
+                timestamp: r.get(4)?,
+                id: id.to_owned(),
+                created: false,
+            })
+        })
+        .optional()
+}
