@@ -669,3 +669,162 @@ pub fn content_of_entry(entry: &str) -> Option<String> {
         .ok()
         .map(|e| e.content_fingerprint())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Validates `input` and returns either the content or the error text.
+    fn check(input: Value) -> String {
+        match NewEvent::from_json(&input) {
+            Ok(e) => e.content_fingerprint(),
+            Err(e) => format!("error: {e}"),
+        }
+    }
+
+    #[test]
+    fn accepts_and_normalises() {
+        assert_eq!(
+            check(json!({"event": "a"})),
+            r#","event":"a","level":"info""#
+        );
+        assert_eq!(
+            check(json!({"event": "a", "level": "WARN"})),
+            r#","event":"a","level":"warning""#
+        );
+        assert_eq!(
+            check(
+                json!({"type": "a", "severity": "Error", "user_id": "u", "target": "t", "source": "::FFFF:1.2.3.4"})
+            ),
+            r#","event":"a","level":"error","actor":"u","resource":"t","source_ip":"::ffff:1.2.3.4""#
+        );
+        assert_eq!(
+            check(json!({"event": "a", "occurred_at": "2026-03-01T10:00:00-05:00"})),
+            r#","event":"a","level":"info","occurred_at":"2026-03-01T15:00:00.000000Z""#
+        );
+    }
+
+    #[test]
+    fn every_rule_names_its_field() {
+        let cases = [
+            (json!([1]), "an event must be a JSON object, not an array"),
+            (json!({}), "event: is required"),
+            (
+                json!({"event": ""}),
+                "event: must be 1 to 128 characters (got 0)",
+            ),
+            (
+                json!({"event": "a".repeat(129)}),
+                "event: must be 1 to 128 characters (got 129)",
+            ),
+            (
+                json!({"event": "a b"}),
+                "event: may hold only letters, digits and _ . : - (found ' ')",
+            ),
+            (json!({"event": 5}), "event: must be a string, not a number"),
+            (
+                json!({"event": "a", "level": "loud"}),
+                "level: must be one of debug, info, warning, error, critical (got \"loud\")",
+            ),
+            (
+                json!({"event": "a", "success": "yes"}),
+                "success: must be true or false, not a string",
+            ),
+            (
+                json!({"event": "a", "colour": "red"}),
+                "colour: unknown field",
+            ),
+            (
+                json!({"event": "a", "seq": 3}),
+                "seq: is set by trail and may not be sent",
+            ),
+            (
+                json!({"event": "a", "type": "b"}),
+                "type: given twice: event and type both mean event",
+            ),
+            (
+                json!({"event": "a", "id": "x y"}),
+                "id: may hold only letters, digits, _ and - (found ' ')",
+            ),
+            (
+                json!({"event": "a", "source_ip": "example.com"}),
+                "source_ip: must be an IPv4 or IPv6 address (got \"example.com\")",
+            ),
+            (
+                json!({"event": "a", "actor": "a\u{0}b"}),
+                "actor: must not contain control characters",
+            ),
+            (
+                json!({"event": "a", "details": [1]}),
+                "details: must be a JSON object, not an array",
+            ),
+        ];
+        for (input, want) in cases {
+            assert_eq!(
+                check(input.clone()),
+                format!("error: {want}"),
+                "input {input}"
+            );
+        }
+    }
+
+    #[test]
+    fn details_limits() {
+        let mut deep = json!({});
+        for _ in 0..39 {
+            deep = json!({ "d": deep });
+        }
+        assert_eq!(
+            check(json!({"event": "a", "details": deep})),
+            "error: details: is nested 40 levels deep; at most 32 are allowed"
+        );
+        let mut ok = json!({});
+        for _ in 0..31 {
+            ok = json!({ "d": ok });
+        }
+        assert!(!check(json!({"event": "a", "metadata": ok})).starts_with("error"));
+        let big = "x".repeat(70_000);
+        assert!(check(json!({"event": "a", "details": {"k": big}}))
+            .starts_with("error: details: is 70008 bytes serialized"));
+    }
+
+    #[test]
+    fn reports_all_problems_at_once() {
+        let e = NewEvent::from_json(&json!({"level": 1, "success": 2})).unwrap_err();
+        let fields: Vec<&str> = e.errors.iter().map(|f| f.field.as_str()).collect();
+        assert_eq!(fields, ["event", "level", "success"]);
+    }
+
+    #[test]
+    fn json_string_escaping_matches_serde_json() {
+        for s in [
+            "plain",
+            "q\"b\\s",
+            "\u{1}\u{1f}\u{7f}",
+            "tab\tnl\ncr\r\u{8}\u{c}",
+            "ünï ✓ 😀",
+        ] {
+            let mut out = String::new();
+            write_json_string(&mut out, s);
+            assert_eq!(out, serde_json::to_string(s).unwrap());
+        }
+    }
+
+    #[test]
+    fn retries_compare_by_content() {
+        let a = NewEvent::from_json(&json!({"event": "a", "details": {"b": 1, "a": 2}})).unwrap();
+        let b = NewEvent::from_json(
+            &json!({"details": {"a": 2, "b": 1}, "type": "a", "level": "INFO"}),
+        )
+        .unwrap();
+        assert_eq!(a.content_fingerprint(), b.content_fingerprint());
+        let entry = a.encode(Placement {
+            seq: 9,
+            id: "i",
+            timestamp: "t",
+            key_id: "k",
+        });
+        assert_eq!(content_of_entry(&entry).unwrap(), b.content_fingerprint());
+    }
+}

@@ -264,3 +264,150 @@ impl Report {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{chain, HmacKey, NewEvent, Placement, GENESIS};
+
+    struct Built {
+        entries: Vec<String>,
+        hashes: Vec<Hash>,
+        sigs: Vec<Hash>,
+    }
+
+    fn build(key: &HmacKey, n: u64) -> Built {
+        let mut b = Built {
+            entries: vec![],
+            hashes: vec![],
+            sigs: vec![],
+        };
+        let mut prev = GENESIS;
+        for seq in 1..=n {
+            let ev =
+                NewEvent::from_json(&serde_json::json!({"event": "e", "actor": format!("a{seq}")}))
+                    .unwrap();
+            let entry = ev.encode(Placement {
+                seq,
+                id: &format!("id{seq}"),
+                timestamp: "2026-01-01T00:00:00.000000Z",
+                key_id: key.id().as_str(),
+            });
+            let h = chain::link(&prev, entry.as_bytes());
+            b.sigs.push(key.seal(&h));
+            b.hashes.push(h);
+            b.entries.push(entry);
+            prev = h;
+        }
+        b
+    }
+
+    fn run(keys: &Keyring, rows: &[(u64, &str, Hash, Hash)]) -> Result<u64, Failure> {
+        let mut c = Checker::new(keys, 1, GENESIS);
+        for (seq, e, h, s) in rows {
+            c.check(Row {
+                seq: *seq,
+                entry: e.as_bytes(),
+                chain_hash: h,
+                signature: s,
+            })?;
+        }
+        Ok(c.checked())
+    }
+
+    fn rows(b: &Built) -> Vec<(u64, &str, Hash, Hash)> {
+        (0..b.entries.len())
+            .map(|i| (i as u64 + 1, b.entries[i].as_str(), b.hashes[i], b.sigs[i]))
+            .collect()
+    }
+
+    #[test]
+    fn each_kind_of_damage() {
+        let key = HmacKey::from_bytes([7; 32]);
+        let keys = Keyring::new(key.clone());
+        let b = build(&key, 6);
+        assert_eq!(run(&keys, &rows(&b)), Ok(6));
+
+        let fail = |seq, kind| Err(Failure { seq, kind });
+        let mut r = rows(&b);
+        let edited = r[2].1.replace("a3", "zz");
+        r[2].1 = &edited;
+        assert_eq!(run(&keys, &r), fail(3, FailureKind::Modified));
+
+        let mut r = rows(&b);
+        r[3].2[0] ^= 1;
+        assert_eq!(run(&keys, &r), fail(4, FailureKind::Modified));
+
+        let mut r = rows(&b);
+        r.remove(1);
+        assert_eq!(run(&keys, &r), fail(2, FailureKind::Missing));
+
+        let mut r = rows(&b);
+        r.swap(1, 2);
+        let (a, c) = (r[1].0, r[2].0);
+        r[1].0 = c;
+        r[2].0 = a;
+        assert_eq!(run(&keys, &r), fail(2, FailureKind::BrokenLink));
+
+        let mut r = rows(&b);
+        r[4].3[5] ^= 1;
+        assert_eq!(run(&keys, &r), fail(5, FailureKind::BadSeal));
+
+        assert_eq!(
+            run(&Keyring::empty(), &rows(&b)),
+            fail(1, FailureKind::UnknownKey)
+        );
+        let mut other = Keyring::new(HmacKey::from_bytes([8; 32]));
+        assert_eq!(run(&other, &rows(&b)), fail(1, FailureKind::UnknownKey));
+        other.add(key);
+        assert_eq!(run(&other, &rows(&b)), Ok(6));
+    }
+
+    #[test]
+    fn a_run_that_stops_short_is_missing_its_tail() {
+        let key = HmacKey::from_bytes([7; 32]);
+        let keys = Keyring::new(key.clone());
+        let b = build(&key, 3);
+        let mut c = Checker::new(&keys, 1, GENESIS);
+        for (seq, e, h, s) in rows(&b) {
+            c.check(Row {
+                seq,
+                entry: e.as_bytes(),
+                chain_hash: &h,
+                signature: &s,
+            })
+            .unwrap();
+        }
+        assert_eq!(c.finish(3), Ok(()));
+        assert_eq!(
+            c.finish(5),
+            Err(Failure {
+                seq: 4,
+                kind: FailureKind::Missing
+            })
+        );
+    }
+
+    #[test]
+    fn anchors() {
+        let a = Anchor::parse(&format!("5:{}", "ab".repeat(32))).unwrap();
+        assert_eq!(
+            check_anchor(&a, 4, None),
+            Some(Failure {
+                seq: 5,
+                kind: FailureKind::Truncated
+            })
+        );
+        assert_eq!(check_anchor(&a, 9, Some([0xab; 32])), None);
+        assert_eq!(
+            check_anchor(&a, 9, Some([0; 32])),
+            Some(Failure {
+                seq: 5,
+                kind: FailureKind::Truncated
+            })
+        );
+        assert!(Anchor::parse("5").is_err());
+        assert!(Anchor::parse("x:00").is_err());
+        assert!(Anchor::parse(&format!("0:{}", "ab".repeat(32))).is_err());
+    }
+}
