@@ -1,1 +1,257 @@
-fn main() {}
+//! Core benchmark: prints the figures issue 2 asks for.
+//!
+//!   cargo bench --bench core
+//!
+//! 1. appends through the writer in batches of 1,000 (synchronous=FULL) vs a
+//!    plain rusqlite insert of the same entries into the same schema without
+//!    encoding, hashing or sealing, alternating runs, medians and their ratio;
+//! 2. `verify` over a file of TRAIL_BENCH_VERIFY_EVENTS (default 1,000,000);
+//! 3. one-filter `show` queries and pages taken deep in that file.
+//!
+//! Scale with TRAIL_BENCH_APPEND_EVENTS / TRAIL_BENCH_VERIFY_EVENTS.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rusqlite::params;
+use serde_json::json;
+use trail::domain::{Filter, FilterInput, HmacKey, Keyring, NewEvent, Placement};
+use trail::store::query::{self, Order, PageRequest};
+use trail::store::{
+    open_read, open_write, verify_file, Synchronous, VerifyRequest, Writer, WriterConfig,
+};
+
+const BATCH: usize = 1000;
+const ACTORS: usize = 1000;
+const TYPES: [&str; 8] = [
+    "user.login",
+    "user.logout",
+    "auth.fail",
+    "auth.token.create",
+    "file.read",
+    "file.write",
+    "order.create",
+    "order.cancel",
+];
+const LEVELS: [&str; 5] = ["debug", "info", "info", "warning", "error"];
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// About 300 bytes of JSON per event.
+fn event(i: usize) -> NewEvent {
+    NewEvent::from_json(&json!({
+        "event": TYPES[i % TYPES.len()],
+        "level": LEVELS[i % LEVELS.len()],
+        "actor": format!("user-{:04}", (i * 7919) % ACTORS),
+        "resource": format!("/api/v1/orders/{}", i % 100_000),
+        "success": i % 10 != 0,
+        "source_ip": format!("10.{}.{}.{}", i % 256, (i / 256) % 256, i % 200),
+        "user_agent": "Mozilla/5.0 (X11; Linux x86_64) trail-bench/1.0",
+        "request_id": format!("req-{i:012}"),
+        "details": {"method": "POST", "status": 201, "bytes": i % 65536, "path": "/api/v1/orders", "region": "eu-west-1"}
+    }))
+    .expect("valid bench event")
+}
+
+fn fresh(dir: &Path, name: &str) -> PathBuf {
+    let p = dir.join(name);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", p.display()));
+    }
+    p
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn fill_with_writer(path: &Path, key: &HmacKey, n: usize) -> Duration {
+    let writer = Writer::start(path, key.clone(), WriterConfig::default()).expect("writer");
+    let events: Vec<Vec<NewEvent>> = (0..n)
+        .collect::<Vec<_>>()
+        .chunks(BATCH)
+        .map(|c| c.iter().map(|&i| event(i)).collect())
+        .collect();
+    let start = Instant::now();
+    // Keep two batches in flight, as a real importer does.
+    let mut pending = std::collections::VecDeque::new();
+    for batch in events {
+        pending.push_back(writer.submit_wait(batch).expect("submit"));
+        if pending.len() > 2 {
+            pending.pop_front().unwrap().wait().expect("append");
+        }
+    }
+    for p in pending {
+        p.wait().expect("append");
+    }
+    start.elapsed()
+}
+
+/// The same entries, inserted with no encoding, hashing or sealing.
+fn fill_plain(path: &Path, entries: &[String]) -> Duration {
+    let mut conn = open_write(path, Synchronous::Full).expect("open");
+    let hash = [0u8; 32];
+    let start = Instant::now();
+    for (b, chunk) in entries.chunks(BATCH).enumerate() {
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .unwrap();
+        {
+            let mut st = tx
+                .prepare_cached("INSERT INTO events (seq, entry, chain_hash, signature) VALUES (?1, ?2, ?3, ?4)")
+                .unwrap();
+            for (i, e) in chunk.iter().enumerate() {
+                st.execute(params![(b * BATCH + i + 1) as i64, e, &hash[..], &hash[..]])
+                    .unwrap();
+            }
+        }
+        tx.commit().unwrap();
+    }
+    start.elapsed()
+}
+
+fn main() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-data");
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = HmacKey::from_bytes([42; 32]);
+    let n_append = env_usize("TRAIL_BENCH_APPEND_EVENTS", 200_000);
+    let n_verify = env_usize("TRAIL_BENCH_VERIFY_EVENTS", 1_000_000);
+
+    // Pre-encoded entries for the plain baseline (what the writer would store).
+    let entries: Vec<String> = (0..n_append)
+        .map(|i| {
+            event(i).encode(Placement {
+                seq: i as u64 + 1,
+                id: &format!("01a2{i:028}"),
+                timestamp: "2026-11-22T10:00:00.000000Z",
+                key_id: key.id().as_str(),
+            })
+        })
+        .collect();
+    let avg = entries.iter().map(|e| e.len()).sum::<usize>() / entries.len();
+    println!("== append: {n_append} events, batches of {BATCH}, average entry {avg} bytes, synchronous=FULL");
+    let (mut w_rates, mut p_rates) = (Vec::new(), Vec::new());
+    for run in 1..=3 {
+        let t = fill_with_writer(&fresh(&dir, "append.db"), &key, n_append);
+        let w = n_append as f64 / t.as_secs_f64();
+        let t = fill_plain(&fresh(&dir, "plain.db"), &entries);
+        let p = n_append as f64 / t.as_secs_f64();
+        println!(
+            "run {run}: writer {w:>9.0} events/s   plain insert {p:>9.0} rows/s   ratio {:.2}",
+            w / p
+        );
+        w_rates.push(w);
+        p_rates.push(p);
+    }
+    let (w, p) = (median(w_rates), median(p_rates));
+    println!(
+        "median: writer {w:.0} events/s, plain insert {p:.0} rows/s, writer/plain = {:.0}%",
+        100.0 * w / p
+    );
+    fresh(&dir, "append.db");
+    fresh(&dir, "plain.db");
+
+    let big = dir.join(format!("verify-{n_verify}.db"));
+    if !big.exists() || query::count(&open_read(&big).unwrap()).unwrap() != n_verify as u64 {
+        let big = fresh(&dir, &format!("verify-{n_verify}.db"));
+        println!("\n(building a {n_verify}-event file...)");
+        let t = fill_with_writer(&big, &key, n_verify);
+        println!(
+            "built in {:.1} s ({:.0} events/s)",
+            t.as_secs_f64(),
+            n_verify as f64 / t.as_secs_f64()
+        );
+    }
+    let ring = Keyring::new(key.clone());
+    println!("\n== verify: {n_verify} events");
+    let mut rates = Vec::new();
+    for run in 1..=3 {
+        let start = Instant::now();
+        let report = verify_file(&big, &ring, VerifyRequest::default()).unwrap();
+        let t = start.elapsed();
+        assert!(
+            report.valid && report.entries_checked == n_verify as u64,
+            "{report:?}"
+        );
+        let r = n_verify as f64 / t.as_secs_f64();
+        println!("run {run}: {:.3} s, {r:.0} events/s", t.as_secs_f64());
+        rates.push(r);
+    }
+    println!("median: {:.0} events/s", median(rates));
+
+    println!("\n== show / pages in the {n_verify}-event file (per query, 200 queries each)");
+    let conn = open_read(&big).unwrap();
+    let f = |event: Option<&str>, level: Option<&str>, actor: Option<&str>| {
+        Filter::parse(&FilterInput {
+            event,
+            level,
+            actor,
+            ..FilterInput::default()
+        })
+        .unwrap()
+    };
+    let cases: Vec<(&str, Filter, bool)> = vec![
+        (
+            "show --actor (one of 1000)",
+            f(None, None, Some("user-0421")),
+            false,
+        ),
+        (
+            "show --event user.login",
+            f(Some("user.login"), None, None),
+            false,
+        ),
+        ("show --event auth.*", f(Some("auth.*"), None, None), false),
+        ("show --level error", f(None, Some("error"), None), false),
+        ("show (no filter)", Filter::default(), false),
+        ("deep page, no filter", Filter::default(), true),
+        ("deep page --actor", f(None, None, Some("user-0421")), true),
+        (
+            "deep page --event user.login",
+            f(Some("user.login"), None, None),
+            true,
+        ),
+        (
+            "deep page --level warning",
+            f(None, Some("warning"), None),
+            true,
+        ),
+    ];
+    let mut seed = 0x9e3779b97f4a7c15u64;
+    for (name, filter, deep) in cases {
+        let mut times = Vec::new();
+        for _ in 0..200 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let after = deep.then(|| n_verify as u64 / 10 + seed % (n_verify as u64 * 8 / 10));
+            let start = Instant::now();
+            let page = query::list(
+                &conn,
+                &filter,
+                PageRequest {
+                    order: Order::Desc,
+                    after,
+                    limit: 20,
+                    offset: 0,
+                },
+            )
+            .unwrap();
+            times.push(start.elapsed().as_secs_f64() * 1000.0);
+            assert_eq!(page.events.len(), 20, "{name}");
+        }
+        let med = median(times.clone());
+        times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let p99 = times[times.len() * 99 / 100];
+        println!(
+            "{name:<32} median {med:.3} ms   p99 {p99:.3} ms   max {:.3} ms",
+            times[times.len() - 1]
+        );
+    }
+}

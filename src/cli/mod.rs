@@ -46,6 +46,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Run the HTTP service on the database file.
+    Serve(ServeArgs),
     /// Append one event and print its seq, id and chain hash.
     Append(AppendArgs),
     /// Append JSON Lines (one event per line) in all-or-nothing batches.
@@ -106,6 +108,25 @@ impl FilterArgs {
             until: self.until.as_deref(),
         })
     }
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "TRAIL_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: String,
+    /// Largest request body, in bytes.
+    #[arg(long, env = "TRAIL_MAX_BODY_BYTES", default_value_t = 1 << 20)]
+    pub max_body_bytes: usize,
+    /// Most events in one POST.
+    #[arg(long, env = "TRAIL_MAX_BATCH", default_value_t = 1000)]
+    pub max_batch: usize,
+    /// Append jobs that may wait for the writer before POSTs get 503.
+    #[arg(long, env = "TRAIL_QUEUE_DEPTH", default_value_t = 4096)]
+    pub queue_depth: usize,
+    /// HTTP worker threads (default: one per core).
+    #[arg(long, env = "TRAIL_WORKERS", default_value_t = 0)]
+    pub workers: usize,
 }
 
 #[derive(Args, Debug)]
@@ -245,7 +266,7 @@ impl CliError {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    init_logging(matches!(cli.command, Command::Serve(_)));
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(CliError::VerifyFailed(msg)) => {
@@ -261,9 +282,10 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
+fn init_logging(serving: bool) {
+    let default = if serving { "info" } else { "warn" };
     let filter =
-        tracing_subscriber::EnvFilter::try_from_env("TRAIL_LOG").unwrap_or_else(|_| "warn".into());
+        tracing_subscriber::EnvFilter::try_from_env("TRAIL_LOG").unwrap_or_else(|_| default.into());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(io::stderr)
@@ -277,6 +299,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     };
     let db = cli.db.as_path();
     match cli.command {
+        Command::Serve(args) => serve(db, keys, cli.synchronous, args),
         Command::Append(args) => append(db, &keys, cli.synchronous, args),
         Command::Import(args) => import(db, &keys, cli.synchronous, args),
         Command::Show(args) => show(db, args),
@@ -300,6 +323,36 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             &FilterArgs::default(),
         ),
     }
+}
+
+fn serve(db: &Path, keys: KeySource, sync: Synchronous, args: ServeArgs) -> Result<(), CliError> {
+    use crate::http::{Application, Limits, ServeConfig};
+    let mut config = ServeConfig::new(args.bind, db);
+    config.keys = keys;
+    config.limits = Limits {
+        max_body_bytes: args.max_body_bytes,
+        max_batch: args.max_batch,
+        ..Limits::default()
+    };
+    config.writer = WriterConfig {
+        synchronous: sync,
+        queue_depth: args.queue_depth,
+        ..WriterConfig::default()
+    };
+    config.workers = args.workers;
+    actix_web::rt::System::new().block_on(async move {
+        let app = Application::build(config).map_err(|e| match e {
+            crate::http::StartError::Store(s) => CliError::Store(s),
+            other => CliError::Input(other.to_string()),
+        })?;
+        tracing::info!(port = app.port(), db = %db.display(), "trail is serving");
+        app.run_until_stopped().await.map_err(|e| {
+            CliError::Store(StoreError::Io {
+                context: "serving".into(),
+                source: e,
+            })
+        })
+    })
 }
 
 fn start_writer(db: &Path, keys: &KeySource, sync: Synchronous) -> Result<Writer, CliError> {
@@ -678,23 +731,8 @@ fn search(db: &Path, args: SearchArgs) -> Result<(), CliError> {
     out.flush().or_else(ignore_broken_pipe)
 }
 
-/// `24h`, `7d`, `30d` or `all` as a filter on time.
-pub fn period_filter(period: &str, now: chrono::DateTime<chrono::Utc>) -> Result<Filter, String> {
-    let since = match period {
-        "24h" => Some(now - chrono::Duration::hours(24)),
-        "7d" => Some(now - chrono::Duration::days(7)),
-        "30d" => Some(now - chrono::Duration::days(30)),
-        "all" => None,
-        other => return Err(format!("must be 24h, 7d, 30d or all (got {other:?})")),
-    };
-    Ok(Filter {
-        since,
-        ..Filter::default()
-    })
-}
-
 fn summary(db: &Path, keys: &KeySource, args: SummaryArgs) -> Result<(), CliError> {
-    let filter = period_filter(&args.period, chrono::Utc::now())
+    let filter = crate::domain::filter::period_filter(&args.period, chrono::Utc::now())
         .map_err(|e| CliError::Input(format!("--period: {e}")))?;
     let conn = open_read(db)?;
     let s = query::summary(&conn, &args.period, &filter)?;

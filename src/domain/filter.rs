@@ -203,3 +203,18 @@ pub fn parse_bound(s: &str, until: bool) -> Result<DateTime<Utc>, String> {
         t
     })
 }
+
+/// `24h`, `7d`, `30d` or `all` as a filter on time, counted back from `now`.
+pub fn period_filter(period: &str, now: DateTime<Utc>) -> Result<Filter, String> {
+    let since = match period {
+        "24h" => Some(now - chrono::Duration::hours(24)),
+        "7d" => Some(now - chrono::Duration::days(7)),
+        "30d" => Some(now - chrono::Duration::days(30)),
+        "all" => None,
+        other => return Err(format!("must be 24h, 7d, 30d or all (got {other:?})")),
+    };
+    Ok(Filter {
+        since,
+        ..Filter::default()
+    })
+}

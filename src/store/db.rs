@@ -112,13 +112,15 @@ pub fn open_read(path: &Path) -> Result<Connection> {
 }
 
 pub(crate) fn configure_reader(conn: &Connection) -> Result<()> {
-    conn.busy_timeout(BUSY_TIMEOUT)
-        .map_err(StoreError::sqlite("setting busy timeout"))?;
+    reader_pragmas(conn).map_err(StoreError::sqlite("configuring a read connection"))
+}
+
+/// Settings of every read-only connection (CLI, verify threads, HTTP pool).
+pub fn reader_pragmas(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.execute_batch(
         "PRAGMA query_only = ON; PRAGMA cache_size = -32768; PRAGMA temp_store = MEMORY;",
     )
-    .map_err(StoreError::sqlite("setting pragmas"))?;
-    Ok(())
 }
 
 /// The newest schema version the embedded migrations reach.

@@ -11,6 +11,8 @@ pub enum StoreError {
     Input(#[from] InputError),
     #[error("event id {id:?} is already stored with different content")]
     Conflict { id: String },
+    #[error("Idempotency-Key {key:?} was first used with a different request")]
+    IdempotencyMismatch { key: String },
     #[error("the writer's queue is full; retry shortly")]
     QueueFull,
     #[error("the transaction did not commit, nothing of it was stored: {0}")]

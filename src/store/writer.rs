@@ -15,9 +15,9 @@
 //! to the server) still extends the one chain (invariant 4).
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use chrono::{DateTime, Utc};
@@ -68,7 +68,21 @@ pub type JobResult = std::result::Result<Vec<Appended>, StoreError>;
 
 struct Job {
     events: Vec<NewEvent>,
+    idempotency: Option<IdempotencyKey>,
     reply: oneshot::Sender<JobResult>,
+}
+
+enum Msg {
+    Job(Job),
+    /// Commit what is queued, then stop.
+    Stop,
+}
+
+/// An `Idempotency-Key` and the hash of the request it was first sent with.
+#[derive(Debug, Clone)]
+pub struct IdempotencyKey {
+    pub key: String,
+    pub request_hash: Hash,
 }
 
 /// Hooks for metrics: called on the writer thread after each group.
@@ -90,9 +104,10 @@ impl WriterObserver for NoObserver {}
 /// The handle callers hold. Dropping it (the last clone's `shutdown`) lets
 /// the thread finish every job already queued, then stop.
 pub struct Writer {
-    tx: Option<SyncSender<Job>>,
+    tx: SyncSender<Msg>,
     depth: Arc<AtomicUsize>,
-    thread: Option<JoinHandle<()>>,
+    closed: AtomicBool,
+    thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// An answer still to come.
@@ -121,7 +136,7 @@ impl Writer {
         observer: Arc<dyn WriterObserver>,
     ) -> Result<Writer> {
         let conn = open_write(path, config.synchronous)?;
-        let (tx, rx) = mpsc::sync_channel::<Job>(config.queue_depth.max(1));
+        let (tx, rx) = mpsc::sync_channel::<Msg>(config.queue_depth.max(1));
         let depth = Arc::new(AtomicUsize::new(0));
         let thread_depth = depth.clone();
         let thread = std::thread::Builder::new()
@@ -132,18 +147,34 @@ impl Writer {
                 source,
             })?;
         Ok(Writer {
-            tx: Some(tx),
+            tx,
             depth,
-            thread: Some(thread),
+            closed: AtomicBool::new(false),
+            thread: Mutex::new(Some(thread)),
         })
     }
 
     /// Queues a job without waiting; a full queue is an error, never a drop.
     pub fn submit(&self, events: Vec<NewEvent>) -> Result<Pending> {
+        self.submit_with(events, None)
+    }
+
+    /// Like [`Writer::submit`], for a request carrying an `Idempotency-Key`.
+    pub fn submit_with(
+        &self,
+        events: Vec<NewEvent>,
+        idempotency: Option<IdempotencyKey>,
+    ) -> Result<Pending> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Closed);
+        }
         let (reply, rx) = oneshot::channel();
-        let tx = self.tx.as_ref().ok_or(StoreError::Closed)?;
         self.depth.fetch_add(1, Ordering::Relaxed);
-        match tx.try_send(Job { events, reply }) {
+        match self.tx.try_send(Msg::Job(Job {
+            events,
+            idempotency,
+            reply,
+        })) {
             Ok(()) => Ok(Pending(rx)),
             Err(e) => {
                 self.depth.fetch_sub(1, Ordering::Relaxed);
@@ -157,13 +188,21 @@ impl Writer {
 
     /// Queues a job, waiting for room in the queue (CLI imports).
     pub fn submit_wait(&self, events: Vec<NewEvent>) -> Result<Pending> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Closed);
+        }
         let (reply, rx) = oneshot::channel();
-        let tx = self.tx.as_ref().ok_or(StoreError::Closed)?;
         self.depth.fetch_add(1, Ordering::Relaxed);
-        tx.send(Job { events, reply }).map_err(|_| {
-            self.depth.fetch_sub(1, Ordering::Relaxed);
-            StoreError::Closed
-        })?;
+        self.tx
+            .send(Msg::Job(Job {
+                events,
+                idempotency: None,
+                reply,
+            }))
+            .map_err(|_| {
+                self.depth.fetch_sub(1, Ordering::Relaxed);
+                StoreError::Closed
+            })?;
         Ok(Pending(rx))
     }
 
@@ -177,10 +216,15 @@ impl Writer {
         self.depth.load(Ordering::Relaxed)
     }
 
-    /// Stops taking jobs, lets the thread commit every queued one, and waits.
-    pub fn shutdown(&mut self) {
-        self.tx.take();
-        if let Some(t) = self.thread.take() {
+    /// Stops taking jobs, lets the thread commit every queued one, and waits
+    /// for it. A job that slips in after the stop gets [`StoreError::Closed`]:
+    /// refused, never silently dropped.
+    pub fn shutdown(&self) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let _ = self.tx.send(Msg::Stop);
+        if let Some(t) = self.thread.lock().expect("writer thread handle").take() {
             let _ = t.join();
         }
     }
@@ -195,20 +239,33 @@ impl Drop for Writer {
 fn run(
     mut conn: Connection,
     key: HmacKey,
-    rx: Receiver<Job>,
+    rx: Receiver<Msg>,
     depth: Arc<AtomicUsize>,
     config: WriterConfig,
     observer: Arc<dyn WriterObserver>,
 ) {
-    while let Ok(first) = rx.recv() {
+    let mut stopping = false;
+    while !stopping {
+        let first = match rx.recv() {
+            Ok(Msg::Job(job)) => job,
+            Ok(Msg::Stop) | Err(_) => {
+                // Finish whatever is still queued behind the stop.
+                stopping = true;
+                match rx.try_recv() {
+                    Ok(Msg::Job(job)) => job,
+                    _ => break,
+                }
+            }
+        };
         let mut events = first.events.len();
         let mut jobs = vec![first];
-        while events < config.max_group_events {
+        while events < config.max_group_events || stopping {
             match rx.try_recv() {
-                Ok(job) => {
+                Ok(Msg::Job(job)) => {
                     events += job.events.len();
                     jobs.push(job);
                 }
+                Ok(Msg::Stop) => stopping = true,
                 Err(_) => break,
             }
         }
@@ -312,7 +369,7 @@ fn commit_group(
     for job in jobs {
         conn.execute_batch("SAVEPOINT job")?;
         let saved = head.clone();
-        match append_job(conn, key, &mut head, &ts_text, &job.events)? {
+        match append_job(conn, key, &mut head, &ts_text, job)? {
             Ok(done) => {
                 conn.execute_batch("RELEASE job")?;
                 results.push(Ok(done));
@@ -335,8 +392,14 @@ fn append_job(
     key: &HmacKey,
     head: &mut ChainHead,
     ts: &str,
-    events: &[NewEvent],
+    job: &Job,
 ) -> rusqlite::Result<std::result::Result<Vec<Appended>, StoreError>> {
+    if let Some(idem) = &job.idempotency {
+        if let Some(answer) = replay_idempotent(conn, idem)? {
+            return Ok(answer);
+        }
+    }
+    let events = &job.events;
     let mut out = Vec::with_capacity(events.len());
     let mut insert = conn.prepare_cached(
         "INSERT INTO events (seq, entry, chain_hash, signature) VALUES (?1, ?2, ?3, ?4)",
@@ -382,7 +445,60 @@ fn append_job(
             created: true,
         });
     }
+    if let Some(idem) = &job.idempotency {
+        let seqs = serde_json::to_string(&out.iter().map(|a| a.seq).collect::<Vec<_>>())
+            .expect("numbers serialize");
+        conn.prepare_cached(
+            "INSERT INTO idempotency_keys (key, request_hash, seqs, created_at) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![idem.key, &idem.request_hash[..], seqs, ts])?;
+    }
     Ok(Ok(out))
+}
+
+/// The original answer for a key seen before, or a refusal when the key
+/// came with another request; `None` for a new key.
+fn replay_idempotent(
+    conn: &Connection,
+    idem: &IdempotencyKey,
+) -> rusqlite::Result<Option<std::result::Result<Vec<Appended>, StoreError>>> {
+    let found: Option<(Vec<u8>, String)> = conn
+        .prepare_cached("SELECT request_hash, seqs FROM idempotency_keys WHERE key = ?1")?
+        .query_row([&idem.key], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let Some((hash, seqs)) = found else {
+        return Ok(None);
+    };
+    if hash != idem.request_hash {
+        return Ok(Some(Err(StoreError::IdempotencyMismatch {
+            key: idem.key.clone(),
+        })));
+    }
+    let seqs: Vec<u64> = serde_json::from_str(&seqs).unwrap_or_default();
+    let mut out = Vec::with_capacity(seqs.len());
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, entry, chain_hash, signature, ts, id FROM events WHERE seq = ?1",
+    )?;
+    for seq in seqs {
+        let row = stmt
+            .query_row([seq as i64], |r| {
+                Ok(Appended {
+                    seq: r.get::<_, i64>(0)? as u64,
+                    entry: r.get(1)?,
+                    chain_hash: r.get::<_, Vec<u8>>(2)?.try_into().unwrap_or(GENESIS),
+                    signature: r.get::<_, Vec<u8>>(3)?.try_into().unwrap_or(GENESIS),
+                    timestamp: r.get(4)?,
+                    id: r.get(5)?,
+                    created: false,
+                })
+            })
+            .optional()?;
+        // A row pruned by retention since: answer with what remains.
+        if let Some(a) = row {
+            out.push(a);
+        }
+    }
+    Ok(Some(Ok(out)))
 }
 
 fn find_by_id(conn: &Connection, id: &str) -> rusqlite::Result<Option<Appended>> {

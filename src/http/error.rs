@@ -1,0 +1,169 @@
+//! The one place where errors become HTTP responses: RFC 9457
+//! `application/problem+json`. Clients get a short, safe text; the full cause
+//! chain goes to the log. No SQL, file path or panic text reaches a client.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::domain::{FieldError, InputError};
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed (bad JSON, bad parameter, forged cursor).
+    #[error("{detail}")]
+    BadRequest {
+        detail: String,
+        errors: Vec<FieldError>,
+    },
+    /// Well-formed, but an event breaks a rule.
+    #[error("{0}")]
+    Invalid(InputError),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{detail}")]
+    Unavailable { detail: String, retry_after: u32 },
+    /// Anything the client cannot fix; the cause is logged, not sent.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn bad_param(field: &str, message: impl Into<String>) -> ApiError {
+        let message = message.into();
+        ApiError::BadRequest {
+            detail: format!("query parameter {field}: {message}"),
+            errors: vec![FieldError::new(field, message)],
+        }
+    }
+
+    pub fn bad_params(e: InputError) -> ApiError {
+        ApiError::BadRequest {
+            detail: format!("invalid query parameters: {e}"),
+            errors: e.errors,
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Input(i) => ApiError::Invalid(i),
+            StoreError::Conflict { id } => {
+                ApiError::Conflict(format!("event id {id:?} is already stored with different content"))
+            }
+            StoreError::IdempotencyMismatch { key } => ApiError::Conflict(format!(
+                "Idempotency-Key {key:?} was already used with a different request"
+            )),
+            StoreError::QueueFull => ApiError::Unavailable {
+                detail: "the writer's queue is full; nothing was written; retry after the indicated delay".into(),
+                retry_after: 1,
+            },
+            StoreError::CommitFailed(cause) => {
+                tracing::error!(%cause, "commit failed; requests in it answered 503");
+                ApiError::Unavailable {
+                    detail: "the events could not be stored durably; nothing was written".into(),
+                    retry_after: 5,
+                }
+            }
+            StoreError::Closed => ApiError::Unavailable { detail: "the server is shutting down".into(), retry_after: 5 },
+            other => ApiError::Internal(format!("{other:#}")),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    title: &'a str,
+    status: u16,
+    detail: &'a str,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    errors: &'a [FieldError],
+}
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        let (kind, title, detail, errors): (&str, &str, String, &[FieldError]) = match self {
+            ApiError::BadRequest { detail, errors } => (
+                "urn:trail:problem:bad-request",
+                "Bad request",
+                detail.clone(),
+                errors,
+            ),
+            ApiError::Invalid(e) => (
+                "urn:trail:problem:validation",
+                "The event is not valid",
+                format!("{} problem(s) with the input: {e}", e.errors.len()),
+                &e.errors,
+            ),
+            ApiError::TooLarge(d) => (
+                "urn:trail:problem:too-large",
+                "Payload too large",
+                d.clone(),
+                &[],
+            ),
+            ApiError::UnsupportedMediaType(d) => (
+                "urn:trail:problem:unsupported-media-type",
+                "Unsupported media type",
+                d.clone(),
+                &[],
+            ),
+            ApiError::NotFound(d) => ("urn:trail:problem:not-found", "Not found", d.clone(), &[]),
+            ApiError::Conflict(d) => ("urn:trail:problem:conflict", "Conflict", d.clone(), &[]),
+            ApiError::Unavailable { detail, .. } => (
+                "urn:trail:problem:unavailable",
+                "Service unavailable",
+                detail.clone(),
+                &[],
+            ),
+            ApiError::Internal(cause) => {
+                tracing::error!(%cause, "internal error");
+                (
+                    "urn:trail:problem:internal",
+                    "Internal error",
+                    "an internal error occurred; it has been logged".into(),
+                    &[],
+                )
+            }
+        };
+        let body = serde_json::to_string(&Problem {
+            kind,
+            title,
+            status: status.as_u16(),
+            detail: &detail,
+            errors,
+        })
+        .expect("problem serializes");
+        let mut resp = HttpResponse::build(status);
+        resp.insert_header((header::CONTENT_TYPE, PROBLEM_JSON));
+        if let ApiError::Unavailable { retry_after, .. } = self {
+            resp.insert_header((header::RETRY_AFTER, retry_after.to_string()));
+        }
+        resp.body(body)
+    }
+}

@@ -1,0 +1,224 @@
+//! `POST /v1/events`: one event or an all-or-nothing batch.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::StreamExt as _;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::domain::{InputError, NewEvent};
+use crate::store::{Appended, IdempotencyKey, StoredEvent};
+
+use super::error::ApiError;
+use super::AppState;
+
+/// Reads the body, refusing it as soon as it passes the limit.
+async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<web::BytesMut, ApiError> {
+    let too_large = || ApiError::TooLarge(format!("the request body is larger than {limit} bytes"));
+    if let Some(len) = req.headers().get(header::CONTENT_LENGTH) {
+        if len
+            .to_str()
+            .ok()
+            .and_then(|s| s.parse::<usize>().ok())
+            .is_some_and(|n| n > limit)
+        {
+            return Err(too_large());
+        }
+    }
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BadRequest {
+            detail: format!("the request body could not be read: {e}"),
+            errors: vec![],
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+fn check_content_type(req: &HttpRequest) -> Result<(), ApiError> {
+    let ct = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json")) {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType(format!(
+            "events must be sent as application/json (got {:?})",
+            ct.chars().take(80).collect::<String>()
+        )))
+    }
+}
+
+fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(v) = req.headers().get("idempotency-key") else {
+        return Ok(None);
+    };
+    let bad = || ApiError::BadRequest {
+        detail: "the Idempotency-Key header must be 1 to 255 visible ASCII characters".into(),
+        errors: vec![crate::domain::FieldError::new(
+            "Idempotency-Key",
+            "must be 1 to 255 visible ASCII characters",
+        )],
+    };
+    let s = v.to_str().map_err(|_| bad())?.trim();
+    if s.is_empty() || s.len() > 255 || !s.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(bad());
+    }
+    Ok(Some(s.to_owned()))
+}
+
+/// Parses the body into events; every rule broken is reported.
+pub fn parse_events(body: &[u8], max_batch: usize) -> Result<(Vec<NewEvent>, bool), ApiError> {
+    let text = std::str::from_utf8(body).map_err(|e| ApiError::BadRequest {
+        detail: format!(
+            "the request body is not valid UTF-8 (at byte {})",
+            e.valid_up_to()
+        ),
+        errors: vec![],
+    })?;
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        let what = if e.is_eof() {
+            "truncated JSON"
+        } else {
+            "malformed JSON"
+        };
+        ApiError::BadRequest {
+            detail: format!("{what}: {e}"),
+            errors: vec![],
+        }
+    })?;
+    match value {
+        Value::Array(items) => {
+            if items.is_empty() {
+                return Err(ApiError::Invalid(InputError::single(
+                    "",
+                    "a batch must hold at least one event",
+                )));
+            }
+            if items.len() > max_batch {
+                return Err(ApiError::TooLarge(format!(
+                    "a batch may hold at most {max_batch} events (got {})",
+                    items.len()
+                )));
+            }
+            let mut events = Vec::with_capacity(items.len());
+            let mut errors = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                match NewEvent::from_json(item) {
+                    Ok(e) => events.push(e),
+                    Err(e) => errors.extend(e.within(&format!("[{i}]")).errors),
+                }
+            }
+            if errors.is_empty() {
+                Ok((events, true))
+            } else {
+                Err(ApiError::Invalid(InputError { errors }))
+            }
+        }
+        other => Ok((
+            vec![NewEvent::from_json(&other).map_err(ApiError::Invalid)?],
+            false,
+        )),
+    }
+}
+
+/// What an idempotent retry must match: the shape and each event's content.
+fn request_hash(events: &[NewEvent], is_batch: bool) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(if is_batch { b"batch\n" } else { b"event\n" });
+    for e in events {
+        if let Some(id) = e.id() {
+            h.update(id.as_str());
+        }
+        h.update(b"\x00");
+        h.update(e.content_fingerprint());
+        h.update(b"\n");
+    }
+    h.finalize().into()
+}
+
+pub fn appended_json(a: &Appended, out: &mut String) {
+    StoredEvent {
+        seq: a.seq,
+        entry: a.entry.clone(),
+        chain_hash: a.chain_hash.to_vec(),
+        signature: a.signature.to_vec(),
+    }
+    .write_json(out);
+}
+
+#[utoipa::path(
+    post, path = "/v1/events", tag = "events",
+    request_body(content = serde_json::Value, description = "One event object, or an array of up to 1,000 (all-or-nothing)", content_type = "application/json"),
+    params(("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key returns the original result")),
+    responses(
+        (status = 201, description = "Stored: the event, or {\"events\": [...]} for an array"),
+        (status = 200, description = "A retry: the original result, nothing written"),
+        (status = 400, description = "Malformed body", content_type = "application/problem+json"),
+        (status = 409, description = "Id or Idempotency-Key already used with other content", content_type = "application/problem+json"),
+        (status = 413, description = "Body or batch too large", content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json", content_type = "application/problem+json"),
+        (status = 422, description = "An event breaks a rule; every problem is listed", content_type = "application/problem+json"),
+        (status = 503, description = "Queue full or storage failing; nothing written; see Retry-After", content_type = "application/problem+json"),
+    )
+)]
+#[tracing::instrument(skip_all)]
+pub async fn post_events(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    check_content_type(&req)?;
+    let idem = idempotency_key(&req)?;
+    let body = read_body(&req, payload, state.limits.max_body_bytes).await?;
+    let (events, is_batch) = parse_events(&body, state.limits.max_batch)?;
+    let idempotency = idem.map(|key| IdempotencyKey {
+        key,
+        request_hash: request_hash(&events, is_batch),
+    });
+    let stored = state
+        .writer
+        .submit_with(events, idempotency)?
+        .wait_async()
+        .await?;
+    let created = stored.iter().any(|a| a.created);
+    let mut body = String::with_capacity(stored.len() * 600 + 16);
+    let mut resp = if created {
+        HttpResponse::Created()
+    } else {
+        HttpResponse::Ok()
+    };
+    if is_batch {
+        body.push_str("{\"events\":[");
+        for (i, a) in stored.iter().enumerate() {
+            if i > 0 {
+                body.push(',');
+            }
+            appended_json(a, &mut body);
+        }
+        body.push_str("]}");
+    } else if let Some(a) = stored.first() {
+        appended_json(a, &mut body);
+        resp.insert_header((
+            header::LOCATION,
+            format!("{}/v1/events/{}", state.base_path, a.id),
+        ));
+    }
+    Ok(resp.content_type("application/json").body(body))
+}

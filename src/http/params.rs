@@ -1,0 +1,193 @@
+//! Query parameters: parsed strictly (unknown or repeated names are errors),
+//! with the seed systems' names accepted as aliases (`type` for `event`,
+//! `start`/`end` for `since`/`until`), and opaque cursors.
+
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+
+use crate::domain::{Filter, FilterInput};
+use crate::store::query::{Order, PageRequest};
+
+use super::error::ApiError;
+
+/// Every parameter a list-like route understands.
+pub const LIST_PARAMS: &[&str] = &[
+    "event", "type", "level", "actor", "resource", "success", "since", "start", "until", "end",
+    "order", "limit", "cursor", "offset",
+];
+pub const EXPORT_PARAMS: &[&str] = &[
+    "format", "event", "type", "level", "actor", "resource", "success", "since", "start", "until",
+    "end", "order",
+];
+pub const SUMMARY_PARAMS: &[&str] = &["period", "since", "start", "until", "end"];
+pub const VERIFY_PARAMS: &[&str] = &["from", "to", "anchor"];
+
+pub struct Params {
+    pairs: Vec<(String, String)>,
+}
+
+impl Params {
+    pub fn parse(query: &str, allowed: &[&str]) -> Result<Params, ApiError> {
+        let pairs: Vec<(String, String)> =
+            serde_urlencoded::from_str(query).map_err(|_| ApiError::BadRequest {
+                detail: "the query string is not valid URL encoding".into(),
+                errors: vec![],
+            })?;
+        for (i, (k, _)) in pairs.iter().enumerate() {
+            if !allowed.contains(&k.as_str()) {
+                return Err(ApiError::bad_param(
+                    k,
+                    format!("unknown parameter; this route takes {}", allowed.join(", ")),
+                ));
+            }
+            if pairs[..i].iter().any(|(other, _)| other == k) {
+                return Err(ApiError::bad_param(k, "given more than once"));
+            }
+        }
+        Ok(Params { pairs })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// A value under its name or its alias; both at once is an error.
+    pub fn get_either(&self, name: &str, alias: &str) -> Result<Option<&str>, ApiError> {
+        match (self.get(name), self.get(alias)) {
+            (Some(_), Some(_)) => Err(ApiError::bad_param(
+                alias,
+                format!("{alias} and {name} mean the same; give one"),
+            )),
+            (a, b) => Ok(a.or(b)),
+        }
+    }
+
+    pub fn pairs(&self) -> &[(String, String)] {
+        &self.pairs
+    }
+
+    pub fn filter(&self) -> Result<Filter, ApiError> {
+        let input = FilterInput {
+            event: self.get_either("event", "type")?,
+            level: self.get("level"),
+            actor: self.get("actor"),
+            resource: self.get("resource"),
+            success: self.get("success"),
+            since: self.get_either("since", "start")?,
+            until: self.get_either("until", "end")?,
+        };
+        Filter::parse(&input).map_err(ApiError::bad_params)
+    }
+
+    pub fn order(&self) -> Result<Order, ApiError> {
+        self.get("order").map_or(Ok(Order::Desc), |s| {
+            Order::parse(s).map_err(|m| ApiError::bad_param("order", m))
+        })
+    }
+
+    pub fn uint(&self, name: &str, min: u64, max: u64) -> Result<Option<u64>, ApiError> {
+        let Some(s) = self.get(name) else {
+            return Ok(None);
+        };
+        match s.parse::<u64>() {
+            Ok(n) if (min..=max).contains(&n) => Ok(Some(n)),
+            _ => Err(ApiError::bad_param(
+                name,
+                format!("must be an integer from {min} to {max} (got {:?})", clip(s)),
+            )),
+        }
+    }
+}
+
+fn clip(s: &str) -> String {
+    s.chars().take(40).collect()
+}
+
+/// A validated list request.
+pub struct ListQuery {
+    pub filter: Filter,
+    pub page: PageRequest,
+}
+
+pub fn list_query(
+    p: &Params,
+    default_limit: usize,
+    max_limit: usize,
+    max_offset: usize,
+) -> Result<ListQuery, ApiError> {
+    let filter = p.filter()?;
+    let order = p.order()?;
+    let limit = p
+        .uint("limit", 1, max_limit as u64)?
+        .map_or(default_limit, |n| n as usize);
+    let offset = p.uint("offset", 0, max_offset as u64)?.unwrap_or(0) as usize;
+    let after = match p.get("cursor") {
+        None => None,
+        Some(c) => {
+            if offset > 0 {
+                return Err(ApiError::bad_param(
+                    "offset",
+                    "cannot be combined with cursor; the cursor already says where to go on",
+                ));
+            }
+            Some(Cursor::decode(c, order, &filter)?)
+        }
+    };
+    Ok(ListQuery {
+        filter,
+        page: PageRequest {
+            order,
+            after,
+            limit,
+            offset,
+        },
+    })
+}
+
+/// An opaque position: `seq` of the last event served, bound to the order
+/// and the filters it was issued for.
+pub struct Cursor;
+
+impl Cursor {
+    fn fingerprint(order: Order, filter: &Filter) -> String {
+        let mut h = Sha256::new();
+        h.update(order.as_str());
+        h.update(filter.describe().to_string());
+        hex::encode(&h.finalize()[..8])
+    }
+
+    pub fn encode(seq: u64, order: Order, filter: &Filter) -> String {
+        let raw = format!("c1.{seq}.{}", Self::fingerprint(order, filter));
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+    }
+
+    pub fn decode(s: &str, order: Order, filter: &Filter) -> Result<u64, ApiError> {
+        let bad = || {
+            ApiError::bad_param(
+                "cursor",
+                "is not a cursor this server issued; start again without it",
+            )
+        };
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(s)
+            .map_err(|_| bad())?;
+        let raw = String::from_utf8(raw).map_err(|_| bad())?;
+        let mut parts = raw.split('.');
+        let (Some("c1"), Some(seq), Some(fp), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad());
+        };
+        let seq: u64 = seq.parse().map_err(|_| bad())?;
+        if fp != Self::fingerprint(order, filter) {
+            return Err(ApiError::bad_param(
+                "cursor",
+                "was issued for other filters or another order; keep them unchanged while paging",
+            ));
+        }
+        Ok(seq)
+    }
+}

@@ -1,0 +1,394 @@
+//! Read routes: list, get, summary, head, verify, export, probes. Every
+//! database read runs on the blocking pool with a read-only connection.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::domain::event::format_timestamp;
+use crate::domain::{Anchor, EventId, Filter};
+use crate::store::export::{export, Format};
+use crate::store::query::{self, HeadInfo, Order, Summary};
+use crate::store::{verify_file, VerifyRequest};
+
+use super::error::ApiError;
+use super::params::{
+    list_query, Cursor, Params, EXPORT_PARAMS, LIST_PARAMS, SUMMARY_PARAMS, VERIFY_PARAMS,
+};
+use super::AppState;
+
+#[utoipa::path(
+    get, path = "/v1/events", tag = "events",
+    params(
+        ("event" = Option<String>, Query, description = "Exact type, comma-separated list, or prefix such as auth.* (alias: type)"),
+        ("level" = Option<String>, Query, description = "Minimum level: debug, info, warning, error, critical"),
+        ("actor" = Option<String>, Query), ("resource" = Option<String>, Query),
+        ("success" = Option<bool>, Query),
+        ("since" = Option<String>, Query, description = "RFC 3339 or YYYY-MM-DD, inclusive (alias: start)"),
+        ("until" = Option<String>, Query, description = "RFC 3339 (inclusive) or YYYY-MM-DD (the whole day) (alias: end)"),
+        ("order" = Option<String>, Query, description = "desc (default) or asc"),
+        ("limit" = Option<u32>, Query, description = "1 to 1000, default 100"),
+        ("cursor" = Option<String>, Query, description = "next_cursor from the previous page"),
+        ("offset" = Option<u32>, Query, description = "For old clients; bounded"),
+    ),
+    responses(
+        (status = 200, description = "{\"events\": [...], \"next_cursor\": \"...\"|null, \"has_more\": bool}, with a Link rel=\"next\" header"),
+        (status = 400, description = "A bad parameter", content_type = "application/problem+json"),
+    )
+)]
+#[tracing::instrument(skip_all)]
+pub async fn list_events(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let params = Params::parse(req.query_string(), LIST_PARAMS)?;
+    let q = list_query(
+        &params,
+        state.limits.default_limit,
+        state.limits.max_limit,
+        state.limits.max_offset,
+    )?;
+    let filter = q.filter.clone();
+    let page_req = q.page;
+    let page = state
+        .read(move |conn| query::list(conn, &filter, page_req))
+        .await?;
+    let next = match page.events.last() {
+        Some(last) if page.has_more => Some(Cursor::encode(last.seq, q.page.order, &q.filter)),
+        _ => None,
+    };
+    let mut body = String::with_capacity(page.events.len() * 600 + 64);
+    body.push_str("{\"events\":[");
+    for (i, ev) in page.events.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        ev.write_json(&mut body);
+    }
+    body.push_str("],\"next_cursor\":");
+    body.push_str(&serde_json::to_string(&next).expect("string serializes"));
+    body.push_str(",\"has_more\":");
+    body.push_str(if page.has_more { "true" } else { "false" });
+    body.push('}');
+    let mut resp = HttpResponse::Ok();
+    resp.content_type("application/json");
+    if let Some(cursor) = &next {
+        let mut pairs: Vec<(&str, &str)> = params
+            .pairs()
+            .iter()
+            .filter(|(k, _)| k != "cursor" && k != "offset")
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        pairs.push(("cursor", cursor));
+        let qs = serde_urlencoded::to_string(&pairs).expect("pairs encode");
+        let url = format!("{}{}?{qs}", state.public_origin(&req), req.path());
+        resp.insert_header((header::LINK, format!("<{url}>; rel=\"next\"")));
+    }
+    Ok(resp.body(body))
+}
+
+#[utoipa::path(
+    get, path = "/v1/events/{id}", tag = "events",
+    params(("id" = String, Path, description = "An event id, or a seq when all digits")),
+    responses((status = 200, description = "The event"), (status = 404, description = "No such event", content_type = "application/problem+json"))
+)]
+#[tracing::instrument(skip_all)]
+pub async fn get_event(
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let key = path.into_inner();
+    let found = if !key.is_empty() && key.len() <= 19 && key.bytes().all(|b| b.is_ascii_digit()) {
+        let seq: u64 = key
+            .parse()
+            .map_err(|_| ApiError::NotFound(format!("no event with seq {key}")))?;
+        state.read(move |conn| query::get_by_seq(conn, seq)).await?
+    } else {
+        EventId::parse(&key).map_err(|m| ApiError::bad_param("id", m))?;
+        let id = key.clone();
+        state.read(move |conn| query::get_by_id(conn, &id)).await?
+    };
+    let ev = found.ok_or_else(|| ApiError::NotFound(format!("no event {key:?}")))?;
+    let mut body = String::new();
+    ev.write_json(&mut body);
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body))
+}
+
+/// `period` (24h, 7d, 30d, all; default 24h) or an explicit `since`/`until`.
+fn summary_filter(p: &Params) -> Result<(String, Filter), ApiError> {
+    let since = p.get_either("since", "start")?;
+    let until = p.get_either("until", "end")?;
+    if since.is_some() || until.is_some() {
+        if p.get("period").is_some() {
+            return Err(ApiError::bad_param(
+                "period",
+                "give either period or since/until, not both",
+            ));
+        }
+        let f = Filter::parse(&crate::domain::FilterInput {
+            since,
+            until,
+            ..Default::default()
+        })
+        .map_err(ApiError::bad_params)?;
+        return Ok(("custom".into(), f));
+    }
+    let period = p.get("period").unwrap_or("24h");
+    let f = crate::domain::filter::period_filter(period, chrono::Utc::now())
+        .map_err(|m| ApiError::bad_param("period", m))?;
+    Ok((period.to_owned(), f))
+}
+
+#[utoipa::path(
+    get, path = "/v1/summary", tag = "summary",
+    params(
+        ("period" = Option<String>, Query, description = "24h (default), 7d, 30d or all"),
+        ("since" = Option<String>, Query), ("until" = Option<String>, Query),
+    ),
+    responses((status = 200, description = "Totals computed with SQL aggregates", body = SummaryDoc))
+)]
+#[tracing::instrument(skip_all)]
+pub async fn summary(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let params = Params::parse(req.query_string(), SUMMARY_PARAMS)?;
+    let (period, filter) = summary_filter(&params)?;
+    let s: Summary = state
+        .read(move |conn| query::summary(conn, &period, &filter))
+        .await?;
+    Ok(HttpResponse::Ok().json(s))
+}
+
+#[utoipa::path(
+    get, path = "/v1/head", tag = "verify",
+    responses((status = 200, description = "The newest link, to keep as an anchor", body = HeadDoc))
+)]
+pub async fn head(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let h: HeadInfo = state.read(query::head).await?;
+    Ok(HttpResponse::Ok().json(h))
+}
+
+#[utoipa::path(
+    get, path = "/v1/verify", tag = "verify",
+    params(
+        ("from" = Option<u64>, Query), ("to" = Option<u64>, Query),
+        ("anchor" = Option<String>, Query, description = "SEQ:HEX, a head seen earlier"),
+    ),
+    responses((status = 200, description = "The verdict (valid or not: the request itself succeeded)", body = ReportDoc))
+)]
+#[tracing::instrument(skip_all)]
+pub async fn verify(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let params = Params::parse(req.query_string(), VERIFY_PARAMS)?;
+    let from = params.uint("from", 1, i64::MAX as u64)?;
+    let to = params.uint("to", 1, i64::MAX as u64)?;
+    if let (Some(a), Some(b)) = (from, to) {
+        if a > b {
+            return Err(ApiError::bad_param("to", "must not be below from"));
+        }
+    }
+    let anchor = params
+        .get("anchor")
+        .map(Anchor::parse)
+        .transpose()
+        .map_err(|m| ApiError::bad_param("anchor", m))?;
+    let path = state.db_path.clone();
+    let keys = state.keys.clone();
+    let report = web::block(move || verify_file(&path, &keys, VerifyRequest { from, to, anchor }))
+        .await
+        .map_err(|e| ApiError::Internal(format!("verify task: {e}")))??;
+    Ok(HttpResponse::Ok().json(report))
+}
+
+/// Streams the export from a blocking thread through a small channel: the
+/// thread waits whenever the client reads slower than the database, so memory
+/// stays at a few chunks whatever the size of the log.
+struct ChannelWriter {
+    tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
+    buf: Vec<u8>,
+}
+
+const CHUNK: usize = 64 * 1024;
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
+        self.tx
+            .blocking_send(Ok(chunk))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went away"))
+    }
+}
+
+#[utoipa::path(
+    get, path = "/v1/export", tag = "export",
+    params(
+        ("format" = String, Query, description = "csv, json or jsonl"),
+        ("order" = Option<String>, Query, description = "asc (default) or desc"),
+        ("event" = Option<String>, Query), ("level" = Option<String>, Query), ("actor" = Option<String>, Query),
+        ("resource" = Option<String>, Query), ("success" = Option<bool>, Query),
+        ("since" = Option<String>, Query), ("until" = Option<String>, Query),
+    ),
+    responses((status = 200, description = "Streamed with chunked encoding, as an attachment"))
+)]
+#[tracing::instrument(skip_all)]
+pub async fn export_events(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let params = Params::parse(req.query_string(), EXPORT_PARAMS)?;
+    let format = match params.get("format") {
+        None => Format::Json,
+        Some(f) => Format::parse(f).map_err(|m| ApiError::bad_param("format", m))?,
+    };
+    let filter = params.filter()?;
+    let order = params.get("order").map_or(Ok(Order::Asc), |s| {
+        Order::parse(s).map_err(|m| ApiError::bad_param("order", m))
+    })?;
+    let pool = state.reads.clone();
+    // Take the connection before answering 200, so a broken database is a
+    // clean error instead of a truncated stream.
+    let conn = web::block(move || pool.get())
+        .await
+        .map_err(|e| ApiError::Internal(format!("export task: {e}")))?
+        .map_err(|e| ApiError::Internal(format!("read pool: {e}")))?;
+    let now = chrono::Utc::now();
+    let generated_at = format_timestamp(now);
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    tokio::task::spawn_blocking(move || {
+        let mut w = ChannelWriter {
+            tx: tx.clone(),
+            buf: Vec::with_capacity(CHUNK),
+        };
+        let result = export(&conn, &filter, order, format, &generated_at, &mut w).and_then(|_| {
+            std::io::Write::flush(&mut w).map_err(|e| crate::store::StoreError::Io {
+                context: "export".into(),
+                source: e,
+            })
+        });
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "export stopped before the end");
+            // Make the client see a broken transfer, not a short file.
+            let _ = tx.blocking_send(Err(std::io::Error::other("export failed")));
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    let filename = format!(
+        "trail-export-{}.{}",
+        now.format("%Y%m%dT%H%M%SZ"),
+        format.extension()
+    );
+    Ok(HttpResponse::Ok()
+        .content_type(format.content_type())
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{filename}\""),
+        ))
+        .streaming(stream))
+}
+
+#[utoipa::path(get, path = "/healthz", tag = "probes", responses((status = 200, description = "The process is alive")))]
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+#[utoipa::path(
+    get, path = "/readyz", tag = "probes",
+    responses((status = 200, description = "Database writable, migrations applied, head loaded"), (status = 503, description = "Not ready", content_type = "application/problem+json"))
+)]
+pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let not_ready = |why: String| {
+        tracing::warn!(%why, "not ready");
+        ApiError::Unavailable {
+            detail: format!("not ready: {why}"),
+            retry_after: 5,
+        }
+    };
+    // An empty job takes the write lock and commits: the file is writable
+    // and the writer is alive.
+    let pending = state
+        .writer
+        .submit(Vec::new())
+        .map_err(|e| not_ready(e.to_string()))?;
+    match tokio::time::timeout(std::time::Duration::from_secs(5), pending.wait_async()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return Err(not_ready(format!("the writer failed: {e}"))),
+        Err(_) => return Err(not_ready("the writer did not answer within 5 s".into())),
+    }
+    let latest = crate::store::db::latest_migration();
+    let (version, head) = state
+        .read(move |conn| {
+            let v: i64 = conn
+                .query_row(
+                    "SELECT coalesce(max(version), 0) FROM refinery_schema_history",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(crate::store::StoreError::sqlite(
+                    "reading the schema version",
+                ))?;
+            Ok((v, query::head(conn)?))
+        })
+        .await
+        .map_err(|e| not_ready(e.to_string()))?;
+    if version as u32 != latest {
+        return Err(not_ready(format!(
+            "schema version {version}, expected {latest}"
+        )));
+    }
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "status": "ready", "schema_version": version, "head_seq": head.seq,
+    })))
+}
+
+/// OpenAPI shapes of the JSON bodies (documentation only).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct SummaryDoc {
+    period: String,
+    since: Option<String>,
+    until: Option<String>,
+    total_events: u64,
+    by_type: std::collections::BTreeMap<String, u64>,
+    by_level: std::collections::BTreeMap<String, u64>,
+    by_actor: std::collections::BTreeMap<String, u64>,
+    success_count: u64,
+    failure_count: u64,
+    first_event: Option<String>,
+    last_event: Option<String>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct HeadDoc {
+    seq: u64,
+    chain_hash: String,
+    timestamp: Option<String>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ReportDoc {
+    valid: bool,
+    entries_checked: u64,
+    first_bad_seq: Option<u64>,
+    kind: Option<String>,
+    head: HeadDoc,
+}
