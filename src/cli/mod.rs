@@ -327,6 +327,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
 
 fn serve(db: &Path, keys: KeySource, sync: Synchronous, args: ServeArgs) -> Result<(), CliError> {
     use crate::http::{Application, Limits, ServeConfig};
+    let bind_host = args.bind.rsplit_once(':').map_or("127.0.0.1", |(h, _)| h).to_owned();
     let mut config = ServeConfig::new(args.bind, db);
     config.keys = keys;
     config.limits = Limits {
@@ -345,6 +346,8 @@ fn serve(db: &Path, keys: KeySource, sync: Synchronous, args: ServeArgs) -> Resu
             crate::http::StartError::Store(s) => CliError::Store(s),
             other => CliError::Input(other.to_string()),
         })?;
+        // A fixed line on stderr, so scripts that bind port 0 learn the port.
+        eprintln!("trail: listening on {}:{}", bind_host, app.port());
         tracing::info!(port = app.port(), db = %db.display(), "trail is serving");
         app.run_until_stopped().await.map_err(|e| {
             CliError::Store(StoreError::Io {
