@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# HTTP benchmark (issue 3): installs its load generator (wrk), builds the
+# release binary, and prints the figures:
+#   1. 64 concurrent clients posting single events (durable: synchronous=FULL)
+#   2. batches of 500 events
+#   3. GET /v1/events with one filter at random depths of a 1,000,000-event file
+#   4. export of 1,000,000 rows as CSV, with the server's peak memory growth
+# Everything runs on this machine, load generator included, on loopback only.
+#
+#   scripts/bench_http.sh            # DURATION=20 seconds per load run
+#   EVENTS=200000 scripts/bench_http.sh   # a smaller file for 3 and 4
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-20}
+EVENTS=${EVENTS:-1000000}
+WORK=${WORK:-target/bench-http}
+export WRK_COMMON="$PWD/scripts/wrk/common.lua"
+
+if ! command -v wrk >/dev/null 2>&1; then
+    echo "(installing wrk)"
+    apt-get update -qq && apt-get install -y -qq wrk >/dev/null
+fi
+cargo build --release --quiet
+BIN=$PWD/target/release/trail
+rm -rf "$WORK"
+mkdir -p "$WORK"
+
+PID=""
+PORT=""
+start_server() {
+    local db=$1
+    "$BIN" --db "$db" serve --bind 127.0.0.1:0 --queue-depth 16384 2>"$WORK/server.log" &
+    PID=$!
+    for _ in $(seq 1 200); do
+        PORT=$(sed -n 's/^trail: listening on 127.0.0.1:\([0-9]*\)$/\1/p' "$WORK/server.log")
+        [ -n "$PORT" ] && break
+        sleep 0.05
+    done
+    [ -n "$PORT" ] || { echo "server did not start"; cat "$WORK/server.log"; exit 1; }
+}
+stop_server() {
+    kill -TERM "$PID"
+    wait "$PID" || true
+}
+trap '[ -n "$PID" ] && kill "$PID" 2>/dev/null || true' EXIT
+
+rows() {
+    python3 -c 'import sqlite3,sys; print(sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True).execute("select count(*) from events").fetchone()[0])' "$1"
+}
+
+echo "== 1. single events: 64 connections, ${DURATION}s, synchronous=FULL"
+start_server "$WORK/single.db"
+wrk -t2 -c64 -d"${DURATION}s" -s scripts/wrk/post_single.lua "http://127.0.0.1:$PORT" | grep RESULT | tee "$WORK/single.txt"
+stop_server
+echo "rows in the file after shutdown: $(rows "$WORK/single.db")"
+"$BIN" --db "$WORK/single.db" verify
+
+echo
+echo "== 2. batches of 500: 8 connections, ${DURATION}s"
+start_server "$WORK/batch.db"
+BATCH=500 wrk -t2 -c8 -d"${DURATION}s" -s scripts/wrk/post_batch.lua "http://127.0.0.1:$PORT" | grep RESULT | tee "$WORK/batch.txt"
+stop_server
+python3 -c 'import re,sys; t=open(sys.argv[1]).read(); print("events/s: %.0f" % (float(re.search(r"ok_per_s=(\S+)", t).group(1)) * 500))' "$WORK/batch.txt"
+echo "rows in the file after shutdown: $(rows "$WORK/batch.db")"
+
+echo
+echo "== 3. pages at random depths of a ${EVENTS}-event file: 64 connections, ${DURATION}s"
+python3 - "$EVENTS" >"$WORK/big.jsonl" <<'PY'
+import json, sys
+n = int(sys.argv[1])
+types = ["user.login", "user.logout", "auth.fail", "file.read", "file.write", "order.create"]
+levels = ["debug", "info", "info", "warning", "error"]
+out = sys.stdout
+for i in range(n):
+    out.write(json.dumps({
+        "event": types[i % len(types)], "level": levels[i % len(levels)],
+        "actor": "user-%04d" % ((i * 7919) % 1000), "resource": "/api/v1/orders/%d" % (i % 100000),
+        "success": i % 10 != 0, "source_ip": "10.%d.%d.%d" % (i % 256, (i // 256) % 256, i % 200),
+        "user_agent": "Mozilla/5.0 (X11; Linux x86_64) bench/1.0", "request_id": "req-%012d" % i,
+        "details": {"method": "POST", "status": 201, "bytes": i % 65536, "path": "/api/v1/orders"},
+    }, separators=(",", ":")) + "\n")
+PY
+"$BIN" --db "$WORK/big.db" import "$WORK/big.jsonl" --batch-size 5000
+rm -f "$WORK/big.jsonl"
+start_server "$WORK/big.db"
+python3 - "$PORT" "$EVENTS" >"$WORK/urls.txt" <<'PY'
+import base64, json, random, sys, urllib.request
+port, n = int(sys.argv[1]), int(sys.argv[2])
+query = "actor=user-0421&limit=20"
+page = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/events?{query}"))
+raw = base64.urlsafe_b64decode(page["next_cursor"] + "==").decode()
+_, _, fp = raw.split(".")
+rnd = random.Random(7)
+for _ in range(20000):
+    seq = rnd.randint(n // 10, n)
+    cur = base64.urlsafe_b64encode(f"c1.{seq}.{fp}".encode()).decode().rstrip("=")
+    print(f"/v1/events?{query}&cursor={cur}")
+PY
+URLS_FILE="$WORK/urls.txt" wrk -t2 -c64 -d"${DURATION}s" -s scripts/wrk/get_pages.lua "http://127.0.0.1:$PORT" | grep RESULT
+stop_server
+
+echo
+echo "== 4. export of ${EVENTS} rows as CSV"
+start_server "$WORK/big.db"
+curl -s -o /dev/null "http://127.0.0.1:$PORT/v1/events?limit=1"
+rss_before=$(awk '/^VmRSS/ {print $2}' /proc/$PID/status)
+read -r secs bytes < <(curl -s -o /dev/null -w '%{time_total} %{size_download}\n' "http://127.0.0.1:$PORT/v1/export?format=csv")
+hwm=$(awk '/^VmHWM/ {print $2}' /proc/$PID/status)
+stop_server
+python3 -c 'import sys; n,s,b,r,h=int(sys.argv[1]),float(sys.argv[2]),int(sys.argv[3]),int(sys.argv[4]),int(sys.argv[5]); print("RESULT rows=%d seconds=%.2f rows_per_s=%.0f bytes=%d rss_before_mb=%.1f peak_mb=%.1f growth_mb=%.1f" % (n,s,n/s,b,r/1024,h/1024,(h-r)/1024))' "$EVENTS" "$secs" "$bytes" "$rss_before" "$hwm"
