@@ -327,7 +327,11 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
 
 fn serve(db: &Path, keys: KeySource, sync: Synchronous, args: ServeArgs) -> Result<(), CliError> {
     use crate::http::{Application, Limits, ServeConfig};
-    let bind_host = args.bind.rsplit_once(':').map_or("127.0.0.1", |(h, _)| h).to_owned();
+    let bind_host = args
+        .bind
+        .rsplit_once(':')
+        .map_or("127.0.0.1", |(h, _)| h)
+        .to_owned();
     let mut config = ServeConfig::new(args.bind, db);
     config.keys = keys;
     config.limits = Limits {

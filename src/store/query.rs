@@ -156,20 +156,28 @@ fn plan(
         conds: Vec::new(),
         params: Vec::new(),
     };
-    if let Some((lo, hi)) = seq_range(conn, filter)? {
-        p.cond("seq >= ?", [SqlValue::Integer(lo)]);
-        p.cond("seq <= ?", [SqlValue::Integer(hi)]);
-    } else {
+    // One range on seq, time bounds and cursor folded together: SQLite uses
+    // a single lower and a single upper bound of a range, so three separate
+    // conditions could leave it walking from the wrong end.
+    let Some((mut lo, mut hi)) = seq_range(conn, filter)? else {
+        return Ok(None);
+    };
+    match (after, order) {
+        (Some(c), Order::Desc) => {
+            hi = hi.min(i64::try_from(c).unwrap_or(i64::MAX).saturating_sub(1))
+        }
+        (Some(c), Order::Asc) => {
+            lo = lo.max(i64::try_from(c).unwrap_or(i64::MAX).saturating_add(1))
+        }
+        (None, _) => {}
+    }
+    if lo > hi {
         return Ok(None);
     }
-    if let Some(c) = after {
-        let op = if order == Order::Desc {
-            "seq < ?"
-        } else {
-            "seq > ?"
-        };
-        p.cond(op, [SqlValue::Integer(c as i64)]);
-    }
+    p.cond(
+        "seq BETWEEN ? AND ?",
+        [SqlValue::Integer(lo), SqlValue::Integer(hi)],
+    );
     if let Some(a) = &filter.actor {
         p.cond("actor = ?", [SqlValue::Text(a.clone())]);
     }

@@ -367,26 +367,30 @@ fn commit_group(
     let ts_text = format_timestamp(ts);
     let mut results = Vec::with_capacity(jobs.len());
     for job in jobs {
-        conn.execute_batch("SAVEPOINT job")?;
-        let saved = head.clone();
-        match append_job(conn, key, &mut head, &ts_text, job)? {
-            Ok(done) => {
-                conn.execute_batch("RELEASE job")?;
-                results.push(Ok(done));
-            }
-            Err(refused) => {
-                conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
-                head = saved;
-                results.push(Err(refused));
-            }
-        }
+        results.push(append_job(conn, key, &mut head, &ts_text, job)?);
     }
     conn.execute_batch("COMMIT")?;
     Ok((results, head.seq))
 }
 
+/// Rows per INSERT statement. One statement for many rows pays the per
+/// statement costs (the statement journal the triggers require) once.
+const ROWS_PER_INSERT: usize = 64;
+
+/// What to do with one event of a job.
+enum Step {
+    /// Append it with this id.
+    New(EventId),
+    /// Answer with an event already stored (a retry by client id).
+    Stored(Appended),
+    /// The same as an earlier event of this job.
+    SameAs(usize),
+}
+
 /// Appends one job's events. The outer error aborts the whole group (SQL
-/// failed); the inner one refuses this job only (an id conflict).
+/// failed); the inner one refuses this job only (an id conflict). Every
+/// refusal is decided before the job writes anything, so a refused job needs
+/// no rollback and its neighbours in the group are not disturbed.
 fn append_job(
     conn: &Connection,
     key: &HmacKey,
@@ -400,50 +404,82 @@ fn append_job(
         }
     }
     let events = &job.events;
-    let mut out = Vec::with_capacity(events.len());
-    let mut insert = conn.prepare_cached(
-        "INSERT INTO events (seq, entry, chain_hash, signature) VALUES (?1, ?2, ?3, ?4)",
-    )?;
-    let key_id = key.id().as_str();
-    for ev in events {
-        let id = match ev.id() {
-            Some(id) => {
-                if let Some(existing) = find_by_id(conn, id.as_str())? {
+    let mut steps = Vec::with_capacity(events.len());
+    for (i, ev) in events.iter().enumerate() {
+        let Some(id) = ev.id() else {
+            steps.push(Step::New(EventId::generate()));
+            continue;
+        };
+        let earlier = events[..i].iter().position(|e| e.id() == Some(id));
+        let step = match earlier {
+            Some(j) if events[j].content_fingerprint() == ev.content_fingerprint() => {
+                Step::SameAs(j)
+            }
+            Some(_) => {
+                return Ok(Err(StoreError::Conflict {
+                    id: id.as_str().to_owned(),
+                }))
+            }
+            None => match find_by_id(conn, id.as_str())? {
+                Some(existing)
                     if content_of_entry(&existing.entry).as_deref()
-                        == Some(ev.content_fingerprint().as_str())
-                    {
-                        out.push(existing);
-                        continue;
-                    }
+                        == Some(&ev.content_fingerprint()) =>
+                {
+                    Step::Stored(existing)
+                }
+                Some(_) => {
                     return Ok(Err(StoreError::Conflict {
                         id: id.as_str().to_owned(),
-                    }));
+                    }))
                 }
-                id.clone()
-            }
-            None => EventId::generate(),
+                None => Step::New(id.clone()),
+            },
         };
-        let seq = head.seq + 1;
-        let entry = ev.encode(Placement {
-            seq,
-            id: id.as_str(),
-            timestamp: ts,
-            key_id,
-        });
-        let hash = chain::link(&head.hash, entry.as_bytes());
-        let signature = key.seal(&hash);
-        insert.execute(params![seq as i64, entry, &hash[..], &signature[..]])?;
-        head.seq = seq;
-        head.hash = hash;
-        out.push(Appended {
-            seq,
-            id: id.as_str().to_owned(),
-            timestamp: ts.to_owned(),
-            chain_hash: hash,
-            signature,
-            entry,
-            created: true,
-        });
+        steps.push(step);
+    }
+
+    let key_id = key.id().as_str();
+    let mut out: Vec<Appended> = Vec::with_capacity(events.len());
+    let mut rows: Vec<usize> = Vec::with_capacity(ROWS_PER_INSERT);
+    for (ev, step) in events.iter().zip(steps) {
+        match step {
+            Step::Stored(existing) => out.push(existing),
+            Step::SameAs(j) => {
+                let mut again = out[j].clone();
+                again.created = false;
+                out.push(again);
+            }
+            Step::New(id) => {
+                let seq = head.seq + 1;
+                let entry = ev.encode(Placement {
+                    seq,
+                    id: id.as_str(),
+                    timestamp: ts,
+                    key_id,
+                });
+                let hash = chain::link(&head.hash, entry.as_bytes());
+                let signature = key.seal(&hash);
+                head.seq = seq;
+                head.hash = hash;
+                rows.push(out.len());
+                out.push(Appended {
+                    seq,
+                    id: id.as_str().to_owned(),
+                    timestamp: ts.to_owned(),
+                    chain_hash: hash,
+                    signature,
+                    entry,
+                    created: true,
+                });
+                if rows.len() == ROWS_PER_INSERT {
+                    insert_rows(conn, &out, &rows)?;
+                    rows.clear();
+                }
+            }
+        }
+    }
+    if !rows.is_empty() {
+        insert_rows(conn, &out, &rows)?;
     }
     if let Some(idem) = &job.idempotency {
         let seqs = serde_json::to_string(&out.iter().map(|a| a.seq).collect::<Vec<_>>())
@@ -454,6 +490,25 @@ fn append_job(
         .execute(params![idem.key, &idem.request_hash[..], seqs, ts])?;
     }
     Ok(Ok(out))
+}
+
+/// Inserts `out[i]` for each `i` in `rows` (consecutive seqs) in one statement.
+fn insert_rows(conn: &Connection, out: &[Appended], rows: &[usize]) -> rusqlite::Result<()> {
+    let mut sql = String::with_capacity(64 + rows.len() * 10);
+    sql.push_str("INSERT INTO events (seq, entry, chain_hash, signature) VALUES ");
+    for k in 0..rows.len() {
+        sql.push_str(if k == 0 { "(?,?,?,?)" } else { ",(?,?,?,?)" });
+    }
+    let mut stmt = conn.prepare_cached(&sql)?;
+    for (k, &i) in rows.iter().enumerate() {
+        let a = &out[i];
+        stmt.raw_bind_parameter(4 * k + 1, a.seq as i64)?;
+        stmt.raw_bind_parameter(4 * k + 2, a.entry.as_str())?;
+        stmt.raw_bind_parameter(4 * k + 3, &a.chain_hash[..])?;
+        stmt.raw_bind_parameter(4 * k + 4, &a.signature[..])?;
+    }
+    stmt.raw_execute()?;
+    Ok(())
 }
 
 /// The original answer for a key seen before, or a refusal when the key
