@@ -74,6 +74,8 @@ struct Job {
 
 enum Msg {
     Job(Job),
+    /// Work on the write connection between groups (retention).
+    Exec(Box<dyn FnOnce(&mut Connection, &HmacKey) + Send>),
     /// Commit what is queued, then stop.
     Stop,
 }
@@ -206,6 +208,25 @@ impl Writer {
         Ok(Pending(rx))
     }
 
+    /// Runs `f` on the writer thread with the write connection, between two
+    /// groups of appends, and returns its result (blocking).
+    pub fn exec<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection, &HmacKey) -> T + Send + 'static,
+    {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Closed);
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.tx
+            .send(Msg::Exec(Box::new(move |conn, key| {
+                let _ = tx.send(f(conn, key));
+            })))
+            .map_err(|_| StoreError::Closed)?;
+        rx.recv().map_err(|_| StoreError::Closed)
+    }
+
     /// Appends and waits for the commit (blocking).
     pub fn append(&self, events: Vec<NewEvent>) -> JobResult {
         self.submit_wait(events)?.wait()
@@ -245,9 +266,17 @@ fn run(
     observer: Arc<dyn WriterObserver>,
 ) {
     let mut stopping = false;
+    let mut execs: Vec<Box<dyn FnOnce(&mut Connection, &HmacKey) + Send>> = Vec::new();
     while !stopping {
+        for f in execs.drain(..) {
+            f(&mut conn, &key);
+        }
         let first = match rx.recv() {
             Ok(Msg::Job(job)) => job,
+            Ok(Msg::Exec(f)) => {
+                f(&mut conn, &key);
+                continue;
+            }
             Ok(Msg::Stop) | Err(_) => {
                 // Finish whatever is still queued behind the stop.
                 stopping = true;
@@ -266,6 +295,10 @@ fn run(
                     jobs.push(job);
                 }
                 Ok(Msg::Stop) => stopping = true,
+                Ok(Msg::Exec(f)) => {
+                    execs.push(f);
+                    break;
+                }
                 Err(_) => break,
             }
         }
@@ -294,6 +327,25 @@ fn run(
                         .send(Err(StoreError::CommitFailed(reason.clone())));
                 }
             }
+        }
+    }
+}
+
+/// Appends `events` as one all-or-nothing job on `conn`, outside any writer
+/// thread: for code that already holds the write connection (retention,
+/// running inside [`Writer::exec`] or on a CLI's own connection).
+pub fn append_direct(conn: &mut Connection, key: &HmacKey, events: Vec<NewEvent>) -> JobResult {
+    let (reply, _rx) = oneshot::channel();
+    let job = Job {
+        events,
+        idempotency: None,
+        reply,
+    };
+    match commit_group(conn, key, std::slice::from_ref(&job)) {
+        Ok((mut results, _)) => results.pop().unwrap_or(Ok(Vec::new())),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(StoreError::CommitFailed(e.to_string()))
         }
     }
 }
