@@ -1,0 +1,1318 @@
+//! End-to-end tests of the `trail` binary on real database files: every kind
+//! of tampering (checked by `trail verify` and by the independent
+//! `scripts/verify_chain.py`, which must agree byte for byte on the verdict),
+//! the append-only triggers, concurrent writers, a writer killed mid-import,
+//! input validation, and the read commands.
+
+mod util;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::os::unix::process::ExitStatusExt;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use util::{key_id, link, sha256, verdict, Env, Out, RawRow, KEY_HEX, OTHER_KEY_HEX};
+
+// ---------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------
+
+/// Asserts that `trail verify --json` and `verify_chain.py --json` both print
+/// exactly `expected`, print the same object, and exit 0 (valid) or 1.
+fn assert_verdicts(trail: &Out, py: &Out, expected: &Value) {
+    let code = if expected["valid"] == json!(true) {
+        0
+    } else {
+        1
+    };
+    let t = trail.json();
+    let p = py.json();
+    assert_eq!(t, *expected, "verdict of `{}`", trail.what);
+    assert_eq!(p, *expected, "verdict of `{}`", py.what);
+    assert_eq!(t, p, "the two verifiers disagree");
+    trail.expect_code(code);
+    py.expect_code(code);
+    assert_eq!(
+        trail.stdout.lines().count(),
+        1,
+        "`trail verify --json` prints one line"
+    );
+}
+
+/// Both verifiers with the main key, plus `extra` arguments for both.
+fn verify_both(env: &Env, extra: &[&str], expected: &Value) {
+    let mut targs = vec!["verify", "--json"];
+    targs.extend_from_slice(extra);
+    let mut pargs = vec!["--key-file", env.key_str(), "--json"];
+    pargs.extend_from_slice(extra);
+    let t = env.trail(&targs);
+    let p = env.py_verify(&pargs);
+    assert_verdicts(&t, &p, expected);
+}
+
+const ACTORS: [&str; 3] = ["alice", "bob", "carol"];
+
+/// 20 events from one `trail import`; row 7's actor is alice.
+fn log_of_20(env: &Env) -> Vec<RawRow> {
+    let events: Vec<Value> = (1..=20usize)
+        .map(|i| {
+            json!({
+                "id": format!("evt-{i:04}"),
+                "event": "user.login",
+                "actor": ACTORS[(i - 1) % 3],
+                "resource": format!("/doc/{i}"),
+                "details": {"n": i},
+            })
+        })
+        .collect();
+    env.import_values("twenty.jsonl", &events, 1000);
+    let rows = env.rows();
+    assert_eq!(
+        rows.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        (1..=20).collect::<Vec<_>>()
+    );
+    assert!(rows[6].entry.contains(r#""actor":"alice""#));
+    rows
+}
+
+fn entry_of(env: &Env, seq: i64) -> String {
+    env.conn_ro()
+        .unwrap()
+        .query_row("SELECT entry FROM events WHERE seq = ?1", [seq], |r| {
+            r.get(0)
+        })
+        .unwrap()
+}
+
+/// `seq=N id=X chain_hash=H` printed by `trail append`.
+fn parse_append(out: &Out) -> (u64, String, String) {
+    out.ok();
+    let line = out.stdout.trim();
+    let mut seq = None;
+    let mut id = None;
+    let mut hash = None;
+    for part in line.split(' ') {
+        match part.split_once('=') {
+            Some(("seq", v)) => seq = Some(v.parse().unwrap()),
+            Some(("id", v)) => id = Some(v.to_owned()),
+            Some(("chain_hash", v)) => hash = Some(v.to_owned()),
+            _ => panic!("unexpected output of `{}`: {line}", out.what),
+        }
+    }
+    (seq.unwrap(), id.unwrap(), hash.unwrap())
+}
+
+fn seqs(v: &Value) -> Vec<u64> {
+    v["events"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no events array in {v}"))
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// Tamper matrix: each damage, its exact kind and first bad seq, on both
+// verifiers.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn untouched_log_verifies_intact_after_writer_restarts() {
+    let env = Env::new();
+    env.trail(&["append", "user.login", "--actor", "alice"])
+        .ok();
+    let lines = env.write_lines(
+        "a.jsonl",
+        (0..3).map(|i| json!({"event": "file.read", "details": {"n": i}}).to_string()),
+    );
+    env.trail(&["import", lines.to_str().unwrap(), "--batch-size", "2"])
+        .ok();
+    env.trail(&["append", "user.logout", "--level", "warning"])
+        .ok();
+    let lines = env.write_lines(
+        "b.jsonl",
+        (0..5).map(|i| json!({"type": "x.y", "user": format!("u{i}")}).to_string()),
+    );
+    let imp = env.trail(&["import", lines.to_str().unwrap()]);
+    imp.ok();
+    assert_eq!(imp.stdout.trim(), "imported 5 events (seq 6..10)");
+    let json_file = env.path("one.json");
+    std::fs::write(&json_file, r#"{"event":"z.last","success":true}"#).unwrap();
+    let (seq, _, hash) =
+        parse_append(&env.trail(&["append", "--json", json_file.to_str().unwrap()]));
+    assert_eq!(seq, 11);
+    assert_eq!(env.count(), 11);
+    verify_both(&env, &[], &verdict(true, 11, None, &(11, hash)));
+}
+
+#[test]
+fn entry_edited_in_place_is_modified_at_that_row() {
+    let env = Env::new();
+    log_of_20(&env);
+    let c = env.tamper_conn();
+    let n = c
+        .execute(
+            r#"UPDATE events SET entry = replace(entry, '"alice"', '"mallory"') WHERE seq = 7"#,
+            [],
+        )
+        .unwrap();
+    assert_eq!(n, 1);
+    drop(c);
+    assert!(entry_of(&env, 7).contains(r#""actor":"mallory""#));
+    verify_both(
+        &env,
+        &[],
+        &verdict(false, 6, Some((7, "modified")), &env.head()),
+    );
+}
+
+#[test]
+fn chain_hash_edited_is_modified_at_that_row() {
+    let env = Env::new();
+    let rows = log_of_20(&env);
+    let mut forged = rows[6].chain_hash.clone();
+    forged[0] ^= 0xff;
+    let c = env.tamper_conn();
+    assert_eq!(
+        c.execute("UPDATE events SET chain_hash = ?1 WHERE seq = 7", [&forged])
+            .unwrap(),
+        1
+    );
+    drop(c);
+    verify_both(
+        &env,
+        &[],
+        &verdict(
+            false,
+            6,
+            Some((7, "modified")),
+            &(20, hex::encode(&rows[19].chain_hash)),
+        ),
+    );
+}
+
+#[test]
+fn middle_row_deleted_is_missing_at_its_seq() {
+    let env = Env::new();
+    let rows = log_of_20(&env);
+    let c = env.tamper_conn();
+    assert_eq!(
+        c.execute("DELETE FROM events WHERE seq = 7", []).unwrap(),
+        1
+    );
+    drop(c);
+    verify_both(
+        &env,
+        &[],
+        &verdict(
+            false,
+            6,
+            Some((7, "missing")),
+            &(20, hex::encode(&rows[19].chain_hash)),
+        ),
+    );
+}
+
+#[test]
+fn first_row_deleted_is_missing_at_1() {
+    let env = Env::new();
+    let rows = log_of_20(&env);
+    let c = env.tamper_conn();
+    assert_eq!(
+        c.execute("DELETE FROM events WHERE seq = 1", []).unwrap(),
+        1
+    );
+    drop(c);
+    verify_both(
+        &env,
+        &[],
+        &verdict(
+            false,
+            0,
+            Some((1, "missing")),
+            &(20, hex::encode(&rows[19].chain_hash)),
+        ),
+    );
+}
+
+#[test]
+fn row_forged_at_the_end_without_the_key_is_bad_seal() {
+    let env = Env::new();
+    let rows = log_of_20(&env);
+    let last: Value = serde_json::from_str(&rows[19].entry).unwrap();
+    let kid = key_id(KEY_HEX);
+    assert_eq!(last["key_id"], json!(kid), "key_id derivation");
+    // Built exactly like trail builds entries, with a correct chain hash:
+    // only the seal cannot be made without the key.
+    let entry = format!(
+        r#"{{"v":1,"seq":21,"id":"evt-0021","timestamp":{},"event":"user.login","level":"info","actor":"mallory","resource":"/doc/21","details":{{"n":21}},"key_id":"{kid}"}}"#,
+        last["timestamp"]
+    );
+    let hash = link(&rows[19].chain_hash, entry.as_bytes());
+    let signature = sha256(b"not the real key, so not the real seal");
+    let c = env.tamper_conn();
+    c.execute(
+        "INSERT INTO events (seq, entry, chain_hash, signature) VALUES (21, ?1, ?2, ?3)",
+        rusqlite::params![entry, &hash[..], &signature[..]],
+    )
+    .unwrap();
+    drop(c);
+    verify_both(
+        &env,
+        &[],
+        &verdict(false, 20, Some((21, "bad_seal")), &(21, hex::encode(hash))),
+    );
+}
+
+#[test]
+fn two_rows_swapped_is_broken_link_at_the_first() {
+    let env = Env::new();
+    let rows = log_of_20(&env);
+    let mut c = env.tamper_conn();
+    // `id` is a UNIQUE generated column: swap whole rows.
+    let tx = c.transaction().unwrap();
+    assert_eq!(
+        tx.execute("DELETE FROM events WHERE seq IN (5, 6)", [])
+            .unwrap(),
+        2
+    );
+    for (seq, from) in [(5, &rows[5]), (6, &rows[4])] {
+        tx.execute(
+            "INSERT INTO events (seq, entry, chain_hash, signature) VALUES (?1, ?2, ?3, ?4)",
+            rusqlite::params![seq, from.entry, from.chain_hash, from.signature],
+        )
+        .unwrap();
+    }
+    tx.commit().unwrap();
+    drop(c);
+    assert_eq!(entry_of(&env, 5), rows[5].entry);
+    verify_both(
+        &env,
+        &[],
+        &verdict(
+            false,
+            4,
+            Some((5, "broken_link")),
+            &(20, hex::encode(&rows[19].chain_hash)),
+        ),
+    );
+}
+
+#[test]
+fn tail_cut_off_is_intact_alone_and_truncated_against_an_anchor() {
+    let env = Env::new();
+    let rows = log_of_20(&env);
+    let anchor = format!("20:{}", hex::encode(&rows[19].chain_hash));
+    let c = env.tamper_conn();
+    assert_eq!(
+        c.execute("DELETE FROM events WHERE seq >= 16", []).unwrap(),
+        5
+    );
+    drop(c);
+    let head = (15, hex::encode(&rows[14].chain_hash));
+    // Without an anchor a cut tail is indistinguishable from a shorter log.
+    verify_both(&env, &[], &verdict(true, 15, None, &head));
+    verify_both(
+        &env,
+        &["--anchor", &anchor],
+        &verdict(false, 15, Some((16, "truncated")), &head),
+    );
+    // An anchor the log still reaches, and matches: intact.
+    let ok = format!("15:{}", hex::encode(&rows[14].chain_hash));
+    verify_both(&env, &["--anchor", &ok], &verdict(true, 15, None, &head));
+    // An anchor the log reaches but whose hash differs: truncated at its seq.
+    let wrong = format!("12:{}", hex::encode(&rows[12].chain_hash));
+    verify_both(
+        &env,
+        &["--anchor", &wrong],
+        &verdict(false, 15, Some((12, "truncated")), &head),
+    );
+}
+
+#[test]
+fn rows_sealed_with_another_key_are_unknown_key_until_that_key_is_given() {
+    let env = Env::new();
+    log_of_20(&env);
+    let other = env.write_key("other.key", OTHER_KEY_HEX);
+    env.trail_with_key(Some(&other), &["append", "other.writer", "--actor", "eve"])
+        .ok();
+    let lines = env.write_lines(
+        "other.jsonl",
+        [
+            "{\"event\":\"other.writer\"}",
+            "{\"event\":\"other.writer\"}",
+        ],
+    );
+    env.trail_with_key(Some(&other), &["import", lines.to_str().unwrap()])
+        .ok();
+    assert_eq!(env.count(), 23);
+    let e21: Value = serde_json::from_str(&entry_of(&env, 21)).unwrap();
+    assert_eq!(e21["key_id"], json!(key_id(OTHER_KEY_HEX)));
+    let head = env.head();
+    let (main, other_s) = (env.key_str(), other.to_str().unwrap());
+
+    // Only the first key.
+    let t = env.trail(&["verify", "--json"]);
+    let p = env.py_verify(&["--key-file", main, "--json"]);
+    assert_verdicts(
+        &t,
+        &p,
+        &verdict(false, 20, Some((21, "unknown_key")), &head),
+    );
+
+    // Only the other key: the very first row is unknown.
+    let t = env.trail_with_key(None, &["verify", "--json", "--key-file", other_s]);
+    let p = env.py_verify(&["--key-file", other_s, "--json"]);
+    assert_verdicts(&t, &p, &verdict(false, 0, Some((1, "unknown_key")), &head));
+
+    // Both keys, each as --key-file.
+    let t = env.trail_with_key(
+        None,
+        &[
+            "verify",
+            "--json",
+            "--key-file",
+            main,
+            "--key-file",
+            other_s,
+        ],
+    );
+    let p = env.py_verify(&["--key-file", main, "--key-file", other_s, "--json"]);
+    assert_verdicts(&t, &p, &verdict(true, 23, None, &head));
+
+    // The configured key plus --key-file for the other one.
+    let t = env.trail(&["verify", "--json", "--key-file", other_s]);
+    assert_eq!(t.json(), verdict(true, 23, None, &head));
+    t.ok();
+}
+
+// ---------------------------------------------------------------------------
+// Triggers
+// ---------------------------------------------------------------------------
+
+#[test]
+fn triggers_refuse_update_delete_and_out_of_order_insert() {
+    let env = Env::new();
+    log_of_20(&env);
+    let before = env.rows();
+    let c = env.conn();
+
+    let e = c
+        .execute(
+            "UPDATE events SET entry = replace(entry, 'alice', 'mallory') WHERE seq = 7",
+            [],
+        )
+        .expect_err("UPDATE must be refused");
+    assert!(e.to_string().contains("append-only"), "UPDATE error: {e}");
+
+    let e = c
+        .execute("DELETE FROM events WHERE seq = 3", [])
+        .expect_err("DELETE must be refused");
+    assert!(e.to_string().contains("append-only"), "DELETE error: {e}");
+
+    let e = c
+        .execute("DELETE FROM events", [])
+        .expect_err("DELETE of everything must be refused");
+    assert!(e.to_string().contains("append-only"), "DELETE error: {e}");
+
+    for seq in [25i64, 20, 3] {
+        let e = c
+            .execute(
+                "INSERT INTO events (seq, entry, chain_hash, signature) VALUES (?1, ?2, zeroblob(32), zeroblob(32))",
+                rusqlite::params![seq, format!(r#"{{"v":1,"seq":{seq},"id":"wrong-{seq}","event":"x"}}"#)],
+            )
+            .expect_err("INSERT with a wrong seq must be refused");
+        assert!(
+            e.to_string()
+                .contains("seq must be exactly the next number"),
+            "INSERT seq {seq} error: {e}"
+        );
+    }
+    drop(c);
+    assert_eq!(env.count(), 20);
+    assert_eq!(
+        env.rows(),
+        before,
+        "rows changed although every write failed"
+    );
+    verify_both(&env, &[], &verdict(true, 20, None, &env.head()));
+}
+
+// ---------------------------------------------------------------------------
+// Concurrency and crashes
+// ---------------------------------------------------------------------------
+
+#[test]
+fn two_concurrent_imports_make_one_gapless_valid_chain() {
+    let env = Env::new();
+    const N: usize = 5000;
+    let file = |tag: &str| {
+        env.write_lines(
+            &format!("{tag}.jsonl"),
+            (0..N).map(|i| {
+                json!({
+                    "id": format!("{tag}-{i:05}"),
+                    "event": format!("bulk.{tag}"),
+                    "actor": format!("proc-{tag}"),
+                    "details": {"n": i},
+                })
+                .to_string()
+            }),
+        )
+    };
+    let (fa, fb) = (file("a"), file("b"));
+    let env = &env;
+    let run = |f: &std::path::Path| {
+        let cmd = env.command(&["import", f.to_str().unwrap(), "--batch-size", "100"]);
+        env.run(cmd, Duration::from_secs(120))
+    };
+    let (oa, ob) = std::thread::scope(|s| {
+        let a = s.spawn(|| run(&fa));
+        let b = s.spawn(|| run(&fb));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    for o in [&oa, &ob] {
+        o.ok();
+        assert!(
+            o.stdout.starts_with("imported 5000 events"),
+            "stdout of `{}`: {}",
+            o.what,
+            o.stdout
+        );
+    }
+
+    let c = env.conn_ro().unwrap();
+    let (min, max, n): (i64, i64, i64) = c
+        .query_row("SELECT min(seq), max(seq), count(*) FROM events", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .unwrap();
+    assert_eq!((min, max, n), (1, 10_000, 10_000), "seq must be gapless");
+    for tag in ["a", "b"] {
+        let ids: Vec<String> = c
+            .prepare("SELECT id FROM events WHERE actor = ?1 ORDER BY seq")
+            .unwrap()
+            .query_map([format!("proc-{tag}")], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        let expected: Vec<String> = (0..N).map(|i| format!("{tag}-{i:05}")).collect();
+        assert_eq!(ids.len(), N, "events of proc-{tag}");
+        assert_eq!(ids, expected, "every event of {tag}.jsonl, in file order");
+    }
+    drop(c);
+    verify_both(&env, &[], &verdict(true, 10_000, None, &env.head()));
+}
+
+#[test]
+fn import_killed_mid_way_leaves_whole_batches_and_a_valid_chain() {
+    let env = Env::new();
+    const LINES: usize = 200_000;
+    let big = env.write_lines(
+        "big.jsonl",
+        (0..LINES).map(|i| {
+            format!(
+                r#"{{"event":"bulk.load","actor":"user-{}","details":{{"n":{i}}}}}"#,
+                i % 50
+            )
+        }),
+    );
+    let mut child = env
+        .command(&["import", big.to_str().unwrap(), "--batch-size", "1000"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let count_now = || -> i64 {
+        env.conn_ro()
+            .ok()
+            .and_then(|c| {
+                c.query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+                    .ok()
+            })
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if count_now() > 0 {
+            break;
+        }
+        if let Some(st) = child.try_wait().unwrap() {
+            panic!("import ended ({st}) before a row was seen");
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("no row committed within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.signal(),
+        Some(9),
+        "the import must have been killed part-way, not finished: {status}"
+    );
+
+    let n = env.count();
+    assert!(n > 0 && n < LINES as i64, "rows after the kill: {n}");
+    assert_eq!(
+        n % 1000,
+        0,
+        "only whole batches of 1000 may be stored; got {n}"
+    );
+    let head = env.head();
+    assert_eq!(head.0, n as u64);
+    verify_both(&env, &[], &verdict(true, n as u64, None, &head));
+
+    // The file opens for reading and for writing again.
+    let shown = env.trail(&["show", "-n", "1", "--json"]);
+    shown.ok();
+    assert_eq!(seqs(&shown.json()), vec![n as u64]);
+    let (seq, _, hash) = parse_append(&env.trail(&["append", "after.crash"]));
+    assert_eq!(seq, n as u64 + 1);
+    verify_both(&env, &[], &verdict(true, seq, None, &(seq, hash)));
+}
+
+// ---------------------------------------------------------------------------
+// Bad input: exit 2, a message naming the problem, nothing written.
+// ---------------------------------------------------------------------------
+
+/// A log with two events, and its rows.
+fn seeded() -> (Env, Vec<RawRow>) {
+    let env = Env::new();
+    env.trail(&["append", "seed.one", "--actor", "alice"]).ok();
+    env.trail(&["append", "seed.two"]).ok();
+    let rows = env.rows();
+    assert_eq!(rows.len(), 2);
+    (env, rows)
+}
+
+fn assert_refused(env: &Env, before: &[RawRow], out: &Out, needles: &[&str]) {
+    out.expect_code(2);
+    out.stderr_has(needles);
+    assert_eq!(
+        env.rows(),
+        before,
+        "rows changed after the refused `{}`",
+        out.what
+    );
+}
+
+/// `trail append --json FILE` with `body` as the file.
+fn append_json(env: &Env, body: &str) -> Out {
+    let p = env.path("event.json");
+    std::fs::write(&p, body).unwrap();
+    env.trail(&["append", "--json", p.to_str().unwrap()])
+}
+
+#[test]
+fn append_accepts_a_valid_json_event() {
+    // The refusals below mean something only if the same path accepts.
+    let (env, _) = seeded();
+    let (seq, _, _) = parse_append(&append_json(
+        &env,
+        r#"{"event":"a.b","actor":"x","success":true,"source_ip":"192.0.2.1","occurred_at":"2026-01-01T00:00:00Z","details":{"k":[1,2]}}"#,
+    ));
+    assert_eq!(seq, 3);
+    assert_eq!(env.count(), 3);
+}
+
+#[test]
+fn append_event_type_with_a_space_is_refused() {
+    let (env, rows) = seeded();
+    let out = env.trail(&["append", "bad type!"]);
+    assert_refused(&env, &rows, &out, &["event", "may hold only"]);
+}
+
+#[test]
+fn append_event_type_of_129_chars_is_refused() {
+    let (env, rows) = seeded();
+    let long = "a".repeat(129);
+    let out = env.trail(&["append", &long]);
+    assert_refused(&env, &rows, &out, &["event", "128", "129"]);
+}
+
+#[test]
+fn append_unknown_level_is_refused() {
+    let (env, rows) = seeded();
+    let out = env.trail(&["append", "x.y", "--level", "loud"]);
+    assert_refused(&env, &rows, &out, &["level", "loud"]);
+}
+
+#[test]
+fn append_success_that_is_not_a_boolean_is_refused() {
+    let (env, rows) = seeded();
+    let out = env.trail(&["append", "x.y", "--success", "maybe"]);
+    assert_refused(&env, &rows, &out, &["success", "maybe"]);
+}
+
+#[test]
+fn append_detail_without_value_is_refused() {
+    let (env, rows) = seeded();
+    let out = env.trail(&["append", "x.y", "--detail", "novalue"]);
+    assert_refused(&env, &rows, &out, &["detail", "KEY=VALUE"]);
+}
+
+#[test]
+fn append_json_that_is_not_json_is_refused() {
+    let (env, rows) = seeded();
+    let out = append_json(&env, "{\"event\": oops");
+    assert_refused(&env, &rows, &out, &["event.json", "not valid JSON"]);
+}
+
+#[test]
+fn append_json_array_is_refused() {
+    let (env, rows) = seeded();
+    let out = append_json(&env, r#"[{"event":"a"}]"#);
+    assert_refused(&env, &rows, &out, &["JSON object", "array"]);
+}
+
+#[test]
+fn append_json_unknown_field_is_refused_by_name() {
+    let (env, rows) = seeded();
+    let out = append_json(&env, r#"{"event":"a","colour":"red"}"#);
+    assert_refused(&env, &rows, &out, &["colour", "unknown"]);
+    // The same from standard input.
+    let out = env.trail_stdin(
+        &["append", "--json", "-"],
+        r#"{"event":"a","colour":"red"}"#,
+    );
+    assert_refused(&env, &rows, &out, &["colour", "unknown"]);
+}
+
+#[test]
+fn append_json_success_as_string_is_refused() {
+    let (env, rows) = seeded();
+    let out = append_json(&env, r#"{"event":"a","success":"yes"}"#);
+    assert_refused(&env, &rows, &out, &["success", "true or false"]);
+}
+
+#[test]
+fn append_json_details_nested_40_deep_is_refused() {
+    let (env, rows) = seeded();
+    let mut nested = "1".to_owned();
+    for _ in 0..40 {
+        nested = format!(r#"{{"d":{nested}}}"#);
+    }
+    let out = append_json(&env, &format!(r#"{{"event":"a","details":{nested}}}"#));
+    assert_refused(&env, &rows, &out, &["details", "nested", "32"]);
+}
+
+#[test]
+fn append_json_details_over_64_kib_is_refused() {
+    let (env, rows) = seeded();
+    let body = json!({"event": "a", "details": {"blob": "x".repeat(70_000)}}).to_string();
+    let out = append_json(&env, &body);
+    assert_refused(&env, &rows, &out, &["details", "65536"]);
+}
+
+#[test]
+fn append_json_id_with_bad_character_is_refused() {
+    let (env, rows) = seeded();
+    let out = append_json(&env, r#"{"id":"bad!id","event":"a"}"#);
+    assert_refused(&env, &rows, &out, &["id:", "'!'"]);
+}
+
+#[test]
+fn append_json_occurred_at_not_rfc3339_is_refused() {
+    let (env, rows) = seeded();
+    let out = append_json(&env, r#"{"event":"a","occurred_at":"yesterday at noon"}"#);
+    assert_refused(&env, &rows, &out, &["occurred_at", "RFC 3339"]);
+}
+
+#[test]
+fn append_json_source_ip_not_an_ip_is_refused() {
+    let (env, rows) = seeded();
+    let out = append_json(&env, r#"{"event":"a","source_ip":"999.1.1.1"}"#);
+    assert_refused(&env, &rows, &out, &["source_ip", "IPv4 or IPv6"]);
+}
+
+#[test]
+fn append_json_with_both_event_and_type_is_refused() {
+    let (env, rows) = seeded();
+    let out = append_json(&env, r#"{"event":"a","type":"b"}"#);
+    assert_refused(&env, &rows, &out, &["event", "type", "given twice"]);
+}
+
+/// Lines 1, 2 and 4 are valid events (ids imp-1, imp-2, imp-4); line 3 is
+/// `bad`.
+fn import_with_bad_line_3(env: &Env, bad: &str, batch: &str) -> Out {
+    let f = env.write_lines(
+        "bad3.jsonl",
+        [
+            r#"{"id":"imp-1","event":"imp.ok"}"#,
+            r#"{"id":"imp-2","event":"imp.ok"}"#,
+            bad,
+            r#"{"id":"imp-4","event":"imp.ok"}"#,
+        ],
+    );
+    env.trail(&["import", f.to_str().unwrap(), "--batch-size", batch])
+}
+
+fn ids(env: &Env) -> Vec<String> {
+    env.conn_ro()
+        .unwrap()
+        .prepare("SELECT id FROM events ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect()
+}
+
+#[test]
+fn import_bad_json_on_line_3_commits_only_the_batches_before_it() {
+    let (env, rows) = seeded();
+    let out = import_with_bad_line_3(&env, r#"{"event": oops"#, "2");
+    out.expect_code(2);
+    out.stderr_has(&["line 3"]);
+    let now = env.rows();
+    assert_eq!(&now[..2], &rows[..], "earlier rows untouched");
+    assert_eq!(
+        ids(&env)[2..],
+        ["imp-1", "imp-2"],
+        "only lines 1-2 (the first batch)"
+    );
+    verify_both(&env, &[], &verdict(true, 4, None, &env.head()));
+}
+
+#[test]
+fn import_bad_line_3_writes_nothing_of_its_own_batch() {
+    // With --batch-size 3, lines 1-2 share the batch of line 3.
+    let (env, rows) = seeded();
+    let out = import_with_bad_line_3(&env, r#"{"event": oops"#, "3");
+    assert_refused(&env, &rows, &out, &["line 3"]);
+    // An invalid event (valid JSON) on line 3 is the same.
+    let out = import_with_bad_line_3(&env, r#"{"event":"ok","level":"loud"}"#, "3");
+    assert_refused(&env, &rows, &out, &["line 3", "level"]);
+}
+
+#[test]
+fn import_same_id_twice_is_idempotent_and_different_content_is_refused() {
+    let (env, _) = seeded();
+    let same = env.write_lines(
+        "same.jsonl",
+        [r#"{"id":"dup-1","event":"order.placed","actor":"alice"}"#],
+    );
+    env.trail(&["import", same.to_str().unwrap()]).ok();
+    let after_first = env.rows();
+    assert_eq!(after_first.len(), 3);
+    env.trail(&["import", same.to_str().unwrap()]).ok();
+    assert_eq!(env.rows(), after_first, "a retried id appends nothing");
+    // The same through `trail append --id`.
+    let (seq, id, _) = parse_append(&env.trail(&[
+        "append",
+        "order.placed",
+        "--actor",
+        "alice",
+        "--id",
+        "dup-1",
+    ]));
+    assert_eq!((seq, id.as_str()), (3, "dup-1"));
+    assert_eq!(env.rows(), after_first);
+
+    let different = env.write_lines(
+        "different.jsonl",
+        [r#"{"id":"dup-1","event":"order.placed","actor":"bob"}"#],
+    );
+    let out = env.trail(&["import", different.to_str().unwrap()]);
+    assert_refused(&env, &after_first, &out, &["dup-1"]);
+    let out = env.trail(&["append", "order.placed", "--actor", "bob", "--id", "dup-1"]);
+    assert_refused(&env, &after_first, &out, &["dup-1"]);
+}
+
+#[test]
+fn verify_with_a_malformed_anchor_is_a_usage_error() {
+    let (env, rows) = seeded();
+    let out = env.trail(&["verify", "--anchor", "nonsense"]);
+    assert_refused(&env, &rows, &out, &["--anchor"]);
+}
+
+#[test]
+fn show_with_bad_filters_is_a_usage_error() {
+    let (env, rows) = seeded();
+    let out = env.trail(&["show", "--level", "loud"]);
+    assert_refused(&env, &rows, &out, &["level", "loud"]);
+    let out = env.trail(&["show", "--since", "notadate"]);
+    assert_refused(&env, &rows, &out, &["since", "notadate"]);
+}
+
+#[test]
+fn show_on_a_missing_database_is_a_usage_error_and_creates_nothing() {
+    let env = Env::new();
+    let out = env.trail(&["show"]);
+    out.expect_code(2);
+    out.stderr_has(&["no trail database", env.db_str()]);
+    assert!(!env.db.exists(), "a read command must not create the file");
+}
+
+// ---------------------------------------------------------------------------
+// Read commands
+// ---------------------------------------------------------------------------
+
+const QUOTED: &str = r#"d'artagnan "the" musketeer"#;
+const FORMULA: &str = "=cmd|' /C calc'!A0";
+const TYPES: [&str; 4] = ["auth.login", "auth.logout", "file.read", "authz.check"];
+const LEVELS: [&str; 5] = ["debug", "info", "warning", "error", "critical"];
+const TOTAL: u64 = 45;
+
+#[derive(Debug, Clone)]
+struct Spec {
+    seq: u64,
+    event: &'static str,
+    level: &'static str,
+    actor: &'static str,
+    success: Option<bool>,
+}
+
+fn specs() -> Vec<Spec> {
+    (1..=TOTAL)
+        .map(|i| Spec {
+            seq: i,
+            event: TYPES[(i % 4) as usize],
+            level: LEVELS[((i * 2 + i / 5) % 5) as usize],
+            actor: if i == TOTAL {
+                FORMULA
+            } else {
+                match i % 5 {
+                    0..=2 => "alice",
+                    3 => "bob",
+                    _ => QUOTED,
+                }
+            },
+            success: match (i / 2) % 3 {
+                0 => Some(true),
+                1 => Some(false),
+                _ => None,
+            },
+        })
+        .collect()
+}
+
+/// 45 events on a fresh log (seq = spec.seq), in several batches.
+fn read_fixture(env: &Env) -> Vec<Spec> {
+    let specs = specs();
+    let events: Vec<Value> = specs
+        .iter()
+        .map(|s| {
+            let mut v = json!({
+                "event": s.event,
+                "level": s.level,
+                "actor": s.actor,
+                "details": {"i": s.seq},
+            });
+            if let Some(b) = s.success {
+                v["success"] = json!(b);
+            }
+            v
+        })
+        .collect();
+    env.import_values("fixture.jsonl", &events, 10);
+    assert_eq!(env.count(), TOTAL as i64);
+    specs
+}
+
+fn newest(specs: &[Spec], keep: impl Fn(&Spec) -> bool, limit: usize) -> Vec<u64> {
+    let mut v: Vec<u64> = specs.iter().filter(|s| keep(s)).map(|s| s.seq).collect();
+    v.reverse();
+    v.truncate(limit);
+    v
+}
+
+fn rank(level: &str) -> usize {
+    LEVELS.iter().position(|l| *l == level).unwrap()
+}
+
+/// What every read command must print for a row: its entry plus the hex
+/// chain hash and signature.
+fn event_json(row: &RawRow) -> Value {
+    let mut v: Value = serde_json::from_str(&row.entry).unwrap();
+    v["chain_hash"] = json!(hex::encode(&row.chain_hash));
+    v["signature"] = json!(hex::encode(&row.signature));
+    v
+}
+
+#[test]
+fn show_json_is_newest_first_with_a_default_limit_of_20() {
+    let env = Env::new();
+    read_fixture(&env);
+    let out = env.trail(&["show", "--json"]);
+    out.ok();
+    let v = out.json();
+    assert_eq!(
+        v.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["events"]
+    );
+    assert_eq!(seqs(&v), (26..=TOTAL).rev().collect::<Vec<_>>());
+    let rows = env.rows();
+    for e in v["events"].as_array().unwrap() {
+        let seq = e["seq"].as_u64().unwrap() as usize;
+        assert_eq!(*e, event_json(&rows[seq - 1]), "event {seq}");
+    }
+    let out = env.trail(&["show", "--json", "-n", "5"]);
+    assert_eq!(seqs(&out.json()), vec![45, 44, 43, 42, 41]);
+}
+
+#[test]
+fn show_json_filters_select_exactly_the_matching_events() {
+    let env = Env::new();
+    let specs = read_fixture(&env);
+    let check = |args: &[&str], expected: Vec<u64>| {
+        let mut a = vec!["show", "--json"];
+        a.extend_from_slice(args);
+        let out = env.trail(&a);
+        out.ok();
+        assert_eq!(seqs(&out.json()), expected, "`{}`", out.what);
+    };
+    let file_read = newest(&specs, |s| s.event == "file.read", 20);
+    assert!(!file_read.is_empty());
+    check(&["--event", "file.read"], file_read.clone());
+    check(&["--type", "file.read"], file_read);
+    check(
+        &["--event", "auth.*"],
+        newest(&specs, |s| s.event.starts_with("auth."), 20),
+    );
+    check(
+        &["--event", "auth.login,file.read"],
+        newest(
+            &specs,
+            |s| s.event == "auth.login" || s.event == "file.read",
+            20,
+        ),
+    );
+    let warning_up = newest(&specs, |s| rank(s.level) >= rank("warning"), 100);
+    assert!(
+        warning_up.len() > 20,
+        "the fixture must exceed the default limit"
+    );
+    check(&["--level", "warning"], warning_up[..20].to_vec());
+    check(&["--level", "warning", "-n", "100"], warning_up);
+    check(
+        &["--level", "critical"],
+        newest(&specs, |s| s.level == "critical", 20),
+    );
+    let quoted = newest(&specs, |s| s.actor == QUOTED, 20);
+    assert!(!quoted.is_empty());
+    check(&["--actor", QUOTED], quoted);
+    check(&["--actor", "o'brien"], vec![]);
+    check(
+        &["--actor", "alice", "--success", "false"],
+        newest(
+            &specs,
+            |s| s.actor == "alice" && s.success == Some(false),
+            20,
+        ),
+    );
+}
+
+#[test]
+fn tail_json_prints_the_newest_n_oldest_first() {
+    let env = Env::new();
+    read_fixture(&env);
+    let out = env.trail(&["tail", "-n", "3", "--json"]);
+    out.ok();
+    assert_eq!(seqs(&out.json()), vec![43, 44, 45]);
+}
+
+#[test]
+fn search_json_returns_every_match_oldest_first() {
+    let env = Env::new();
+    let specs = read_fixture(&env);
+    let out = env.trail(&["search", "--actor", "alice", "--json"]);
+    out.ok();
+    let expected: Vec<u64> = specs
+        .iter()
+        .filter(|s| s.actor == "alice")
+        .map(|s| s.seq)
+        .collect();
+    assert!(expected.len() > 20, "more matches than any default limit");
+    assert_eq!(seqs(&out.json()), expected);
+    let out = env.trail(&["search", "--actor", QUOTED, "--json"]);
+    let expected: Vec<u64> = specs
+        .iter()
+        .filter(|s| s.actor == QUOTED)
+        .map(|s| s.seq)
+        .collect();
+    assert_eq!(seqs(&out.json()), expected);
+}
+
+#[test]
+fn summary_json_counts_exactly_and_stats_is_the_same() {
+    let env = Env::new();
+    let specs = read_fixture(&env);
+    let count_by = |f: fn(&Spec) -> &'static str| {
+        let mut m = BTreeMap::new();
+        for s in &specs {
+            *m.entry(f(s).to_owned()).or_insert(0u64) += 1;
+        }
+        json!(m)
+    };
+    let (first_ts, last_ts): (String, String) = env
+        .conn_ro()
+        .unwrap()
+        .query_row("SELECT min(ts), max(ts) FROM events", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    let out = env.trail(&["summary", "--period", "all", "--json"]);
+    out.ok();
+    let v = out.json();
+    assert_eq!(v["period"], json!("all"));
+    assert_eq!(v["total_events"], json!(TOTAL));
+    assert_eq!(v["by_type"], count_by(|s| s.event));
+    assert_eq!(v["by_level"], count_by(|s| s.level));
+    assert_eq!(v["by_actor"], count_by(|s| s.actor));
+    let ok = specs.iter().filter(|s| s.success == Some(true)).count();
+    let failed = specs.iter().filter(|s| s.success == Some(false)).count();
+    assert_eq!(v["success_count"], json!(ok));
+    assert_eq!(v["failure_count"], json!(failed));
+    assert_eq!(v["first_event"], json!(first_ts));
+    assert_eq!(v["last_event"], json!(last_ts));
+
+    let stats = env.trail(&["stats", "--period", "all", "--json"]);
+    stats.ok();
+    assert_eq!(stats.json(), v);
+
+    // Everything was written just now, so the default period (24h) holds it all.
+    let day = env.trail(&["summary", "--json"]);
+    day.ok();
+    assert_eq!(day.json()["total_events"], json!(TOTAL));
+    assert_eq!(day.json()["by_actor"], v["by_actor"]);
+}
+
+const CSV_HEADER: &str = "seq,id,timestamp,event,level,actor,resource,success,source_ip,user_agent,request_id,occurred_at,details,metadata,key_id,chain_hash,signature";
+
+#[test]
+fn export_csv_has_the_exact_header_every_row_and_neutralised_formulas() {
+    let env = Env::new();
+    let specs = read_fixture(&env);
+    let path = env.path("out.csv");
+    env.trail(&[
+        "export",
+        "--format",
+        "csv",
+        "--output",
+        path.to_str().unwrap(),
+    ])
+    .ok();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(text.lines().next().unwrap(), CSV_HEADER);
+    let mut r = csv::Reader::from_reader(text.as_bytes());
+    let rows = env.rows();
+    let records: Vec<csv::StringRecord> = r.records().map(|x| x.unwrap()).collect();
+    assert_eq!(records.len(), TOTAL as usize);
+    let kid = key_id(KEY_HEX);
+    for (rec, (spec, row)) in records.iter().zip(specs.iter().zip(&rows)) {
+        let entry: Value = serde_json::from_str(&row.entry).unwrap();
+        let want_actor = if spec.actor.starts_with('=') {
+            format!("'{}", spec.actor)
+        } else {
+            spec.actor.to_owned()
+        };
+        let success = match spec.success {
+            Some(true) => "true",
+            Some(false) => "false",
+            None => "",
+        };
+        let want: Vec<String> = vec![
+            spec.seq.to_string(),
+            entry["id"].as_str().unwrap().to_owned(),
+            entry["timestamp"].as_str().unwrap().to_owned(),
+            spec.event.to_owned(),
+            spec.level.to_owned(),
+            want_actor,
+            String::new(),
+            success.to_owned(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            format!(r#"{{"i":{}}}"#, spec.seq),
+            String::new(),
+            kid.clone(),
+            hex::encode(&row.chain_hash),
+            hex::encode(&row.signature),
+        ];
+        assert_eq!(rec.iter().collect::<Vec<_>>(), want, "CSV row {}", spec.seq);
+    }
+    assert_eq!(&records[TOTAL as usize - 1][5], "'=cmd|' /C calc'!A0");
+
+    // The alias writes the same bytes.
+    let alias = env.path("alias.csv");
+    env.trail(&["export-csv", alias.to_str().unwrap()]).ok();
+    assert_eq!(std::fs::read_to_string(&alias).unwrap(), text);
+}
+
+#[test]
+fn export_json_and_jsonl_hold_every_event_oldest_first() {
+    let env = Env::new();
+    let specs = read_fixture(&env);
+    let rows = env.rows();
+    let all: Vec<Value> = rows.iter().map(event_json).collect();
+
+    let path = env.path("out.json");
+    env.trail(&[
+        "export",
+        "--format",
+        "json",
+        "--output",
+        path.to_str().unwrap(),
+    ])
+    .ok();
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let keys: BTreeSet<&str> = doc
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
+    assert_eq!(
+        keys,
+        BTreeSet::from(["generated_at", "filters", "events", "count"])
+    );
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(doc["generated_at"].as_str().unwrap()).is_ok(),
+        "generated_at: {}",
+        doc["generated_at"]
+    );
+    assert_eq!(doc["filters"], json!({}));
+    assert_eq!(doc["count"], json!(TOTAL));
+    assert_eq!(doc["events"], json!(all));
+
+    // Filtered: the filters are echoed, the count is the filtered count.
+    let filtered = env.path("auth.json");
+    env.trail(&[
+        "export",
+        "--format",
+        "json",
+        "--event",
+        "auth.*",
+        "--output",
+        filtered.to_str().unwrap(),
+    ])
+    .ok();
+    let f: Value = serde_json::from_str(&std::fs::read_to_string(&filtered).unwrap()).unwrap();
+    let want: Vec<u64> = specs
+        .iter()
+        .filter(|s| s.event.starts_with("auth."))
+        .map(|s| s.seq)
+        .collect();
+    assert_eq!(f["filters"], json!({"event": "auth.*"}));
+    assert_eq!(f["count"], json!(want.len()));
+    assert_eq!(seqs(&f), want);
+
+    let lpath = env.path("out.jsonl");
+    env.trail(&[
+        "export",
+        "--format",
+        "jsonl",
+        "--output",
+        lpath.to_str().unwrap(),
+    ])
+    .ok();
+    let text = std::fs::read_to_string(&lpath).unwrap();
+    assert!(text.ends_with('\n'));
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines, all, "one event per line, oldest first");
+
+    // The alias: the same document but for generated_at.
+    let alias = env.path("alias.json");
+    env.trail(&["export-json", alias.to_str().unwrap()]).ok();
+    let mut a: Value = serde_json::from_str(&std::fs::read_to_string(&alias).unwrap()).unwrap();
+    let mut d = doc.clone();
+    a.as_object_mut().unwrap().remove("generated_at");
+    d.as_object_mut().unwrap().remove("generated_at");
+    assert_eq!(a, d);
+}
+
+#[test]
+fn read_commands_work_while_another_process_holds_the_file_for_writing() {
+    let env = Env::new();
+    let specs = read_fixture(&env);
+
+    // Another trail process with the file open for writing, idle between
+    // batches...
+    let mut writer = env
+        .command(&["import", "-", "--batch-size", "2"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = writer.stdin.take().unwrap();
+    for i in 0..4 {
+        writeln!(
+            stdin,
+            r#"{{"event":"live.write","actor":"writer","details":{{"i":{i}}}}}"#
+        )
+        .unwrap();
+    }
+    stdin.flush().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while env.count() < TOTAL as i64 + 4 {
+        assert!(
+            writer.try_wait().unwrap().is_none(),
+            "the writer ended early"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the writer's batches never committed"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let total = TOTAL + 4;
+
+    // ...and this process in the middle of a write transaction.
+    let holder = env.conn();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    holder
+        .execute(
+            "INSERT INTO events (seq, entry, chain_hash, signature) VALUES (?1, ?2, zeroblob(32), zeroblob(32))",
+            rusqlite::params![
+                total as i64 + 1,
+                format!(r#"{{"v":1,"seq":{},"id":"uncommitted","event":"not.yet"}}"#, total + 1)
+            ],
+        )
+        .unwrap();
+
+    let out = env.trail(&["show", "--json"]);
+    out.ok();
+    assert_eq!(
+        seqs(&out.json()),
+        ((total - 19)..=total).rev().collect::<Vec<_>>()
+    );
+    let out = env.trail(&["tail", "-n", "2", "--json"]);
+    out.ok();
+    assert_eq!(seqs(&out.json()), vec![total - 1, total]);
+    let out = env.trail(&["search", "--actor", "alice", "--json"]);
+    out.ok();
+    assert_eq!(
+        seqs(&out.json()),
+        specs
+            .iter()
+            .filter(|s| s.actor == "alice")
+            .map(|s| s.seq)
+            .collect::<Vec<_>>()
+    );
+    let out = env.trail(&["summary", "--period", "all", "--json"]);
+    out.ok();
+    assert_eq!(out.json()["total_events"], json!(total));
+    let out = env.trail(&["export", "--format", "jsonl"]);
+    out.ok();
+    assert_eq!(out.stdout.lines().count(), total as usize);
+    verify_both(&env, &[], &verdict(true, total, None, &env.head()));
+
+    holder.execute_batch("ROLLBACK").unwrap();
+    drop(holder);
+    drop(stdin);
+    let status = util::wait_bounded(&mut writer, Duration::from_secs(60), "trail import -");
+    assert!(status.success(), "the writer failed: {status}");
+    assert_eq!(env.count(), total as i64);
+}
