@@ -10,6 +10,7 @@
 //! Dependencies point one way: `cli → store → domain`.
 
 pub mod cli;
+pub mod config;
 pub mod domain;
 pub mod http;
 pub mod store;

@@ -149,6 +149,15 @@ pub struct NewEvent {
     occurred_at: Option<String>,
     details: Option<Map<String, Value>>,
     metadata: Option<Map<String, Value>>,
+    /// Members trail filled in from the request (not sent by the client):
+    /// recorded in `metadata.trail.filled`, left out of retry comparisons.
+    filled: Filled,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Filled {
+    source_ip: bool,
+    request_id: bool,
 }
 
 /// The position and identity the writer gives an event.
@@ -159,6 +168,9 @@ pub struct Placement<'a> {
     pub timestamp: &'a str,
     pub key_id: &'a str,
 }
+
+/// The member of `metadata` that holds what trail adds; clients may not set it.
+pub const SERVER_METADATA_KEY: &str = "trail";
 
 /// Member names accepted on input, with the canonical member each maps to.
 /// The seed systems' names are aliases.
@@ -311,6 +323,15 @@ impl NewEvent {
         };
         let details = get("details").and_then(|(n, v)| object(n, v, &mut errors));
         let metadata = get("metadata").and_then(|(n, v)| object(n, v, &mut errors));
+        if metadata
+            .as_ref()
+            .is_some_and(|m| m.contains_key(SERVER_METADATA_KEY))
+        {
+            errors.push(FieldError::new(
+                format!("metadata.{SERVER_METADATA_KEY}"),
+                "is reserved for the metadata trail adds itself",
+            ));
+        }
 
         if !errors.is_empty() {
             return Err(InputError { errors });
@@ -328,6 +349,7 @@ impl NewEvent {
             occurred_at,
             details,
             metadata,
+            filled: Filled::default(),
         })
     }
 
@@ -346,6 +368,24 @@ impl NewEvent {
             occurred_at: None,
             details: None,
             metadata: None,
+            filled: Filled::default(),
+        }
+    }
+
+    /// Fills `source_ip` and `request_id` from the request when the client
+    /// did not send them.
+    pub fn fill_from_request(&mut self, source_ip: Option<IpAddr>, request_id: Option<&str>) {
+        if self.source_ip.is_none() {
+            if let Some(ip) = source_ip {
+                self.source_ip = Some(ip.to_string());
+                self.filled.source_ip = true;
+            }
+        }
+        if self.request_id.is_none() {
+            if let Some(id) = request_id.filter(|id| check_text(id).is_ok()) {
+                self.request_id = Some(id.to_owned());
+                self.filled.request_id = true;
+            }
         }
     }
 
@@ -361,13 +401,20 @@ impl NewEvent {
 
     /// The canonical `entry` bytes for this event at `place`.
     pub fn encode(&self, place: Placement<'_>) -> String {
+        self.encode_with(place, None)
+    }
+
+    /// The canonical `entry`, with `server` (the metadata trail adds to every
+    /// event: host, pid, version, configured keys) under `metadata.trail`.
+    /// Kept apart from the client's content, so a retry still matches.
+    pub fn encode_with(&self, place: Placement<'_>, server: Option<&Map<String, Value>>) -> String {
         let mut out = String::with_capacity(256);
         out.push_str("{\"v\":");
         let _ = write!(out, "{ENTRY_VERSION}");
         let _ = write!(out, ",\"seq\":{}", place.seq);
         member_str(&mut out, "id", place.id);
         member_str(&mut out, "timestamp", place.timestamp);
-        self.encode_content(&mut out);
+        self.encode_content(&mut out, server.filter(|m| !m.is_empty()), false);
         member_str(&mut out, "key_id", place.key_id);
         out.push('}');
         out
@@ -377,11 +424,16 @@ impl NewEvent {
     /// content encode to the same string (used for idempotent retries).
     pub fn content_fingerprint(&self) -> String {
         let mut out = String::with_capacity(200);
-        self.encode_content(&mut out);
+        self.encode_content(&mut out, None, true);
         out
     }
 
-    fn encode_content(&self, out: &mut String) {
+    fn encode_content(
+        &self,
+        out: &mut String,
+        server: Option<&Map<String, Value>>,
+        fingerprint: bool,
+    ) {
         member_str(out, "event", self.event.as_str());
         member_str(out, "level", self.level.as_str());
         if let Some(s) = &self.actor {
@@ -397,13 +449,21 @@ impl NewEvent {
                 ",\"success\":false"
             });
         }
-        if let Some(s) = &self.source_ip {
+        if let Some(s) = self
+            .source_ip
+            .as_ref()
+            .filter(|_| !(fingerprint && self.filled.source_ip))
+        {
             member_str(out, "source_ip", s);
         }
         if let Some(s) = &self.user_agent {
             member_str(out, "user_agent", s);
         }
-        if let Some(s) = &self.request_id {
+        if let Some(s) = self
+            .request_id
+            .as_ref()
+            .filter(|_| !(fingerprint && self.filled.request_id))
+        {
             member_str(out, "request_id", s);
         }
         if let Some(s) = &self.occurred_at {
@@ -413,9 +473,34 @@ impl NewEvent {
             out.push_str(",\"details\":");
             write_canonical_object(out, m);
         }
-        if let Some(m) = &self.metadata {
-            out.push_str(",\"metadata\":");
-            write_canonical_object(out, m);
+        let mut filled = Vec::new();
+        if self.filled.request_id {
+            filled.push(Value::from("request_id"));
+        }
+        if self.filled.source_ip {
+            filled.push(Value::from("source_ip"));
+        }
+        let with_filled;
+        let server = if fingerprint || filled.is_empty() {
+            server
+        } else {
+            let mut m = server.cloned().unwrap_or_default();
+            m.insert("filled".into(), Value::Array(filled));
+            with_filled = m;
+            Some(&with_filled)
+        };
+        match (&self.metadata, server) {
+            (None, None) => {}
+            (Some(m), None) => {
+                out.push_str(",\"metadata\":");
+                write_canonical_object(out, m);
+            }
+            (m, Some(server)) => {
+                let mut all = m.clone().unwrap_or_default();
+                all.insert(SERVER_METADATA_KEY.into(), Value::Object(server.clone()));
+                out.push_str(",\"metadata\":");
+                write_canonical_object(out, &all);
+            }
         }
     }
 
@@ -664,6 +749,25 @@ pub fn content_of_entry(entry: &str) -> Option<String> {
     let obj = v.as_object_mut()?;
     for k in ["v", "seq", "id", "timestamp", "key_id"] {
         obj.remove(k);
+    }
+    let mut filled: Vec<String> = Vec::new();
+    if let Some(Value::Object(m)) = obj.get_mut("metadata") {
+        if let Some(Value::Object(server)) = m.remove(SERVER_METADATA_KEY) {
+            if let Some(Value::Array(names)) = server.get("filled") {
+                filled = names
+                    .iter()
+                    .filter_map(|n| n.as_str().map(str::to_owned))
+                    .collect();
+            }
+        }
+        if m.is_empty() {
+            obj.remove("metadata");
+        }
+    }
+    for name in filled {
+        if name == "source_ip" || name == "request_id" {
+            obj.remove(&name);
+        }
     }
     NewEvent::from_json(&v)
         .ok()

@@ -116,8 +116,8 @@ impl<'k> Checker<'k> {
             });
         }
         let fields = EntryHead::read(row.entry);
-        if let Some(f) = &fields {
-            if f.seq != row.seq {
+        if let Some(seq) = fields.as_ref().and_then(|f| f.seq) {
+            if seq != row.seq {
                 return fail(FailureKind::BrokenLink);
             }
         }
@@ -127,12 +127,12 @@ impl<'k> Checker<'k> {
         if link(&self.prev, row.entry) != stored {
             return fail(FailureKind::Modified);
         }
-        let Some(fields) = fields else {
+        let Some(key_id) = fields.and_then(|f| f.key_id) else {
             // Hashes match but the entry is not an entry: written by
             // something that is not trail.
             return fail(FailureKind::Modified);
         };
-        let Some(key) = self.keys.get(fields.key_id) else {
+        let Some(key) = self.keys.get(&key_id) else {
             return fail(FailureKind::UnknownKey);
         };
         if !key.check(&stored, row.signature) {
@@ -162,19 +162,21 @@ impl<'k> Checker<'k> {
     }
 }
 
-/// The two members verification needs from an entry: `seq` and `key_id`.
-struct EntryHead<'a> {
-    seq: u64,
-    key_id: &'a str,
+/// The two members verification needs from an entry: `seq` and `key_id`
+/// (either may be absent or of the wrong type in a tampered entry).
+struct EntryHead {
+    /// The `seq` member; one that is not a whole number reads as `u64::MAX`.
+    seq: Option<u64>,
+    key_id: Option<String>,
 }
 
-impl<'a> EntryHead<'a> {
-    fn read(entry: &'a [u8]) -> Option<EntryHead<'a>> {
+impl EntryHead {
+    fn read(entry: &[u8]) -> Option<EntryHead> {
         Self::fast(entry).or_else(|| Self::slow(entry))
     }
 
     /// trail's own encoding puts `seq` second and `key_id` last.
-    fn fast(entry: &'a [u8]) -> Option<EntryHead<'a>> {
+    fn fast(entry: &[u8]) -> Option<EntryHead> {
         let rest = entry.strip_prefix(b"{\"v\":1,\"seq\":")?;
         let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
         if digits == 0 || digits > 19 || rest.get(digits) != Some(&b',') {
@@ -187,22 +189,27 @@ impl<'a> EntryHead<'a> {
         }
         let tail = &entry[entry.len() - TAIL..];
         let id = tail.strip_prefix(b",\"key_id\":\"")?.strip_suffix(b"\"}")?;
-        let key_id = std::str::from_utf8(id).ok()?;
-        Some(EntryHead { seq, key_id })
+        if !id.iter().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let key_id = std::str::from_utf8(id).ok()?.to_owned();
+        Some(EntryHead {
+            seq: Some(seq),
+            key_id: Some(key_id),
+        })
     }
 
-    fn slow(entry: &'a [u8]) -> Option<EntryHead<'a>> {
-        #[derive(serde::Deserialize)]
-        struct Head<'b> {
-            seq: u64,
-            #[serde(borrow)]
-            key_id: &'b str,
-        }
-        let h: Head<'a> = serde_json::from_slice(entry).ok()?;
-        Some(EntryHead {
-            seq: h.seq,
-            key_id: h.key_id,
-        })
+    /// Anything else that is a JSON object: a `seq` that is not a whole
+    /// number counts as a wrong one.
+    fn slow(entry: &[u8]) -> Option<EntryHead> {
+        let v: serde_json::Value = serde_json::from_slice(entry).ok()?;
+        let obj = v.as_object()?;
+        let seq = obj.get("seq").map(|s| s.as_u64().unwrap_or(u64::MAX));
+        let key_id = obj
+            .get("key_id")
+            .and_then(|k| k.as_str())
+            .map(str::to_owned);
+        Some(EntryHead { seq, key_id })
     }
 }
 

@@ -25,6 +25,10 @@ pub enum ApiError {
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
@@ -99,6 +103,8 @@ impl ResponseError for ApiError {
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -133,6 +139,13 @@ impl ResponseError for ApiError {
                 d.clone(),
                 &[],
             ),
+            ApiError::Unauthorized(d) => (
+                "urn:trail:problem:unauthorized",
+                "Unauthorized",
+                d.clone(),
+                &[],
+            ),
+            ApiError::Forbidden(d) => ("urn:trail:problem:forbidden", "Forbidden", d.clone(), &[]),
             ApiError::NotFound(d) => ("urn:trail:problem:not-found", "Not found", d.clone(), &[]),
             ApiError::Conflict(d) => ("urn:trail:problem:conflict", "Conflict", d.clone(), &[]),
             ApiError::Unavailable { detail, .. } => (
@@ -161,6 +174,9 @@ impl ResponseError for ApiError {
         .expect("problem serializes");
         let mut resp = HttpResponse::build(status);
         resp.insert_header((header::CONTENT_TYPE, PROBLEM_JSON));
+        if let ApiError::Unauthorized(_) = self {
+            resp.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"trail\""));
+        }
         if let ApiError::Unavailable { retry_after, .. } = self {
             resp.insert_header((header::RETRY_AFTER, retry_after.to_string()));
         }

@@ -187,16 +187,45 @@ pub async fn post_events(
     check_content_type(&req)?;
     let idem = idempotency_key(&req)?;
     let body = read_body(&req, payload, state.limits.max_body_bytes).await?;
-    let (events, is_batch) = parse_events(&body, state.limits.max_batch)?;
+    let (parsed, is_batch) = parse_events(&body, state.limits.max_batch)?;
+    let ctx = super::auth::RequestContext::of(&req);
+    let total = parsed.len();
+    let mut events = Vec::with_capacity(total);
+    for mut ev in parsed {
+        let dropped = if ev.level() < state.min_level {
+            Some("min_level")
+        } else if matches_any(&state.exclude_events, ev.event().as_str()) {
+            Some("excluded")
+        } else {
+            None
+        };
+        if let Some(reason) = dropped {
+            metrics::counter!("trail_events_dropped_total", "reason" => reason).increment(1);
+            continue;
+        }
+        if let Some(ctx) = &ctx {
+            ev.fill_from_request(ctx.client.ip, Some(&ctx.request_id));
+        }
+        events.push(ev);
+    }
+    let dropped = total - events.len();
+    if events.is_empty() {
+        return Ok(HttpResponse::Accepted().json(serde_json::json!({
+            "events": [], "dropped": dropped,
+            "detail": "every event was below the minimum level or of an excluded type; nothing was stored"
+        })));
+    }
     let idempotency = idem.map(|key| IdempotencyKey {
         key,
         request_hash: request_hash(&events, is_batch),
     });
+    let started = std::time::Instant::now();
     let stored = state
         .writer
         .submit_with(events, idempotency)?
         .wait_async()
         .await?;
+    metrics::histogram!("trail_append_latency_seconds").record(started.elapsed().as_secs_f64());
     let created = stored.iter().any(|a| a.created);
     let mut body = String::with_capacity(stored.len() * 600 + 16);
     let mut resp = if created {
@@ -212,7 +241,11 @@ pub async fn post_events(
             }
             appended_json(a, &mut body);
         }
-        body.push_str("]}");
+        body.push(']');
+        if dropped > 0 {
+            body.push_str(&format!(",\"dropped\":{dropped}"));
+        }
+        body.push('}');
     } else if let Some(a) = stored.first() {
         appended_json(a, &mut body);
         resp.insert_header((
@@ -221,4 +254,9 @@ pub async fn post_events(
         ));
     }
     Ok(resp.content_type("application/json").body(body))
+}
+
+fn matches_any(m: &crate::domain::EventMatch, event: &str) -> bool {
+    m.exact.iter().any(|e| e.as_str() == event)
+        || m.prefixes.iter().any(|p| event.starts_with(p.as_str()))
 }

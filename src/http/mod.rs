@@ -3,10 +3,13 @@
 //! errors as problem+json (see [`error`]). Must never run SQLite on an async
 //! worker thread, nor send internal error text to a client.
 
+pub mod auth;
 pub mod error;
 mod ingest;
+pub mod metrics;
 mod openapi;
 pub mod params;
+pub mod proxy;
 mod read;
 
 use std::net::TcpListener;
@@ -18,7 +21,8 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OpenFlags};
 
-use crate::domain::Keyring;
+use crate::config::{Cidr, Config, ConfigError, Secret};
+use crate::domain::{EventMatch, EventType, Keyring, Level, NewEvent};
 use crate::store::{KeySource, StoreError, Writer, WriterConfig};
 
 use error::ApiError;
@@ -60,6 +64,17 @@ pub struct ServeConfig {
     pub workers: usize,
     /// Seconds in-flight requests get to finish on shutdown.
     pub shutdown_timeout: u64,
+    pub trusted_proxies: Vec<Cidr>,
+    /// Prefix of every route, such as `/audit` (empty for none).
+    pub base_path: String,
+    /// Events below this level are counted and dropped.
+    pub min_level: Level,
+    /// Event types that are counted and dropped.
+    pub exclude_events: EventMatch,
+    pub retention_days: Option<u32>,
+    pub metrics_require_admin: bool,
+    pub insecure_no_auth: bool,
+    pub bootstrap_token: Option<Secret>,
 }
 
 impl ServeConfig {
@@ -73,7 +88,41 @@ impl ServeConfig {
             read_pool_size: 16,
             workers: 0,
             shutdown_timeout: 30,
+            trusted_proxies: Vec::new(),
+            base_path: String::new(),
+            min_level: Level::Debug,
+            exclude_events: EventMatch::default(),
+            retention_days: None,
+            metrics_require_admin: false,
+            insecure_no_auth: false,
+            bootstrap_token: None,
         }
+    }
+
+    pub fn from_config(c: &Config) -> Result<ServeConfig, ConfigError> {
+        let mut s = ServeConfig::new(c.bind.value.clone(), c.db.value.clone());
+        s.keys = c.key_source();
+        s.limits = Limits {
+            max_body_bytes: c.max_body_bytes.value,
+            max_batch: c.max_batch.value,
+            ..Limits::default()
+        };
+        s.writer = WriterConfig {
+            queue_depth: c.queue_depth.value,
+            synchronous: c.synchronous.value,
+            server_metadata: c.server_metadata(),
+            ..WriterConfig::default()
+        };
+        s.workers = c.workers.value;
+        s.trusted_proxies = c.trusted_proxies.value.clone();
+        s.base_path = c.base_path.value.clone();
+        s.min_level = c.min_level.value;
+        s.exclude_events = c.exclude_events.value.clone();
+        s.retention_days = c.retention_days.value;
+        s.metrics_require_admin = c.metrics_require_admin.value;
+        s.insecure_no_auth = c.insecure_no_auth.value;
+        s.bootstrap_token = c.bootstrap_secret()?;
+        Ok(s)
     }
 }
 
@@ -86,6 +135,14 @@ pub struct AppState {
     pub limits: Limits,
     /// Prefix of every route (empty for none).
     pub base_path: String,
+    pub trusted_proxies: Vec<Cidr>,
+    pub min_level: Level,
+    pub exclude_events: EventMatch,
+    pub metrics_require_admin: bool,
+    pub insecure_no_auth: bool,
+    pub tokens: auth::TokenCache,
+    pub writer_metrics: Arc<metrics::WriterMetrics>,
+    pub started: std::time::Instant,
 }
 
 impl AppState {
@@ -107,21 +164,13 @@ impl AppState {
         .map_err(ApiError::from)
     }
 
-    /// `scheme://host` as the client addressed this server.
+    /// `scheme://host` as the client addressed this server (through a
+    /// trusted proxy, as the proxy says).
     pub fn public_origin(&self, req: &HttpRequest) -> String {
-        let host = req
-            .headers()
-            .get(actix_web::http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_owned)
-            .unwrap_or_else(|| req.app_config().host().to_owned());
-        format!(
-            "{}://{host}",
-            req.app_config()
-                .secure()
-                .then_some("https")
-                .unwrap_or("http")
-        )
+        let client = auth::RequestContext::of(req)
+            .map(|c| c.client)
+            .unwrap_or_else(|| proxy::resolve(req, &self.trusted_proxies));
+        format!("{}://{}", client.scheme, client.host)
     }
 }
 
@@ -152,6 +201,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/healthz", web::get().to(read::healthz))
         .route("/readyz", web::get().to(read::readyz))
         .route("/openapi.json", web::get().to(openapi::openapi_json))
+        .route("/metrics", web::get().to(read::metrics))
+        .route("/v1/tokens", web::post().to(auth::create_token))
+        .route("/v1/tokens", web::get().to(auth::list_tokens))
+        .route("/v1/tokens/{name}", web::delete().to(auth::revoke_token))
         // The seed systems' routes, served by the same handlers.
         .route("/api/audit", web::get().to(read::list_events))
         .route("/api/audit/summary", web::get().to(read::summary))
@@ -180,6 +233,8 @@ pub struct Application {
 pub enum StartError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("{0}")]
+    Refused(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: String,
@@ -192,8 +247,38 @@ impl Application {
     pub fn build(config: ServeConfig) -> Result<Application, StartError> {
         let key = config.keys.signing_key(&config.db)?;
         let keys = Keyring::new(key.clone());
-        let writer = Writer::start(&config.db, key, config.writer)?;
+        let writer_metrics = Arc::new(metrics::WriterMetrics::default());
+        metrics::handle();
+        let writer = Writer::start_observed(
+            &config.db,
+            key,
+            config.writer.clone(),
+            writer_metrics.clone(),
+        )?;
         let reads = read_pool(&config.db, config.read_pool_size)?;
+
+        if let Some(secret) = &config.bootstrap_token {
+            bootstrap_token(&writer, &reads, secret)?;
+        }
+        let bind_ip = config
+            .bind
+            .parse::<std::net::SocketAddr>()
+            .map(|a| a.ip())
+            .ok();
+        if bind_ip.is_some_and(|ip| !ip.is_loopback()) && !config.insecure_no_auth {
+            let conn = reads.get().map_err(|e| StoreError::Pool(e.to_string()))?;
+            let active = crate::store::tokens::list(&conn)?
+                .iter()
+                .any(|t| t.revoked_at.is_none());
+            if !active {
+                return Err(StartError::Refused(format!(
+                    "refusing to listen on {} with no API token: create one (trail token create NAME --scope admin), \
+                     set TRAIL_BOOTSTRAP_TOKEN, or pass --insecure-no-auth",
+                    config.bind
+                )));
+            }
+        }
+
         let listener = TcpListener::bind(&config.bind).map_err(|source| StartError::Bind {
             addr: config.bind.clone(),
             source,
@@ -205,21 +290,49 @@ impl Application {
                 source,
             })?
             .port();
+        let mut details = serde_json::Map::new();
+        details.insert("version".into(), env!("CARGO_PKG_VERSION").into());
+        details.insert(
+            "bind".into(),
+            format!(
+                "{}",
+                listener
+                    .local_addr()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default()
+            )
+            .into(),
+        );
+        details.insert("pid".into(), std::process::id().into());
+        if !config.base_path.is_empty() {
+            details.insert("base_path".into(), config.base_path.clone().into());
+        }
+        writer.append(vec![self_event("server.start", details)])?;
+
         let state = web::Data::new(AppState {
             writer,
             reads,
             db_path: config.db.clone(),
             keys,
             limits: config.limits,
-            base_path: String::new(),
+            base_path: config.base_path.clone(),
+            trusted_proxies: config.trusted_proxies.clone(),
+            min_level: config.min_level,
+            exclude_events: config.exclude_events.clone(),
+            metrics_require_admin: config.metrics_require_admin,
+            insecure_no_auth: config.insecure_no_auth,
+            tokens: auth::TokenCache::default(),
+            writer_metrics,
+            started: std::time::Instant::now(),
         });
         let app_state = state.clone();
+        let base = config.base_path.clone();
         let mut server = HttpServer::new(move || {
             App::new()
-                .wrap(tracing_actix_web::TracingLogger::default())
                 .app_data(app_state.clone())
-                .configure(routes)
+                .service(web::scope(&base).configure(routes))
                 .default_service(web::to(not_found))
+                .wrap(actix_web::middleware::from_fn(auth::gate))
         })
         .shutdown_timeout(config.shutdown_timeout)
         .listen(listener)
@@ -229,6 +342,9 @@ impl Application {
         })?;
         if config.workers > 0 {
             server = server.workers(config.workers);
+        }
+        if let Some(days) = config.retention_days {
+            spawn_retention(state.clone(), days);
         }
         Ok(Application {
             server: server.run(),
@@ -254,7 +370,86 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
         let state = self.state.clone();
-        web::block(move || state.writer.shutdown()).await.ok();
+        web::block(move || {
+            // The last event of the run: written after every in-flight
+            // request has finished, before the writer stops.
+            let mut details = serde_json::Map::new();
+            details.insert(
+                "uptime_seconds".into(),
+                state.started.elapsed().as_secs().into(),
+            );
+            details.insert(
+                "events_appended".into(),
+                state
+                    .writer_metrics
+                    .appended
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    .into(),
+            );
+            if let Err(e) = state
+                .writer
+                .append(vec![self_event("server.stop", details)])
+            {
+                tracing::error!(error = %e, "server.stop could not be recorded");
+            }
+            state.writer.shutdown();
+        })
+        .await
+        .ok();
         result
     }
+}
+
+/// An event trail writes about itself.
+fn self_event(kind: &str, details: serde_json::Map<String, serde_json::Value>) -> NewEvent {
+    let ev = NewEvent::builder(EventType::parse(kind).expect("valid type")).with_success(true);
+    let ev = ev.clone().with_actor("trail").unwrap_or(ev);
+    ev.clone().with_details(details).unwrap_or(ev)
+}
+
+/// Creates the bootstrap admin token unless a token with that secret exists.
+fn bootstrap_token(writer: &Writer, reads: &ReadPool, secret: &Secret) -> Result<(), StoreError> {
+    use crate::store::tokens::{self, Scope};
+    let conn = reads.get().map_err(|e| StoreError::Pool(e.to_string()))?;
+    let existing = tokens::list(&conn)?;
+    let hash = tokens::hash_secret(secret.expose());
+    if existing.iter().any(|t| t.secret_hash == hash) {
+        return Ok(());
+    }
+    let name = (1..)
+        .map(|n| {
+            if n == 1 {
+                "bootstrap".to_owned()
+            } else {
+                format!("bootstrap-{n}")
+            }
+        })
+        .find(|n| !existing.iter().any(|t| &t.name == n))
+        .expect("a free name");
+    tokens::create_audited(writer, &name, &[Scope::Admin], secret.expose(), "bootstrap")?;
+    Ok(())
+}
+
+/// Prunes events older than `days`, at start and then every hour, through
+/// the writer thread (so it interleaves with appends).
+fn spawn_retention(state: web::Data<AppState>, days: u32) {
+    actix_web::rt::spawn(async move {
+        let mut tick = actix_web::rt::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            let st = state.clone();
+            let before = chrono::Utc::now() - chrono::Duration::days(days as i64);
+            let done = web::block(move || {
+                st.writer.exec(move |conn, key| {
+                    crate::store::retention::prune(conn, key, before, 10_000)
+                })
+            })
+            .await;
+            match done {
+                Ok(Ok(Ok(report))) => tracing::info!(?report, "retention"),
+                Ok(Ok(Err(e))) | Ok(Err(e)) => tracing::error!(error = %e, "retention failed"),
+                Err(e) => tracing::error!(error = %e, "retention task failed"),
+            }
+        }
+    });
 }

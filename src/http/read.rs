@@ -203,6 +203,8 @@ pub async fn verify(
     let report = web::block(move || verify_file(&path, &keys, VerifyRequest { from, to, anchor }))
         .await
         .map_err(|e| ApiError::Internal(format!("verify task: {e}")))??;
+    let result = if report.valid { "valid" } else { "invalid" };
+    metrics::counter!("trail_verifications_total", "result" => result).increment(1);
     Ok(HttpResponse::Ok().json(report))
 }
 
@@ -391,4 +393,22 @@ pub struct ReportDoc {
     first_bad_seq: Option<u64>,
     kind: Option<String>,
     head: HeadDoc,
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let Some(handle) = super::metrics::handle() else {
+        return HttpResponse::ServiceUnavailable().body("metrics are not available");
+    };
+    metrics::gauge!("trail_writer_queue_depth").set(state.writer.queue_depth() as f64);
+    let mut size = 0u64;
+    for suffix in ["", "-wal"] {
+        let p = format!("{}{suffix}", state.db_path.display());
+        size += std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    }
+    metrics::gauge!("trail_database_size_bytes").set(size as f64);
+    handle.run_upkeep();
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(handle.render())
 }

@@ -43,7 +43,7 @@ pub struct Appended {
     pub created: bool,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct WriterConfig {
     /// Jobs that may wait for the writer; past this, `submit` answers
     /// [`StoreError::QueueFull`] instead of queueing more.
@@ -51,6 +51,8 @@ pub struct WriterConfig {
     /// Most events one transaction takes from the queue.
     pub max_group_events: usize,
     pub synchronous: Synchronous,
+    /// Added to every event under `metadata.trail` (empty: nothing added).
+    pub server_metadata: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Default for WriterConfig {
@@ -59,6 +61,7 @@ impl Default for WriterConfig {
             queue_depth: 4096,
             max_group_events: 10_000,
             synchronous: Synchronous::Full,
+            server_metadata: serde_json::Map::new(),
         }
     }
 }
@@ -116,8 +119,17 @@ pub struct Writer {
 pub struct Pending(oneshot::Receiver<JobResult>);
 
 impl Pending {
-    /// Waits on this thread (CLI, tests). Not for async code.
+    /// Waits on this thread (CLI, start-up, tests). Inside an async runtime
+    /// the wait happens on a scoped helper thread, since tokio forbids
+    /// blocking a thread that drives tasks.
     pub fn wait(self) -> JobResult {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let rx = self.0;
+            return std::thread::scope(|s| s.spawn(move || rx.blocking_recv()).join())
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or(Err(StoreError::Closed));
+        }
         self.0.blocking_recv().unwrap_or(Err(StoreError::Closed))
     }
     pub async fn wait_async(self) -> JobResult {
@@ -265,6 +277,7 @@ fn run(
     config: WriterConfig,
     observer: Arc<dyn WriterObserver>,
 ) {
+    let server = Some(config.server_metadata.clone()).filter(|m| !m.is_empty());
     let mut stopping = false;
     let mut execs: Vec<Box<dyn FnOnce(&mut Connection, &HmacKey) + Send>> = Vec::new();
     while !stopping {
@@ -305,7 +318,7 @@ fn run(
         depth.fetch_sub(jobs.len(), Ordering::Relaxed);
         let started = std::time::Instant::now();
         let n_jobs = jobs.len();
-        match commit_group(&mut conn, &key, &jobs) {
+        match commit_group(&mut conn, &key, &jobs, server.as_ref()) {
             Ok((results, head_seq)) => {
                 let stored: usize = results
                     .iter()
@@ -341,7 +354,7 @@ pub fn append_direct(conn: &mut Connection, key: &HmacKey, events: Vec<NewEvent>
         idempotency: None,
         reply,
     };
-    match commit_group(conn, key, std::slice::from_ref(&job)) {
+    match commit_group(conn, key, std::slice::from_ref(&job), None) {
         Ok((mut results, _)) => results.pop().unwrap_or(Ok(Vec::new())),
         Err(e) => {
             let _ = conn.execute_batch("ROLLBACK");
@@ -367,7 +380,9 @@ pub(crate) fn read_head(conn: &Connection) -> rusqlite::Result<ChainHead> {
             Ok((
                 r.get::<_, i64>(0)?,
                 r.get::<_, Vec<u8>>(1)?,
-                r.get::<_, String>(2)?,
+                // A tampered row may have no timestamp: verification, not
+                // reading the head, is where that is reported.
+                r.get::<_, Option<String>>(2)?.unwrap_or_default(),
             ))
         })
         .optional()?;
@@ -406,6 +421,7 @@ fn commit_group(
     conn: &mut Connection,
     key: &HmacKey,
     jobs: &[Job],
+    server: Option<&serde_json::Map<String, serde_json::Value>>,
 ) -> rusqlite::Result<GroupOutcome> {
     conn.execute_batch("BEGIN IMMEDIATE")?;
     let mut head = read_head(conn)?;
@@ -419,7 +435,7 @@ fn commit_group(
     let ts_text = format_timestamp(ts);
     let mut results = Vec::with_capacity(jobs.len());
     for job in jobs {
-        results.push(append_job(conn, key, &mut head, &ts_text, job)?);
+        results.push(append_job(conn, key, &mut head, &ts_text, job, server)?);
     }
     conn.execute_batch("COMMIT")?;
     Ok((results, head.seq))
@@ -449,6 +465,7 @@ fn append_job(
     head: &mut ChainHead,
     ts: &str,
     job: &Job,
+    server: Option<&serde_json::Map<String, serde_json::Value>>,
 ) -> rusqlite::Result<std::result::Result<Vec<Appended>, StoreError>> {
     if let Some(idem) = &job.idempotency {
         if let Some(answer) = replay_idempotent(conn, idem)? {
@@ -503,12 +520,15 @@ fn append_job(
             }
             Step::New(id) => {
                 let seq = head.seq + 1;
-                let entry = ev.encode(Placement {
-                    seq,
-                    id: id.as_str(),
-                    timestamp: ts,
-                    key_id,
-                });
+                let entry = ev.encode_with(
+                    Placement {
+                        seq,
+                        id: id.as_str(),
+                        timestamp: ts,
+                        key_id,
+                    },
+                    server,
+                );
                 let hash = chain::link(&head.hash, entry.as_bytes());
                 let signature = key.seal(&hash);
                 head.seq = seq;

@@ -1,0 +1,680 @@
+//! Configuration: defaults < a TOML file (`--config` or `TRAIL_CONFIG`) <
+//! `TRAIL_*` environment variables < command-line flags.
+//!
+//! Every setting remembers where its value came from, so a bad value fails
+//! start-up with a message naming the setting and its source, and
+//! `trail config` can show both. Secrets are wrapped in [`Secret`], whose
+//! `Debug` and `Display` print `[redacted]`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use crate::domain::{EventMatch, Level};
+use crate::store::{KeySource, Synchronous};
+
+/// The database when nothing says otherwise.
+pub const DEFAULT_DB: &str = "./trail-data/trail.db";
+
+/// Where a value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Default,
+    File(PathBuf),
+    Env(String),
+    Flag(String),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => f.write_str("default"),
+            Source::File(p) => write!(f, "config file {}", p.display()),
+            Source::Env(v) => write!(f, "environment variable {v}"),
+            Source::Flag(n) => write!(f, "flag --{n}"),
+        }
+    }
+}
+
+/// A value and where it came from.
+#[derive(Debug, Clone)]
+pub struct Setting<T> {
+    pub value: T,
+    pub source: Source,
+}
+
+/// A secret: never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: String) -> Secret {
+        Secret(s)
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+/// An address or a CIDR block (`10.0.0.0/8`, `::1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    pub fn parse(s: &str) -> Result<Cidr, String> {
+        let s = s.trim();
+        let (a, p) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = a
+            .parse()
+            .map_err(|_| format!("{s:?} is not an IP address or CIDR block"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match p {
+            None => max,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|n| *n <= max)
+                .ok_or_else(|| format!("{s:?}: the prefix length must be 0 to {max}"))?,
+        };
+        Ok(Cidr { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match (self.addr, ip) {
+            (IpAddr::V4(_), IpAddr::V6(v6)) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            _ => ip,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => {
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - self.prefix)
+                };
+                u32::from(a) & mask == u32::from(b) & mask
+            }
+            (IpAddr::V6(a), IpAddr::V6(b)) => {
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - self.prefix)
+                };
+                u128::from(a) & mask == u128::from(b) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub config_file: Option<PathBuf>,
+    pub bind: Setting<String>,
+    pub db: Setting<PathBuf>,
+    pub synchronous: Setting<Synchronous>,
+    pub hmac_key: Setting<Option<Secret>>,
+    pub hmac_key_file: Setting<Option<PathBuf>>,
+    pub min_level: Setting<Level>,
+    pub exclude_events: Setting<EventMatch>,
+    pub metadata: Setting<Map<String, Value>>,
+    pub host_metadata: Setting<bool>,
+    pub max_body_bytes: Setting<usize>,
+    pub max_batch: Setting<usize>,
+    pub queue_depth: Setting<usize>,
+    pub workers: Setting<usize>,
+    pub retention_days: Setting<Option<u32>>,
+    pub trusted_proxies: Setting<Vec<Cidr>>,
+    pub base_path: Setting<String>,
+    pub log_format: Setting<LogFormat>,
+    pub metrics_require_admin: Setting<bool>,
+    pub insecure_no_auth: Setting<bool>,
+    pub bootstrap_token: Setting<Option<Secret>>,
+    pub bootstrap_token_file: Setting<Option<PathBuf>>,
+}
+
+/// A bad value, named with its setting and source.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("setting {setting} (from {origin}): {message}")]
+pub struct ConfigError {
+    pub setting: String,
+    pub origin: String,
+    pub message: String,
+}
+
+/// Every setting a config file may hold.
+pub const SETTINGS: &[&str] = &[
+    "bind",
+    "db",
+    "data_dir",
+    "synchronous",
+    "hmac_key",
+    "hmac_key_file",
+    "min_level",
+    "exclude_events",
+    "metadata",
+    "host_metadata",
+    "max_body_bytes",
+    "max_batch",
+    "queue_depth",
+    "workers",
+    "retention_days",
+    "trusted_proxies",
+    "base_path",
+    "log_format",
+    "metrics_require_admin",
+    "insecure_no_auth",
+    "bootstrap_token",
+    "bootstrap_token_file",
+];
+
+/// A raw value before parsing.
+#[derive(Debug, Clone)]
+enum Raw {
+    Text(String),
+    Toml(toml::Value),
+}
+
+/// The layers, highest priority last.
+#[derive(Debug, Default, Clone)]
+pub struct Layers {
+    file: Option<(PathBuf, toml::Table)>,
+    env: BTreeMap<String, String>,
+    flags: BTreeMap<String, String>,
+}
+
+impl Layers {
+    /// Reads the config file (if any) and the process environment.
+    pub fn load(config_flag: Option<&Path>) -> Result<Layers, ConfigError> {
+        let env: BTreeMap<String, String> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("TRAIL_"))
+            .collect();
+        Self::from_parts(config_flag, env)
+    }
+
+    pub fn from_parts(
+        config_flag: Option<&Path>,
+        env: BTreeMap<String, String>,
+    ) -> Result<Layers, ConfigError> {
+        let (path, source) = match (config_flag, env.get("TRAIL_CONFIG")) {
+            (Some(p), _) => (Some(p.to_owned()), Source::Flag("config".into())),
+            (None, Some(p)) => (Some(PathBuf::from(p)), Source::Env("TRAIL_CONFIG".into())),
+            (None, None) => (None, Source::Default),
+        };
+        let file = match path {
+            None => None,
+            Some(p) => {
+                let err = |message: String| ConfigError {
+                    setting: "config".into(),
+                    origin: source.to_string(),
+                    message,
+                };
+                let text = std::fs::read_to_string(&p)
+                    .map_err(|e| err(format!("cannot read {}: {e}", p.display())))?;
+                let table: toml::Table = toml::from_str(&text)
+                    .map_err(|e| err(format!("{} is not valid TOML: {e}", p.display())))?;
+                for k in table.keys() {
+                    if !SETTINGS.contains(&k.as_str()) {
+                        return Err(ConfigError {
+                            setting: k.clone(),
+                            origin: Source::File(p.clone()).to_string(),
+                            message: format!(
+                                "unknown setting; known settings are {}",
+                                SETTINGS.join(", ")
+                            ),
+                        });
+                    }
+                }
+                Some((p, table))
+            }
+        };
+        Ok(Layers {
+            file,
+            env,
+            flags: BTreeMap::new(),
+        })
+    }
+
+    /// Sets a flag's value (`name` as in [`SETTINGS`]).
+    pub fn flag(&mut self, name: &str, value: impl Into<String>) {
+        self.flags.insert(name.to_owned(), value.into());
+    }
+
+    fn raw(&self, name: &str) -> Option<(Raw, Source)> {
+        if let Some(v) = self.flags.get(name) {
+            return Some((Raw::Text(v.clone()), Source::Flag(name.replace('_', "-"))));
+        }
+        let var = format!("TRAIL_{}", name.to_ascii_uppercase());
+        if let Some(v) = self.env.get(&var) {
+            return Some((Raw::Text(v.clone()), Source::Env(var)));
+        }
+        let (path, table) = self.file.as_ref()?;
+        table
+            .get(name)
+            .map(|v| (Raw::Toml(v.clone()), Source::File(path.clone())))
+    }
+
+    fn get<T>(
+        &self,
+        name: &str,
+        default: T,
+        parse: impl Fn(&Raw) -> Result<T, String>,
+    ) -> Result<Setting<T>, ConfigError> {
+        match self.raw(name) {
+            None => Ok(Setting {
+                value: default,
+                source: Source::Default,
+            }),
+            Some((raw, source)) => match parse(&raw) {
+                Ok(value) => Ok(Setting { value, source }),
+                Err(message) => Err(ConfigError {
+                    setting: name.to_owned(),
+                    origin: source.to_string(),
+                    message,
+                }),
+            },
+        }
+    }
+
+    /// Resolves every setting.
+    pub fn resolve(&self) -> Result<Config, ConfigError> {
+        let data_dir = self.get("data_dir", None, |r| {
+            text(r).map(|s| Some(PathBuf::from(s)))
+        })?;
+        let default_db = match &data_dir.value {
+            Some(d) => d.join("trail.db"),
+            None => PathBuf::from(DEFAULT_DB),
+        };
+        let mut db = self.get("db", default_db, |r| text(r).map(PathBuf::from))?;
+        if db.source == Source::Default && data_dir.source != Source::Default {
+            db.source = data_dir.source.clone();
+        }
+        Ok(Config {
+            config_file: self.file.as_ref().map(|(p, _)| p.clone()),
+            bind: self.get("bind", "127.0.0.1:8080".to_owned(), |r| {
+                let s = text(r)?;
+                s.parse::<std::net::SocketAddr>()
+                    .map(|_| s.clone())
+                    .map_err(|_| format!("must be IP:PORT such as 0.0.0.0:8080 (got {s:?})"))
+            })?,
+            db,
+            synchronous: self.get("synchronous", Synchronous::Full, |r| Synchronous::parse(&text(r)?))?,
+            hmac_key: self.get("hmac_key", None, |r| {
+                let s = text(r)?;
+                crate::domain::HmacKey::from_hex(&s).map_err(|e| e.to_string())?;
+                Ok(Some(Secret(s)))
+            })?,
+            hmac_key_file: self.get("hmac_key_file", None, |r| text(r).map(|s| Some(PathBuf::from(s))))?,
+            min_level: self.get("min_level", Level::Debug, |r| Level::parse(&text(r)?))?,
+            exclude_events: self.get("exclude_events", EventMatch::default(), |r| {
+                let items = list(r)?;
+                if items.is_empty() {
+                    return Ok(EventMatch::default());
+                }
+                EventMatch::parse(&items.join(","))
+            })?,
+            metadata: self.get("metadata", Map::new(), |r| match r {
+                Raw::Toml(toml::Value::Table(t)) => Ok(toml_to_json(&toml::Value::Table(t.clone()))
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default()),
+                Raw::Text(s) => match serde_json::from_str::<Value>(s) {
+                    Ok(Value::Object(m)) => Ok(m),
+                    _ => Err("must be a JSON object such as {\"env\":\"prod\"} (or a table in the config file)".into()),
+                },
+                _ => Err("must be a table of keys and values".into()),
+            })?,
+            host_metadata: self.get("host_metadata", true, boolean)?,
+            max_body_bytes: self.get("max_body_bytes", 1 << 20, |r| uint(r, 1024, 64 << 20))?,
+            max_batch: self.get("max_batch", 1000, |r| uint(r, 1, 100_000))?,
+            queue_depth: self.get("queue_depth", 4096, |r| uint(r, 1, 1_000_000))?,
+            workers: self.get("workers", 0, |r| uint(r, 0, 1024))?,
+            retention_days: self.get("retention_days", None, |r| {
+                let n = uint(r, 0, 100_000)?;
+                Ok((n > 0).then_some(n as u32))
+            })?,
+            trusted_proxies: self.get("trusted_proxies", Vec::new(), |r| {
+                list(r)?.iter().map(|s| Cidr::parse(s)).collect()
+            })?,
+            base_path: self.get("base_path", String::new(), |r| {
+                let s = text(r)?;
+                let s = s.trim_end_matches('/');
+                if s.is_empty() {
+                    return Ok(String::new());
+                }
+                if !s.starts_with('/')
+                    || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/-_.~".contains(&b))
+                    || s.contains("//")
+                {
+                    return Err(format!("must be a path such as /audit (got {s:?})"));
+                }
+                Ok(s.to_owned())
+            })?,
+            log_format: self.get("log_format", LogFormat::Json, |r| match text(r)?.as_str() {
+                "json" => Ok(LogFormat::Json),
+                "pretty" => Ok(LogFormat::Pretty),
+                other => Err(format!("must be json or pretty (got {other:?})")),
+            })?,
+            metrics_require_admin: self.get("metrics_require_admin", false, boolean)?,
+            insecure_no_auth: self.get("insecure_no_auth", false, boolean)?,
+            bootstrap_token: self.get("bootstrap_token", None, |r| {
+                let s = text(r)?;
+                crate::store::tokens::check_secret(&s)?;
+                Ok(Some(Secret(s)))
+            })?,
+            bootstrap_token_file: self.get("bootstrap_token_file", None, |r| text(r).map(|s| Some(PathBuf::from(s))))?,
+        })
+    }
+}
+
+fn text(r: &Raw) -> Result<String, String> {
+    match r {
+        Raw::Text(s) => Ok(s.clone()),
+        Raw::Toml(toml::Value::String(s)) => Ok(s.clone()),
+        Raw::Toml(toml::Value::Integer(i)) => Ok(i.to_string()),
+        Raw::Toml(other) => Err(format!("must be a string, not {}", other.type_str())),
+    }
+}
+
+fn uint(r: &Raw, min: u64, max: u64) -> Result<usize, String> {
+    let n = match r {
+        Raw::Toml(toml::Value::Integer(i)) => u64::try_from(*i).ok(),
+        other => text(other)?.trim().parse::<u64>().ok(),
+    };
+    match n {
+        Some(n) if (min..=max).contains(&n) => Ok(n as usize),
+        _ => Err(format!("must be a whole number from {min} to {max}")),
+    }
+}
+
+fn boolean(r: &Raw) -> Result<bool, String> {
+    match r {
+        Raw::Toml(toml::Value::Boolean(b)) => Ok(*b),
+        other => match text(other)?.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            s => Err(format!("must be true or false (got {s:?})")),
+        },
+    }
+}
+
+fn list(r: &Raw) -> Result<Vec<String>, String> {
+    match r {
+        Raw::Toml(toml::Value::Array(items)) => items
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| "must be a list of strings".to_string())
+            })
+            .collect(),
+        other => Ok(text(other)?
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()),
+    }
+}
+
+fn toml_to_json(v: &toml::Value) -> Value {
+    match v {
+        toml::Value::String(s) => Value::String(s.clone()),
+        toml::Value::Integer(i) => Value::from(*i),
+        toml::Value::Float(f) => serde_json::Number::from_f64(*f)
+            .map(Value::Number)
+            .unwrap_or(Value::Null),
+        toml::Value::Boolean(b) => Value::Bool(*b),
+        toml::Value::Datetime(d) => Value::String(d.to_string()),
+        toml::Value::Array(a) => Value::Array(a.iter().map(toml_to_json).collect()),
+        toml::Value::Table(t) => Value::Object(
+            t.iter()
+                .map(|(k, v)| (k.clone(), toml_to_json(v)))
+                .collect(),
+        ),
+    }
+}
+
+impl Config {
+    pub fn key_source(&self) -> KeySource {
+        KeySource {
+            key_hex: self.hmac_key.value.as_ref().map(|s| s.expose().to_owned()),
+            key_file: self.hmac_key_file.value.clone(),
+        }
+    }
+
+    /// The metadata the server adds to every event, under `metadata.trail`.
+    pub fn server_metadata(&self) -> Map<String, Value> {
+        let mut m = self.metadata.value.clone();
+        if self.host_metadata.value {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|s| s.trim().to_owned())
+                .or_else(|_| std::env::var("HOSTNAME"))
+                .unwrap_or_else(|_| "unknown".into());
+            m.entry("host").or_insert(Value::String(host));
+            m.entry("pid").or_insert(Value::from(std::process::id()));
+            m.entry("version")
+                .or_insert(Value::String(env!("CARGO_PKG_VERSION").into()));
+        }
+        m
+    }
+
+    /// The bootstrap token's secret, from the setting or its file.
+    pub fn bootstrap_secret(&self) -> Result<Option<Secret>, ConfigError> {
+        if let Some(s) = &self.bootstrap_token.value {
+            return Ok(Some(s.clone()));
+        }
+        let Some(path) = &self.bootstrap_token_file.value else {
+            return Ok(None);
+        };
+        let err = |message: String| ConfigError {
+            setting: "bootstrap_token_file".into(),
+            origin: self.bootstrap_token_file.source.to_string(),
+            message,
+        };
+        let s = std::fs::read_to_string(path)
+            .map_err(|e| err(format!("cannot read {}: {e}", path.display())))?;
+        let s = s.trim().to_owned();
+        crate::store::tokens::check_secret(&s).map_err(err)?;
+        Ok(Some(Secret(s)))
+    }
+
+    /// `name = value  # source` lines, secrets redacted.
+    pub fn describe(&self) -> Vec<(String, String, String)> {
+        fn row<T>(
+            name: &str,
+            s: &Setting<T>,
+            show: impl Fn(&T) -> String,
+        ) -> (String, String, String) {
+            (name.to_owned(), show(&s.value), s.source.to_string())
+        }
+        let opt_path = |p: &Option<PathBuf>| {
+            p.as_ref()
+                .map_or("(none)".into(), |p| p.display().to_string())
+        };
+        let opt_secret = |s: &Option<Secret>| {
+            if s.is_some() {
+                "[redacted]".into()
+            } else {
+                "(none)".to_string()
+            }
+        };
+        vec![
+            row("bind", &self.bind, |v| v.clone()),
+            row("db", &self.db, |v| v.display().to_string()),
+            row("synchronous", &self.synchronous, |v| {
+                format!("{v:?}").to_lowercase()
+            }),
+            row("hmac_key", &self.hmac_key, opt_secret),
+            row("hmac_key_file", &self.hmac_key_file, opt_path),
+            row("min_level", &self.min_level, |v| v.as_str().into()),
+            row("exclude_events", &self.exclude_events, |v| {
+                let mut items: Vec<String> =
+                    v.exact.iter().map(|e| e.as_str().to_owned()).collect();
+                items.extend(v.prefixes.iter().map(|p| format!("{p}*")));
+                items.join(",")
+            }),
+            row("metadata", &self.metadata, |v| {
+                Value::Object(v.clone()).to_string()
+            }),
+            row("host_metadata", &self.host_metadata, |v| v.to_string()),
+            row("max_body_bytes", &self.max_body_bytes, |v| v.to_string()),
+            row("max_batch", &self.max_batch, |v| v.to_string()),
+            row("queue_depth", &self.queue_depth, |v| v.to_string()),
+            row("workers", &self.workers, |v| {
+                if *v == 0 {
+                    "0 (one per core)".into()
+                } else {
+                    v.to_string()
+                }
+            }),
+            row("retention_days", &self.retention_days, |v| {
+                v.map_or("0 (keep forever)".into(), |d| d.to_string())
+            }),
+            row("trusted_proxies", &self.trusted_proxies, |v| {
+                v.iter()
+                    .map(|c| c.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            }),
+            row("base_path", &self.base_path, |v| v.clone()),
+            row("log_format", &self.log_format, |v| {
+                format!("{v:?}").to_lowercase()
+            }),
+            row("metrics_require_admin", &self.metrics_require_admin, |v| {
+                v.to_string()
+            }),
+            row("insecure_no_auth", &self.insecure_no_auth, |v| {
+                v.to_string()
+            }),
+            row("bootstrap_token", &self.bootstrap_token, opt_secret),
+            row("bootstrap_token_file", &self.bootstrap_token_file, opt_path),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn precedence_default_file_env_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("trail.toml");
+        std::fs::write(
+            &file,
+            "queue_depth = 10\nmax_batch = 20\nmax_body_bytes = 4096\nbind = \"127.0.0.1:9000\"\n",
+        )
+        .unwrap();
+        let mut l = Layers::from_parts(
+            Some(&file),
+            env(&[("TRAIL_MAX_BATCH", "30"), ("TRAIL_MAX_BODY_BYTES", "8192")]),
+        )
+        .unwrap();
+        l.flag("max_body_bytes", "16384");
+        let c = l.resolve().unwrap();
+        assert_eq!(
+            (c.queue_depth.value, c.queue_depth.source.clone()),
+            (10, Source::File(file.clone()))
+        );
+        assert_eq!(
+            (c.max_batch.value, c.max_batch.source.clone()),
+            (30, Source::Env("TRAIL_MAX_BATCH".into()))
+        );
+        assert_eq!(
+            (c.max_body_bytes.value, c.max_body_bytes.source.clone()),
+            (16384, Source::Flag("max-body-bytes".into()))
+        );
+        assert_eq!(c.bind.value, "127.0.0.1:9000");
+        assert_eq!((c.workers.value, c.workers.source), (0, Source::Default));
+    }
+
+    #[test]
+    fn a_bad_value_names_the_setting_and_where_it_came_from() {
+        let err = Layers::from_parts(None, env(&[("TRAIL_QUEUE_DEPTH", "lots")]))
+            .unwrap()
+            .resolve()
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "setting queue_depth (from environment variable TRAIL_QUEUE_DEPTH): must be a whole number from 1 to 1000000"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t.toml");
+        std::fs::write(&file, "synchronous = \"sometimes\"").unwrap();
+        let err = Layers::from_parts(Some(&file), env(&[]))
+            .unwrap()
+            .resolve()
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("setting synchronous (from config file {}): must be full or normal (got \"sometimes\")", file.display())
+        );
+        std::fs::write(&file, "colour = 1").unwrap();
+        let err = Layers::from_parts(Some(&file), env(&[])).unwrap_err();
+        assert_eq!(err.setting, "colour");
+        assert!(err.message.starts_with("unknown setting"), "{err}");
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let c = Layers::from_parts(None, env(&[("TRAIL_HMAC_KEY", &"ab".repeat(32))]))
+            .unwrap()
+            .resolve()
+            .unwrap();
+        let printed = format!("{:?} {:?}", c, c.describe());
+        assert!(!printed.contains(&"ab".repeat(32)), "{printed}");
+        assert!(printed.contains("[redacted]"));
+    }
+
+    #[test]
+    fn cidrs() {
+        let c = Cidr::parse("10.0.0.0/8").unwrap();
+        assert!(c.contains("10.1.2.3".parse().unwrap()));
+        assert!(c.contains("::ffff:10.1.2.3".parse().unwrap()));
+        assert!(!c.contains("11.0.0.1".parse().unwrap()));
+        assert!(Cidr::parse("::1").unwrap().contains("::1".parse().unwrap()));
+        assert!(Cidr::parse("10.0.0.0/33").is_err());
+        assert!(Cidr::parse("nope").is_err());
+    }
+}

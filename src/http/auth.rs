@@ -1,0 +1,387 @@
+//! The gate every request passes: request id, client address, bearer-token
+//! authentication with scopes, one log line and metrics per request.
+//!
+//! Failures are audit events themselves (`auth.fail`, with the source
+//! address and route, never the presented secret). With no token at all, the
+//! server serves loopback clients only (unless started with
+//! `--insecure-no-auth`).
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
+use subtle::ConstantTimeEq;
+
+use crate::domain::{EventType, NewEvent};
+use crate::store::tokens::{self, Scope, TokenInfo};
+
+use super::error::ApiError;
+use super::proxy::{self, Client};
+use super::AppState;
+
+/// What the gate learned about a request, for the handlers.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub request_id: String,
+    pub client: Client,
+    /// The token that authorised the request, if one did.
+    pub token: Option<String>,
+}
+
+impl RequestContext {
+    pub fn of(req: &HttpRequest) -> Option<RequestContext> {
+        req.extensions().get::<RequestContext>().cloned()
+    }
+}
+
+/// Tokens as last read from the database; re-read at most once a second,
+/// and at once after a change made through this server.
+pub struct TokenCache {
+    snapshot: RwLock<(Option<Instant>, Arc<Vec<TokenInfo>>)>,
+}
+
+const TOKEN_CACHE_TTL: Duration = Duration::from_secs(1);
+
+impl Default for TokenCache {
+    fn default() -> Self {
+        TokenCache {
+            snapshot: RwLock::new((None, Arc::new(Vec::new()))),
+        }
+    }
+}
+
+impl TokenCache {
+    pub fn invalidate(&self) {
+        self.snapshot.write().expect("token cache").0 = None;
+    }
+
+    pub async fn get(&self, state: &AppState) -> Result<Arc<Vec<TokenInfo>>, ApiError> {
+        {
+            let s = self.snapshot.read().expect("token cache");
+            if s.0.is_some_and(|at| at.elapsed() < TOKEN_CACHE_TTL) {
+                return Ok(s.1.clone());
+            }
+        }
+        let fresh = Arc::new(state.read(|conn| tokens::list(conn)).await?);
+        *self.snapshot.write().expect("token cache") = (Some(Instant::now()), fresh.clone());
+        Ok(fresh)
+    }
+}
+
+/// The scope a route needs; `None` for probes (and `/metrics` unless the
+/// configuration puts it behind `admin`).
+pub fn required_scope(
+    method: &actix_web::http::Method,
+    path: &str,
+    metrics_admin: bool,
+) -> Option<Scope> {
+    use actix_web::http::Method;
+    match path {
+        "/healthz" | "/readyz" | "/openapi.json" => return None,
+        "/metrics" => return metrics_admin.then_some(Scope::Admin),
+        _ => {}
+    }
+    if path == "/v1/verify"
+        || path == "/v1/export"
+        || path.starts_with("/v1/audit/verify")
+        || path.starts_with("/v1/audit/export")
+        || path == "/v1/tokens"
+        || path.starts_with("/v1/tokens/")
+    {
+        return Some(Scope::Admin);
+    }
+    if *method == Method::POST && path == "/v1/events" {
+        return Some(Scope::Ingest);
+    }
+    Some(Scope::Read)
+}
+
+/// Why a request was refused, as recorded in `auth.fail`.
+struct Refusal {
+    reason: &'static str,
+    token: Option<String>,
+    error: ApiError,
+}
+
+fn check(
+    req: &ServiceRequest,
+    client: &Client,
+    needed: Scope,
+    list: &[TokenInfo],
+    insecure: bool,
+) -> Result<Option<String>, Refusal> {
+    let any_active = list.iter().any(|t| t.revoked_at.is_none());
+    if !any_active {
+        if insecure || client.direct_loopback {
+            return Ok(None);
+        }
+        return Err(Refusal {
+            reason: "no_tokens",
+            token: None,
+            error: ApiError::Forbidden(
+                "this server has no API tokens and serves loopback clients only; create a token with `trail token create`"
+                    .into(),
+            ),
+        });
+    }
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    let Some(presented) = presented.filter(|p| !p.is_empty()) else {
+        return Err(Refusal {
+            reason: "missing_token",
+            token: None,
+            error: ApiError::Unauthorized(
+                "an API token is required: Authorization: Bearer <token>".into(),
+            ),
+        });
+    };
+    let hash = tokens::hash_secret(presented);
+    // Compare against every token, in constant time, without stopping early.
+    let mut found: Option<&TokenInfo> = None;
+    for t in list {
+        if bool::from(t.secret_hash.ct_eq(&hash)) {
+            found = Some(t);
+        }
+    }
+    let Some(token) = found else {
+        return Err(Refusal {
+            reason: "invalid_token",
+            token: None,
+            error: ApiError::Unauthorized("the API token is not valid".into()),
+        });
+    };
+    if token.revoked_at.is_some() {
+        return Err(Refusal {
+            reason: "revoked_token",
+            token: Some(token.name.clone()),
+            error: ApiError::Unauthorized("the API token has been revoked".into()),
+        });
+    }
+    if !token.allows(needed) {
+        return Err(Refusal {
+            reason: "insufficient_scope",
+            token: Some(token.name.clone()),
+            error: ApiError::Forbidden(format!(
+                "this token lacks the {} scope this route needs",
+                needed.as_str()
+            )),
+        });
+    }
+    Ok(Some(token.name.clone()))
+}
+
+/// Appends `auth.fail`, and waits for it: a refusal is answered only once
+/// it is on record (unless the writer cannot take it, which is logged).
+async fn record_failure(
+    state: &AppState,
+    req: &ServiceRequest,
+    client: &Client,
+    rid: &str,
+    needed: Scope,
+    r: &Refusal,
+) {
+    metrics::counter!("trail_auth_failures_total", "reason" => r.reason).increment(1);
+    let mut details = serde_json::Map::new();
+    details.insert("reason".into(), r.reason.into());
+    details.insert("method".into(), req.method().as_str().into());
+    details.insert("required_scope".into(), needed.as_str().into());
+    let mut ev = NewEvent::builder(EventType::parse("auth.fail").expect("valid type"))
+        .with_level(crate::domain::Level::Warning)
+        .with_success(false);
+    if let Ok(e) = ev
+        .clone()
+        .with_resource(&req.path().chars().take(512).collect::<String>())
+    {
+        ev = e;
+    }
+    if let Some(name) = &r.token {
+        if let Ok(e) = ev.clone().with_actor(name) {
+            ev = e;
+        }
+    }
+    if let Ok(e) = ev.clone().with_details(details) {
+        ev = e;
+    }
+    ev.fill_from_request(client.ip, Some(rid));
+    match state.writer.submit(vec![ev]) {
+        Ok(p) => {
+            if let Err(e) = p.wait_async().await {
+                tracing::warn!(error = %e, "auth.fail could not be recorded");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "auth.fail could not be recorded"),
+    }
+}
+
+fn request_id(req: &ServiceRequest) -> String {
+    req.headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
+}
+
+/// The middleware: see the module documentation.
+pub async fn gate<B: MessageBody + 'static>(
+    req: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let started = Instant::now();
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .cloned()
+        .expect("app state is registered");
+    let rid = request_id(&req);
+    let client = proxy::resolve(req.request(), &state.trusted_proxies);
+    let method = req.method().clone();
+    let full_path = req.path().to_owned();
+    let path = full_path
+        .strip_prefix(state.base_path.as_str())
+        .unwrap_or(&full_path)
+        .to_owned();
+    let needed = required_scope(&method, &path, state.metrics_require_admin);
+
+    let mut token = None;
+    if let Some(needed) = needed {
+        let outcome = match state.tokens.get(&state).await {
+            Ok(list) => check(&req, &client, needed, &list, state.insecure_no_auth),
+            Err(e) => Err(Refusal {
+                reason: "token_store_unavailable",
+                token: None,
+                error: e,
+            }),
+        };
+        match outcome {
+            Ok(name) => token = name,
+            Err(refusal) => {
+                record_failure(&state, &req, &client, &rid, needed, &refusal).await;
+                let mut resp = refusal.error.error_response();
+                finish(&mut resp, &rid, &method, "(refused)", started, &client);
+                return Ok(req.into_response(resp));
+            }
+        }
+    }
+    req.extensions_mut().insert(RequestContext {
+        request_id: rid.clone(),
+        client: client.clone(),
+        token,
+    });
+    let mut res = next.call(req).await?.map_into_boxed_body();
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "(unmatched)".into());
+    finish(res.response_mut(), &rid, &method, &route, started, &client);
+    Ok(res)
+}
+
+fn finish(
+    resp: &mut HttpResponse,
+    rid: &str,
+    method: &actix_web::http::Method,
+    route: &str,
+    started: Instant,
+    client: &Client,
+) {
+    if let Ok(v) = HeaderValue::from_str(rid) {
+        resp.headers_mut()
+            .insert(header::HeaderName::from_static("x-request-id"), v);
+    }
+    let status = resp.status().as_u16();
+    let elapsed = started.elapsed();
+    metrics::counter!("trail_http_requests_total", "route" => route.to_owned(), "method" => method.to_string(), "status" => status.to_string())
+        .increment(1);
+    metrics::histogram!("trail_http_request_duration_seconds").record(elapsed.as_secs_f64());
+    tracing::info!(
+        request_id = %rid,
+        method = %method,
+        route = %route,
+        status,
+        duration_ms = elapsed.as_secs_f64() * 1000.0,
+        client = %client.ip.map(|i| i.to_string()).unwrap_or_default(),
+        "request"
+    );
+}
+
+// ---- token routes (admin) ----
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    name: String,
+    scopes: Vec<String>,
+}
+
+pub async fn create_token(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let input: CreateToken = serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest {
+        detail: format!(
+            "expected {{\"name\": \"...\", \"scopes\": [\"ingest\"|\"read\"|\"admin\", ...]}}: {e}"
+        ),
+        errors: vec![],
+    })?;
+    let scopes: Vec<Scope> = input
+        .scopes
+        .iter()
+        .map(|s| Scope::parse(s))
+        .collect::<Result<_, _>>()
+        .map_err(|m| ApiError::Invalid(crate::domain::InputError::single("scopes", m)))?;
+    let actor = RequestContext::of(&req)
+        .and_then(|c| c.token)
+        .unwrap_or_else(|| "loopback".into());
+    let secret = tokens::generate_secret();
+    let st = state.clone();
+    let s2 = secret.clone();
+    let info =
+        web::block(move || tokens::create_audited(&st.writer, &input.name, &scopes, &s2, &actor))
+            .await
+            .map_err(|e| ApiError::Internal(format!("token task: {e}")))??;
+    state.tokens.invalidate();
+    Ok(HttpResponse::Created()
+        .json(serde_json::json!({"name": info.name, "scopes": info.scopes, "token": secret})))
+}
+
+pub async fn list_tokens(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let list = state.read(|conn| tokens::list(conn)).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({"tokens": list})))
+}
+
+pub async fn revoke_token(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let name = path.into_inner();
+    let actor = RequestContext::of(&req)
+        .and_then(|c| c.token)
+        .unwrap_or_else(|| "loopback".into());
+    let st = state.clone();
+    let n2 = name.clone();
+    let revoked = web::block(move || tokens::revoke_audited(&st.writer, &n2, &actor))
+        .await
+        .map_err(|e| ApiError::Internal(format!("token task: {e}")))??;
+    state.tokens.invalidate();
+    if revoked {
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(ApiError::NotFound(format!(
+            "no active token named {name:?}"
+        )))
+    }
+}

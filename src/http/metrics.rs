@@ -1,0 +1,66 @@
+//! Prometheus metrics, rendered by `GET /metrics`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::store::writer::WriterObserver;
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the process-wide recorder once; `None` if another recorder was
+/// installed first (then metrics are not rendered).
+pub fn handle() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let latency = [
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ];
+            let sizes = [
+                1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 10000.0,
+            ];
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full("trail_append_latency_seconds".into()),
+                    &latency,
+                )
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("trail_http_request_duration_seconds".into()),
+                        &latency,
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("trail_commit_batch_events".into()),
+                        &sizes,
+                    )
+                })
+                .and_then(|b| b.install_recorder())
+                .map_err(|e| tracing::warn!(error = %e, "metrics recorder not installed"))
+                .ok()
+        })
+        .as_ref()
+}
+
+/// Counts what the writer commits.
+#[derive(Default)]
+pub struct WriterMetrics {
+    /// Events appended since this process started (for `server.stop`).
+    pub appended: AtomicU64,
+}
+
+impl WriterObserver for WriterMetrics {
+    fn committed(&self, events: usize, _jobs: usize, head_seq: u64, elapsed: Duration) {
+        self.appended.fetch_add(events as u64, Ordering::Relaxed);
+        metrics::counter!("trail_events_appended_total").increment(events as u64);
+        metrics::histogram!("trail_commit_batch_events").record(events as f64);
+        metrics::histogram!("trail_commit_duration_seconds").record(elapsed.as_secs_f64());
+        metrics::gauge!("trail_chain_head_seq").set(head_seq as f64);
+    }
+    fn failed(&self, jobs: usize) {
+        metrics::counter!("trail_commit_failures_total").increment(jobs as u64);
+    }
+}
