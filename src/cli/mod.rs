@@ -11,6 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::config::{Config, Layers, LogFormat};
 use crate::domain::event::format_timestamp;
 use crate::domain::{Anchor, Filter, FilterInput, InputError, NewEvent};
 use crate::store::export::{export, Format};
@@ -19,9 +20,10 @@ use crate::store::{
     open_read, verify_file, KeySource, StoreError, Synchronous, VerifyRequest, Writer, WriterConfig,
 };
 
+mod ops;
 mod table;
 
-pub const DEFAULT_DB: &str = "./trail-data/trail.db";
+pub use crate::config::DEFAULT_DB;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -30,16 +32,21 @@ pub const DEFAULT_DB: &str = "./trail-data/trail.db";
     about = "Tamper-evident audit log: SQLite, a SHA-256 chain, HMAC seals"
 )]
 pub struct Cli {
-    /// The database file.
-    #[arg(long, global = true, env = "TRAIL_DB", default_value = DEFAULT_DB)]
-    pub db: PathBuf,
-    /// File holding the HMAC key as 64 hex digits (default: hmac.key beside the database).
-    #[arg(long, global = true, env = "TRAIL_HMAC_KEY_FILE")]
+    /// A TOML configuration file (also TRAIL_CONFIG). Settings: defaults <
+    /// this file < TRAIL_* environment variables < flags.
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// The database file (TRAIL_DB; default ./trail-data/trail.db).
+    #[arg(long, global = true)]
+    pub db: Option<PathBuf>,
+    /// File holding the HMAC key as 64 hex digits (TRAIL_HMAC_KEY_FILE;
+    /// default: hmac.key beside the database; TRAIL_HMAC_KEY gives the key itself).
+    #[arg(long, global = true)]
     pub hmac_key_file: Option<PathBuf>,
-    /// fsync policy for appends: full (default) or normal (faster; may lose the
-    /// last transactions on power loss).
-    #[arg(long, global = true, env = "TRAIL_SYNCHRONOUS", default_value = "full", value_parser = Synchronous::parse)]
-    pub synchronous: Synchronous,
+    /// fsync policy for appends (TRAIL_SYNCHRONOUS): full (default) or normal
+    /// (faster; may lose the last transactions on power loss).
+    #[arg(long, global = true)]
+    pub synchronous: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -48,6 +55,16 @@ pub struct Cli {
 pub enum Command {
     /// Run the HTTP service on the database file.
     Serve(ServeArgs),
+    /// Print the effective configuration, each setting with where it came from (secrets redacted).
+    Config {
+        #[arg(long)]
+        json: bool,
+    },
+    /// API tokens: create, list, revoke.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Exit 0 when the server on this machine answers /readyz (container HEALTHCHECK).
+    Healthcheck,
     /// Append one event and print its seq, id and chain hash.
     Append(AppendArgs),
     /// Append JSON Lines (one event per line) in all-or-nothing batches.
@@ -71,6 +88,10 @@ pub enum Command {
     /// Export everything as JSON (alias of export --format json --output F).
     #[command(name = "export-json")]
     ExportJson { file: PathBuf },
+    /// Retention: record a sealed cut, delete the events before it, log the prune.
+    Prune(ops::PruneArgs),
+    /// Copy the database while it is in use, then verify the copy.
+    Backup(ops::BackupArgs),
 }
 
 #[derive(Args, Debug, Default, Clone)]
@@ -110,23 +131,87 @@ impl FilterArgs {
     }
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Default)]
 pub struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, env = "TRAIL_BIND", default_value = "127.0.0.1:8080")]
-    pub bind: String,
-    /// Largest request body, in bytes.
-    #[arg(long, env = "TRAIL_MAX_BODY_BYTES", default_value_t = 1 << 20)]
-    pub max_body_bytes: usize,
-    /// Most events in one POST.
-    #[arg(long, env = "TRAIL_MAX_BATCH", default_value_t = 1000)]
-    pub max_batch: usize,
-    /// Append jobs that may wait for the writer before POSTs get 503.
-    #[arg(long, env = "TRAIL_QUEUE_DEPTH", default_value_t = 4096)]
-    pub queue_depth: usize,
-    /// HTTP worker threads (default: one per core).
-    #[arg(long, env = "TRAIL_WORKERS", default_value_t = 0)]
-    pub workers: usize,
+    /// Address to listen on (TRAIL_BIND; default 127.0.0.1:8080).
+    #[arg(long)]
+    pub bind: Option<String>,
+    /// Largest request body in bytes (TRAIL_MAX_BODY_BYTES; default 1 MiB).
+    #[arg(long)]
+    pub max_body_bytes: Option<String>,
+    /// Most events in one POST (TRAIL_MAX_BATCH; default 1000).
+    #[arg(long)]
+    pub max_batch: Option<String>,
+    /// Append jobs that may wait before POSTs get 503 (TRAIL_QUEUE_DEPTH; default 4096).
+    #[arg(long)]
+    pub queue_depth: Option<String>,
+    /// HTTP worker threads (TRAIL_WORKERS; default one per core).
+    #[arg(long)]
+    pub workers: Option<String>,
+    /// Delete events older than this many days, daily (TRAIL_RETENTION_DAYS; default keep).
+    #[arg(long)]
+    pub retention_days: Option<String>,
+    /// Proxies whose Forwarded / X-Forwarded-* headers are believed, comma-separated
+    /// addresses or CIDRs (TRAIL_TRUSTED_PROXIES).
+    #[arg(long)]
+    pub trusted_proxies: Option<String>,
+    /// Serve everything under this path, such as /audit (TRAIL_BASE_PATH).
+    #[arg(long)]
+    pub base_path: Option<String>,
+    /// json (default) or pretty (TRAIL_LOG_FORMAT).
+    #[arg(long)]
+    pub log_format: Option<String>,
+    /// Events below this level are counted and dropped (TRAIL_MIN_LEVEL).
+    #[arg(long)]
+    pub min_level: Option<String>,
+    /// Serve a non-loopback address with no API token at all (TRAIL_INSECURE_NO_AUTH).
+    #[arg(long)]
+    pub insecure_no_auth: bool,
+}
+
+impl ServeArgs {
+    fn apply(&self, layers: &mut Layers) {
+        let pairs = [
+            ("bind", &self.bind),
+            ("max_body_bytes", &self.max_body_bytes),
+            ("max_batch", &self.max_batch),
+            ("queue_depth", &self.queue_depth),
+            ("workers", &self.workers),
+            ("retention_days", &self.retention_days),
+            ("trusted_proxies", &self.trusted_proxies),
+            ("base_path", &self.base_path),
+            ("log_format", &self.log_format),
+            ("min_level", &self.min_level),
+        ];
+        for (name, value) in pairs {
+            if let Some(v) = value {
+                layers.flag(name, v.clone());
+            }
+        }
+        if self.insecure_no_auth {
+            layers.flag("insecure_no_auth", "true");
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Create a token and print its secret (shown once; only a hash is stored).
+    Create {
+        name: String,
+        /// ingest, read or admin (repeatable, or comma-separated); admin includes the others.
+        #[arg(long = "scope", required = true, value_delimiter = ',')]
+        scopes: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List tokens (never their secrets).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token: it stops working at once for new requests.
+    Revoke { name: String },
 }
 
 #[derive(Args, Debug)]
@@ -266,7 +351,6 @@ impl CliError {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(matches!(cli.command, Command::Serve(_)));
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(CliError::VerifyFailed(msg)) => {
@@ -282,26 +366,57 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging(serving: bool) {
+fn init_logging(serving: bool, format: LogFormat) {
     let default = if serving { "info" } else { "warn" };
     let filter =
         tracing_subscriber::EnvFilter::try_from_env("TRAIL_LOG").unwrap_or_else(|_| default.into());
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(io::stderr)
-        .try_init();
+        .with_writer(io::stderr);
+    let _ = if serving && format == LogFormat::Json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 pub fn run(cli: Cli) -> Result<(), CliError> {
-    let keys = KeySource {
-        key_hex: std::env::var("TRAIL_HMAC_KEY").ok(),
-        key_file: cli.hmac_key_file.clone(),
-    };
-    let db = cli.db.as_path();
+    let mut layers =
+        Layers::load(cli.config.as_deref()).map_err(|e| CliError::Input(e.to_string()))?;
+    if let Some(db) = &cli.db {
+        layers.flag("db", db.display().to_string());
+    }
+    if let Some(f) = &cli.hmac_key_file {
+        layers.flag("hmac_key_file", f.display().to_string());
+    }
+    if let Some(s) = &cli.synchronous {
+        layers.flag("synchronous", s.clone());
+    }
+    if let Command::Serve(args) = &cli.command {
+        args.apply(&mut layers);
+    }
+    let config = layers
+        .resolve()
+        .map_err(|e| CliError::Input(e.to_string()))?;
+    init_logging(
+        matches!(cli.command, Command::Serve(_)),
+        config.log_format.value,
+    );
+    let keys = config.key_source();
+    let db_path = config.db.value.clone();
+    let db = db_path.as_path();
+    let sync = config.synchronous.value;
     match cli.command {
-        Command::Serve(args) => serve(db, keys, cli.synchronous, args),
-        Command::Append(args) => append(db, &keys, cli.synchronous, args),
-        Command::Import(args) => import(db, &keys, cli.synchronous, args),
+        Command::Serve(_) => serve(&config),
+        Command::Config { json } => show_config(&config, json),
+        Command::Token(cmd) => token_cmd(db, &keys, sync, cmd),
+        Command::Healthcheck => healthcheck(&config),
+        Command::Append(args) => append(db, &keys, sync, args),
+        Command::Import(args) => import(db, &keys, sync, args),
         Command::Show(args) => show(db, args),
         Command::Tail(args) => tail(db, args),
         Command::Search(args) => search(db, args),
@@ -322,31 +437,22 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             Some(file),
             &FilterArgs::default(),
         ),
+        Command::Prune(args) => ops::prune(db, &keys, sync, args),
+        Command::Backup(args) => ops::backup(db, &keys, args),
     }
 }
 
-fn serve(db: &Path, keys: KeySource, sync: Synchronous, args: ServeArgs) -> Result<(), CliError> {
-    use crate::http::{Application, Limits, ServeConfig};
-    let bind_host = args
-        .bind
+fn serve(config: &Config) -> Result<(), CliError> {
+    use crate::http::{Application, ServeConfig};
+    let serve = ServeConfig::from_config(config).map_err(|e| CliError::Input(e.to_string()))?;
+    let bind = serve.bind.clone();
+    let bind_host = bind
         .rsplit_once(':')
         .map_or("127.0.0.1", |(h, _)| h)
         .to_owned();
-    let mut config = ServeConfig::new(args.bind, db);
-    config.keys = keys;
-    config.limits = Limits {
-        max_body_bytes: args.max_body_bytes,
-        max_batch: args.max_batch,
-        ..Limits::default()
-    };
-    config.writer = WriterConfig {
-        synchronous: sync,
-        queue_depth: args.queue_depth,
-        ..WriterConfig::default()
-    };
-    config.workers = args.workers;
+    let db = config.db.value.clone();
     actix_web::rt::System::new().block_on(async move {
-        let app = Application::build(config).map_err(|e| match e {
+        let app = Application::build(serve).map_err(|e| match e {
             crate::http::StartError::Store(s) => CliError::Store(s),
             other => CliError::Input(other.to_string()),
         })?;
@@ -360,6 +466,140 @@ fn serve(db: &Path, keys: KeySource, sync: Synchronous, args: ServeArgs) -> Resu
             })
         })
     })
+}
+
+fn show_config(config: &Config, json: bool) -> Result<(), CliError> {
+    let rows = config.describe();
+    if json {
+        let obj: serde_json::Map<String, serde_json::Value> = rows
+            .into_iter()
+            .map(|(k, v, src)| (k, serde_json::json!({"value": v, "source": src})))
+            .collect();
+        println!("{}", serde_json::Value::Object(obj));
+    } else {
+        if let Some(f) = &config.config_file {
+            println!("# config file: {}", f.display());
+        }
+        for (k, v, src) in rows {
+            println!("{k:<22} = {v:<40} # {src}");
+        }
+    }
+    Ok(())
+}
+
+fn token_cmd(
+    db: &Path,
+    keys: &KeySource,
+    sync: Synchronous,
+    cmd: TokenCommand,
+) -> Result<(), CliError> {
+    use crate::store::tokens::{self, Scope};
+    match cmd {
+        TokenCommand::Create { name, scopes, json } => {
+            let scopes: Vec<Scope> = scopes
+                .iter()
+                .map(|s| Scope::parse(s).map_err(|m| CliError::Input(format!("--scope: {m}"))))
+                .collect::<Result<_, _>>()?;
+            let secret = tokens::generate_secret();
+            let writer = start_writer(db, keys, sync)?;
+            let info =
+                crate::store::tokens::create_audited(&writer, &name, &scopes, &secret, "cli")?;
+            let list = info
+                .scopes
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(",");
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"name": info.name, "scopes": info.scopes, "token": secret})
+                );
+            } else {
+                println!(
+                    "token {} (scopes: {list}):\n{secret}\nStore it now: it is not shown again.",
+                    info.name
+                );
+            }
+            Ok(())
+        }
+        TokenCommand::List { json } => {
+            let conn = open_read(db)?;
+            let list = tokens::list(&conn)?;
+            if json {
+                println!("{}", serde_json::json!({"tokens": list}));
+            } else if list.is_empty() {
+                println!("no tokens");
+            } else {
+                println!("{:<24} {:<20} {:<28} REVOKED", "NAME", "SCOPES", "CREATED");
+                for t in list {
+                    let scopes = t
+                        .scopes
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(",");
+                    println!(
+                        "{:<24} {scopes:<20} {:<28} {}",
+                        t.name,
+                        t.created_at,
+                        t.revoked_at.as_deref().unwrap_or("-")
+                    );
+                }
+            }
+            Ok(())
+        }
+        TokenCommand::Revoke { name } => {
+            let writer = start_writer(db, keys, sync)?;
+            if crate::store::tokens::revoke_audited(&writer, &name, "cli")? {
+                println!("token {name} revoked");
+                Ok(())
+            } else {
+                Err(CliError::Input(format!("no active token named {name:?}")))
+            }
+        }
+    }
+}
+
+/// GET /readyz on the configured port over plain TCP: the runtime image
+/// needs no curl.
+fn healthcheck(config: &Config) -> Result<(), CliError> {
+    use std::io::Read;
+    use std::net::{SocketAddr, TcpStream};
+    use std::time::Duration;
+    let bind: SocketAddr = config
+        .bind
+        .value
+        .parse()
+        .map_err(|_| CliError::Input("bad bind address".into()))?;
+    let host = if bind.ip().is_unspecified() {
+        if bind.is_ipv4() {
+            "127.0.0.1".parse().expect("ip")
+        } else {
+            "::1".parse().expect("ip")
+        }
+    } else {
+        bind.ip()
+    };
+    let addr = SocketAddr::new(host, bind.port());
+    let path = format!("{}/readyz", config.base_path.value);
+    let fail = |m: String| CliError::VerifyFailed(format!("unhealthy: {m}"));
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(3))
+        .map_err(|e| fail(format!("{addr}: {e}")))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")
+        .map_err(|e| fail(e.to_string()))?;
+    let mut reply = String::new();
+    stream
+        .read_to_string(&mut reply)
+        .map_err(|e| fail(e.to_string()))?;
+    let status = reply.lines().next().unwrap_or("");
+    if status.split_whitespace().nth(1) == Some("200") {
+        println!("healthy: {status}");
+        Ok(())
+    } else {
+        Err(fail(status.to_owned()))
+    }
 }
 
 fn start_writer(db: &Path, keys: &KeySource, sync: Synchronous) -> Result<Writer, CliError> {

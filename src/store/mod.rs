@@ -1,11 +1,14 @@
 //! The store: the SQLite file, its writer, its reads. Depends on the domain
 //! core, never on HTTP or the CLI.
 
+pub mod backup;
 pub mod db;
 pub mod error;
 pub mod export;
 pub mod keys;
 pub mod query;
+pub mod retention;
+pub mod tokens;
 pub mod verify;
 pub mod writer;
 

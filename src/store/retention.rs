@@ -1,0 +1,325 @@
+//! Retention: deleting old events without breaking the chain.
+//!
+//! A prune first records a *cut* in `retention_cuts`, in its own committed
+//! transaction: the `seq`, chain hash, HMAC seal and key id of the newest row
+//! it will delete. Only then are the rows at or below the cut deleted (the
+//! `events_no_delete` trigger refuses every row above the newest cut), in
+//! short batches so that appends interleave. Verification resumes from the
+//! newest cut: row `up_to_seq + 1` links to the cut's chain hash, and the
+//! cut's own seal is checked with the key it names. Last, the prune is
+//! itself recorded in the chain as a `retention.prune` event.
+//!
+//! A prune that stopped part-way (a crash between the cut and the end of the
+//! deletion) is finished by the next prune, whatever its date.
+
+use chrono::{DateTime, Utc};
+use rusqlite::types::ValueRef;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::domain::event::{format_timestamp, truncate_micros};
+use crate::domain::{EventType, Hash, HmacKey, Level, NewEvent, GENESIS};
+
+use super::error::{Result, StoreError};
+use super::writer::append_direct;
+
+/// The event type a prune appends.
+pub const PRUNE_EVENT: &str = "retention.prune";
+
+/// What a prune did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PruneReport {
+    /// The cut this prune recorded (or finished): rows at or below it are
+    /// gone. `None` when there was nothing to prune.
+    pub up_to_seq: Option<u64>,
+    /// Rows deleted by this prune.
+    pub deleted: u64,
+    /// The `seq` of the `retention.prune` event recording it; `None` when
+    /// nothing was pruned (and nothing appended).
+    pub event_seq: Option<u64>,
+}
+
+/// A row of `retention_cuts`: where the chain resumes after deleted rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cut {
+    pub up_to_seq: u64,
+    /// The chain hash of row `up_to_seq`, as stored (32 bytes unless the file
+    /// was tampered with).
+    pub chain_hash: Vec<u8>,
+    /// The HMAC seal of that row, as stored.
+    pub signature: Vec<u8>,
+    /// The key the seal was made with.
+    pub key_id: String,
+    pub cut_at: String,
+}
+
+impl Cut {
+    /// The hash row `up_to_seq + 1` links to (genesis if the stored one is
+    /// not 32 bytes, which then fails as `modified` at the next row).
+    pub fn link_hash(&self) -> Hash {
+        self.chain_hash.as_slice().try_into().unwrap_or(GENESIS)
+    }
+}
+
+/// The newest retention cut, if any. Read inside the caller's transaction.
+pub fn newest_cut(conn: &Connection) -> Result<Option<Cut>> {
+    let text = |v: ValueRef<'_>| match v {
+        ValueRef::Text(t) | ValueRef::Blob(t) => String::from_utf8_lossy(t).into_owned(),
+        _ => String::new(),
+    };
+    let bytes = |v: ValueRef<'_>| match v {
+        ValueRef::Text(b) | ValueRef::Blob(b) => b.to_vec(),
+        _ => Vec::new(),
+    };
+    conn.prepare_cached(
+        "SELECT up_to_seq, chain_hash, signature, key_id, cut_at FROM retention_cuts
+         ORDER BY up_to_seq DESC LIMIT 1",
+    )
+    .and_then(|mut s| {
+        s.query_row([], |r| {
+            Ok(Cut {
+                up_to_seq: r.get::<_, i64>(0)? as u64,
+                chain_hash: bytes(r.get_ref(1)?),
+                signature: bytes(r.get_ref(2)?),
+                key_id: text(r.get_ref(3)?),
+                cut_at: text(r.get_ref(4)?),
+            })
+        })
+        .optional()
+    })
+    .map_err(StoreError::sqlite("reading retention cuts"))
+}
+
+/// Deletes every event with a timestamp before `before`, on a write
+/// connection that is not inside a transaction (the CLI's own, or the
+/// writer's through [`super::Writer::exec`]).
+///
+/// 1. In one `BEGIN IMMEDIATE` transaction: finds the newest row older than
+///    `before` and, if it is above the newest cut, records a cut copying that
+///    row's chain hash, seal and key id.
+/// 2. Deletes the rows at or below the cut, `batch_rows` per transaction.
+/// 3. Appends a `retention.prune` event saying what was cut.
+///
+/// With nothing older than `before` above the newest cut, it appends nothing
+/// (unless a previous prune stopped before deleting all it had cut: then it
+/// finishes that one).
+pub fn prune(
+    conn: &mut Connection,
+    key: &HmacKey,
+    before: DateTime<Utc>,
+    batch_rows: usize,
+) -> Result<PruneReport, StoreError> {
+    let before = truncate_micros(before);
+    let before_text = format_timestamp(before);
+    let batch_rows = batch_rows.max(1);
+
+    // (a) Record the cut before deleting anything.
+    let cut = record_cut(conn, &before_text)?;
+    let Some((up_to_seq, chain_hash)) = cut else {
+        return Ok(PruneReport {
+            up_to_seq: None,
+            deleted: 0,
+            event_seq: None,
+        });
+    };
+
+    // (b) Delete at or below the cut, in short transactions.
+    let deleted = delete_up_to(conn, up_to_seq, batch_rows)?;
+
+    // (c) Record the prune in the chain.
+    let mut details = Map::new();
+    details.insert("up_to_seq".into(), Value::from(up_to_seq));
+    details.insert("deleted".into(), Value::from(deleted));
+    details.insert("chain_hash".into(), Value::from(hex::encode(&chain_hash)));
+    details.insert("before".into(), Value::from(before_text));
+    let event = NewEvent::builder(EventType::parse(PRUNE_EVENT).expect("a valid event type"))
+        .with_level(Level::Info)
+        .with_actor("trail")
+        .and_then(|e| e.with_details(details))
+        .map_err(|e| StoreError::CommitFailed(format!("building the {PRUNE_EVENT} event: {e}")))?;
+    let appended = append_direct(conn, key, vec![event])?;
+    let event_seq = appended.first().map(|a| a.seq);
+    tracing::info!(
+        up_to_seq,
+        deleted,
+        event_seq,
+        before = %format_timestamp(before),
+        "retention prune done"
+    );
+    Ok(PruneReport {
+        up_to_seq: Some(up_to_seq),
+        deleted,
+        event_seq,
+    })
+}
+
+/// The row a cut would copy: `seq`, chain hash, seal, key id.
+type CutRow = (i64, Vec<u8>, Vec<u8>, Option<String>);
+
+/// Step (a): records the cut and answers its `seq` and chain hash; `None`
+/// when there is nothing to prune. An existing cut whose rows are not all
+/// deleted yet (an interrupted prune) is answered again, so it gets
+/// finished.
+fn record_cut(conn: &mut Connection, before: &str) -> Result<Option<(u64, Vec<u8>)>> {
+    let e = StoreError::sqlite("recording a retention cut");
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(e)?;
+    let newest = newest_cut(&tx)?;
+    let newest_seq = newest.as_ref().map_or(0, |c| c.up_to_seq);
+    let candidate: Option<CutRow> = tx
+        .prepare_cached(
+            "SELECT seq, chain_hash, signature, json_extract(entry, '$.key_id') FROM events
+             WHERE ts < ?1 ORDER BY ts DESC, seq DESC LIMIT 1",
+        )
+        .and_then(|mut s| {
+            s.query_row([before], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .optional()
+        })
+        .map_err(e)?;
+    let answer = match candidate {
+        Some((seq, hash, sig, key_id)) if seq as u64 > newest_seq => {
+            tx.prepare_cached(
+                "INSERT INTO retention_cuts (up_to_seq, chain_hash, signature, key_id, cut_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    seq,
+                    hash,
+                    sig,
+                    key_id.unwrap_or_default(),
+                    format_timestamp(Utc::now()),
+                ])
+            })
+            .map_err(e)?;
+            Some((seq as u64, hash))
+        }
+        _ => match newest {
+            // Nothing new to cut; finish an interrupted prune if rows at or
+            // below the newest cut are still there.
+            Some(cut) if below_exists(&tx, cut.up_to_seq)? => Some((cut.up_to_seq, cut.chain_hash)),
+            _ => None,
+        },
+    };
+    tx.commit().map_err(e)?;
+    Ok(answer)
+}
+
+fn below_exists(conn: &Connection, up_to_seq: u64) -> Result<bool> {
+    conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM events WHERE seq <= ?1)")
+        .and_then(|mut s| s.query_row([up_to_seq as i64], |r| r.get(0)))
+        .map_err(StoreError::sqlite("reading events below the retention cut"))
+}
+
+/// Step (b): deletes the rows at or below `up_to_seq`, `batch_rows` per
+/// transaction, so that appends wait at most one batch.
+fn delete_up_to(conn: &mut Connection, up_to_seq: u64, batch_rows: usize) -> Result<u64> {
+    let e = StoreError::sqlite("deleting events below the retention cut");
+    let mut deleted = 0u64;
+    loop {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(e)?;
+        let n = tx
+            .prepare_cached(
+                "DELETE FROM events WHERE seq IN
+                 (SELECT seq FROM events WHERE seq <= ?1 ORDER BY seq LIMIT ?2)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    up_to_seq as i64,
+                    i64::try_from(batch_rows).unwrap_or(i64::MAX)
+                ])
+            })
+            .map_err(e)?;
+        tx.commit().map_err(e)?;
+        deleted += n as u64;
+        if n < batch_rows {
+            return Ok(deleted);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Keyring;
+    use crate::store::{open_write, verify_file, Synchronous, VerifyRequest};
+
+    fn event(i: usize) -> NewEvent {
+        NewEvent::from_json(&serde_json::json!({"event": "user.login", "actor": format!("a{i}")}))
+            .unwrap()
+    }
+
+    fn count(conn: &Connection) -> u64 {
+        conn.query_row("SELECT count(*) FROM events", [], |r| r.get::<_, i64>(0))
+            .unwrap() as u64
+    }
+
+    #[test]
+    fn prune_cuts_deletes_in_batches_and_records_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        let key = HmacKey::from_bytes([3; 32]);
+        let mut conn = open_write(&db, Synchronous::Full).unwrap();
+        append_direct(&mut conn, &key, (0..25).map(event).collect()).unwrap();
+        let later = Utc::now() + chrono::Duration::seconds(1);
+
+        // Everything is older than `later`: all 25 go, 7 per batch.
+        let r = prune(&mut conn, &key, later, 7).unwrap();
+        assert_eq!(
+            r,
+            PruneReport {
+                up_to_seq: Some(25),
+                deleted: 25,
+                event_seq: Some(26)
+            }
+        );
+        assert_eq!(count(&conn), 1);
+        let cut = newest_cut(&conn).unwrap().unwrap();
+        assert_eq!(cut.up_to_seq, 25);
+        assert_eq!(cut.key_id, key.id().as_str());
+        assert!(key.check(&cut.chain_hash, &cut.signature));
+
+        let report =
+            verify_file(&db, &Keyring::new(key.clone()), VerifyRequest::default()).unwrap();
+        assert!(report.valid, "{report:?}");
+        assert_eq!(report.entries_checked, 1);
+
+        // A date with nothing above the cut before it: nothing to do.
+        let r = prune(&mut conn, &key, Utc::now() - chrono::Duration::days(1), 7).unwrap();
+        assert_eq!(r.event_seq, None);
+        assert_eq!(count(&conn), 1);
+    }
+
+    #[test]
+    fn an_interrupted_prune_is_finished_by_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        let key = HmacKey::from_bytes([4; 32]);
+        let mut conn = open_write(&db, Synchronous::Full).unwrap();
+        append_direct(&mut conn, &key, (0..10).map(event).collect()).unwrap();
+        // A cut at 6 was recorded, then the process died before deleting.
+        conn.execute(
+            "INSERT INTO retention_cuts SELECT seq, chain_hash, signature, json_extract(entry, '$.key_id'), 'x' FROM events WHERE seq = 6",
+            [],
+        )
+        .unwrap();
+        let r = prune(&mut conn, &key, Utc::now() - chrono::Duration::days(1), 100).unwrap();
+        assert_eq!(
+            r,
+            PruneReport {
+                up_to_seq: Some(6),
+                deleted: 6,
+                event_seq: Some(11)
+            }
+        );
+        let report = verify_file(&db, &Keyring::new(key), VerifyRequest::default()).unwrap();
+        assert!(report.valid, "{report:?}");
+        assert_eq!(report.entries_checked, 5);
+    }
+}

@@ -1,0 +1,758 @@
+//! End-to-end tests of the operator commands on real database files:
+//! `trail prune` (retention cuts, sealed and recorded before any delete;
+//! verification resuming from the newest cut, checked by `trail verify` and
+//! by the independent `scripts/verify_chain.py`) and `trail backup` (an
+//! online copy taken while another process writes, verified intact).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::{Connection, OpenFlags};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+const BIN: &str = env!("CARGO_BIN_EXE_trail");
+const KEY_HEX: &str = "9a8b7c6d5e4f30211203f4e5d6c7b8a99a8b7c6d5e4f30211203f4e5d6c7b8a9";
+const OTHER_KEY_HEX: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+const DEADLINE: Duration = Duration::from_secs(180);
+
+// ---------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------
+
+struct Out {
+    what: String,
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Out {
+    fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "exit code of `{}`\nstdout: {}\nstderr: {}",
+            self.what,
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(self.stdout.trim_end()).unwrap_or_else(|e| {
+            panic!(
+                "stdout of `{}` is not one JSON document ({e}):\n{}\nstderr: {}",
+                self.what, self.stdout, self.stderr
+            )
+        })
+    }
+}
+
+/// A temporary folder with `data/trail.db`, `keys/main.key` and
+/// `keys/other.key`; every command runs with `TRAIL_HMAC_KEY_FILE` set to
+/// the main key unless told otherwise.
+struct Env {
+    dir: tempfile::TempDir,
+    db: PathBuf,
+    key: PathBuf,
+    other_key: PathBuf,
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::Builder::new()
+            .prefix("trail-ops-")
+            .tempdir()
+            .unwrap();
+        for d in ["data", "keys", "runs"] {
+            fs::create_dir_all(dir.path().join(d)).unwrap();
+        }
+        let key = dir.path().join("keys/main.key");
+        let other_key = dir.path().join("keys/other.key");
+        fs::write(&key, format!("{KEY_HEX}\n")).unwrap();
+        fs::write(&other_key, format!("{OTHER_KEY_HEX}\n")).unwrap();
+        Env {
+            db: dir.path().join("data/trail.db"),
+            dir,
+            key,
+            other_key,
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn command_with_key(&self, key: &Path, args: &[&str]) -> Command {
+        self.command_on(&self.db, key, args)
+    }
+
+    /// `trail --db DB ARGS...` with `TRAIL_HMAC_KEY_FILE` = `key`.
+    fn command_on(&self, db: &Path, key: &Path, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.arg("--db").arg(db).args(args);
+        for v in [
+            "TRAIL_DB",
+            "TRAIL_HMAC_KEY",
+            "TRAIL_SYNCHRONOUS",
+            "TRAIL_LOG",
+        ] {
+            c.env_remove(v);
+        }
+        c.env("TRAIL_HMAC_KEY_FILE", key);
+        c.current_dir(self.dir.path());
+        c
+    }
+
+    fn trail(&self, args: &[&str]) -> Out {
+        run(self.command_with_key(&self.key, args))
+    }
+
+    fn trail_with_key(&self, key: &Path, args: &[&str]) -> Out {
+        run(self.command_with_key(key, args))
+    }
+
+    /// `verify_chain.py DB --key-file KEY --json`, no key from the environment.
+    fn py_verify(&self, db: &Path, key: &Path) -> Out {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/verify_chain.py");
+        let mut c = Command::new("python3");
+        c.arg(script)
+            .arg(db)
+            .arg("--key-file")
+            .arg(key)
+            .arg("--json");
+        for v in ["TRAIL_DB", "TRAIL_HMAC_KEY", "TRAIL_HMAC_KEY_FILE"] {
+            c.env_remove(v);
+        }
+        run(c)
+    }
+
+    /// Imports `n` events named `{prefix}-{i}` and asserts it worked.
+    fn import(&self, prefix: &str, n: usize) {
+        let p = self.write_events(&format!("{prefix}.jsonl"), prefix, n, 0);
+        self.trail(&["import", p.to_str().unwrap()]).expect_code(0);
+    }
+
+    /// A JSON Lines file of `n` events, each with `pad` bytes of details.
+    fn write_events(&self, name: &str, prefix: &str, n: usize, pad: usize) -> PathBuf {
+        let mut s = String::new();
+        let filler = "x".repeat(pad);
+        for i in 0..n {
+            let v = json!({
+                "event": "user.login",
+                "actor": format!("{prefix}-{i}"),
+                "resource": format!("/doc/{i}"),
+                "details": {"n": i, "pad": filler},
+            });
+            s.push_str(&v.to_string());
+            s.push('\n');
+        }
+        let p = self.path(name);
+        fs::write(&p, s).unwrap();
+        p
+    }
+
+    /// A read-write connection with the triggers in place.
+    fn conn(&self) -> Connection {
+        let c = Connection::open(&self.db).unwrap();
+        c.busy_timeout(Duration::from_secs(60)).unwrap();
+        c
+    }
+
+    fn count(&self) -> i64 {
+        count_in(&self.db).expect("the database can be read")
+    }
+
+    fn head(&self) -> (u64, String) {
+        self.conn()
+            .query_row(
+                "SELECT seq, chain_hash FROM events ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)? as u64,
+                        hex::encode(r.get::<_, Vec<u8>>(1)?),
+                    ))
+                },
+            )
+            .unwrap()
+    }
+
+    /// `(chain_hash, signature)` of row `seq`.
+    fn seal_of(&self, seq: u64) -> (Vec<u8>, Vec<u8>) {
+        self.conn()
+            .query_row(
+                "SELECT chain_hash, signature FROM events WHERE seq = ?1",
+                [seq as i64],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap()
+    }
+}
+
+fn count_in(db: &Path) -> rusqlite::Result<i64> {
+    let c = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    c.busy_timeout(Duration::from_secs(10))?;
+    c.query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+}
+
+fn run(mut cmd: Command) -> Out {
+    let what = format!("{cmd:?}");
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let err = tempfile::NamedTempFile::new().unwrap();
+    cmd.stdin(Stdio::null())
+        .stdout(out.reopen().unwrap())
+        .stderr(err.reopen().unwrap());
+    let mut child = cmd.spawn().unwrap();
+    let status = wait_bounded(&mut child, DEADLINE, &what);
+    Out {
+        what,
+        code: status.code(),
+        stdout: fs::read_to_string(out.path()).unwrap(),
+        stderr: fs::read_to_string(err.path()).unwrap(),
+    }
+}
+
+fn wait_bounded(child: &mut Child, deadline: Duration, what: &str) -> ExitStatus {
+    let until = Instant::now() + deadline;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if Instant::now() >= until {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("`{what}` did not finish within {deadline:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn key_id(key_hex: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(b"trail-key-id");
+    h.update(hex::decode(key_hex).unwrap());
+    hex::encode(h.finalize())[..16].to_owned()
+}
+
+/// The `trail verify --json` object.
+fn verdict(checked: u64, bad: Option<(u64, &str)>, head: &(u64, String)) -> Value {
+    json!({
+        "valid": bad.is_none(),
+        "entries_checked": checked,
+        "first_bad_seq": bad.map(|b| b.0),
+        "kind": bad.map(|b| b.1),
+        "head": {"seq": head.0, "chain_hash": head.1},
+    })
+}
+
+/// Both verifiers on `db` with `key` print exactly `expected` and exit
+/// 0 (valid) or 1.
+fn assert_both_verify(env: &Env, db: &Path, key: &Path, expected: &Value) {
+    let code = if expected["valid"] == json!(true) {
+        0
+    } else {
+        1
+    };
+    let t = run(env.command_on(db, key, &["verify", "--json"]));
+    let p = env.py_verify(db, key);
+    assert_eq!(t.json(), *expected, "verdict of `trail verify`");
+    assert_eq!(p.json(), *expected, "verdict of verify_chain.py");
+    t.expect_code(code);
+    p.expect_code(code);
+}
+
+/// Waits (bounded) until the clock is past `t`.
+fn wait_past(t: DateTime<Utc>) {
+    let until = Instant::now() + Duration::from_secs(10);
+    while Utc::now() <= t + chrono::Duration::milliseconds(2) {
+        assert!(Instant::now() < until, "the clock did not move");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// What [`pruned_log`] built.
+struct Pruned {
+    env: Env,
+    before: String,
+    /// Rows of batch A (all cut), rows of batch B (all kept).
+    a: u64,
+    b: u64,
+    cut_hash: Vec<u8>,
+    cut_sig: Vec<u8>,
+    prune: Value,
+}
+
+/// Imports batch A, notes the time, imports batch B once the clock has moved
+/// past it, and prunes `--before` that time: A goes, B stays.
+fn pruned_log(a: u64, b: u64) -> Pruned {
+    let env = Env::new();
+    env.import("a", a as usize);
+    let t = Utc::now();
+    wait_past(t);
+    env.import("b", b as usize);
+    let before = t.to_rfc3339_opts(SecondsFormat::Micros, true);
+    let (cut_hash, cut_sig) = env.seal_of(a);
+    let out = env.trail(&["prune", "--before", &before, "--json", "--batch-size", "7"]);
+    out.expect_code(0);
+    Pruned {
+        prune: out.json(),
+        env,
+        before,
+        a,
+        b,
+        cut_hash,
+        cut_sig,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Retention
+// ---------------------------------------------------------------------------
+
+#[test]
+fn prune_cuts_before_deleting_and_both_verifiers_resume_from_the_cut() {
+    let p = pruned_log(30, 20);
+    let env = &p.env;
+    let event_seq = p.a + p.b + 1;
+    assert_eq!(
+        p.prune,
+        json!({"up_to_seq": p.a, "deleted": p.a, "event_seq": event_seq, "before": p.before})
+    );
+
+    // The cut: row A's last seq, hash, seal and key id.
+    let cut: (i64, Vec<u8>, Vec<u8>, String) = env
+        .conn()
+        .query_row(
+            "SELECT up_to_seq, chain_hash, signature, key_id FROM retention_cuts",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        cut,
+        (
+            p.a as i64,
+            p.cut_hash.clone(),
+            p.cut_sig.clone(),
+            key_id(KEY_HEX)
+        )
+    );
+
+    // Remaining: batch B and the prune event.
+    assert_eq!(env.count() as u64, p.b + 1);
+    let first: i64 = env
+        .conn()
+        .query_row("SELECT min(seq) FROM events", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(first as u64, p.a + 1);
+
+    // The prune event is the last one and says what was cut.
+    let (seq, event, level, actor, details): (i64, String, String, String, String) = env
+        .conn()
+        .query_row(
+            "SELECT seq, event, level, actor, details FROM audit_log ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .unwrap();
+    assert_eq!(seq as u64, event_seq);
+    assert_eq!(
+        (event.as_str(), level.as_str(), actor.as_str()),
+        ("retention.prune", "info", "trail")
+    );
+    let details: Value = serde_json::from_str(&details).unwrap();
+    assert_eq!(
+        details,
+        json!({
+            "up_to_seq": p.a,
+            "deleted": p.a,
+            "chain_hash": hex::encode(&p.cut_hash),
+            "before": p.before,
+        })
+    );
+
+    // Both verifiers: intact, counting the remaining rows only.
+    let head = env.head();
+    assert_eq!(head.0, event_seq);
+    assert_both_verify(env, &env.db, &env.key, &verdict(p.b + 1, None, &head));
+
+    // An anchor at the cut still matches; one below it has nothing left to
+    // compare with; both verifiers agree.
+    for anchor in [
+        format!("{}:{}", p.a, hex::encode(&p.cut_hash)),
+        format!("3:{}", "ab".repeat(32)),
+    ] {
+        let t = env.trail(&["verify", "--json", "--anchor", &anchor]);
+        let mut c = Command::new("python3");
+        c.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/verify_chain.py"))
+            .arg(&env.db)
+            .args([
+                "--key-file",
+                env.key.to_str().unwrap(),
+                "--json",
+                "--anchor",
+                &anchor,
+            ])
+            .env_remove("TRAIL_HMAC_KEY")
+            .env_remove("TRAIL_HMAC_KEY_FILE");
+        let py = run(c);
+        assert_eq!(t.json(), verdict(p.b + 1, None, &head), "anchor {anchor}");
+        assert_eq!(py.json(), t.json(), "anchor {anchor}");
+    }
+
+    // Appends go on after a prune, and the chain stays intact.
+    env.trail(&["append", "after.prune", "--actor", "ops"])
+        .expect_code(0);
+    let head = env.head();
+    assert_eq!(head.0, event_seq + 1);
+    assert_both_verify(env, &env.db, &env.key, &verdict(p.b + 2, None, &head));
+}
+
+#[test]
+fn pruning_twice_with_the_same_date_does_nothing_the_second_time() {
+    let p = pruned_log(12, 5);
+    let env = &p.env;
+    let head = env.head();
+    let cuts_before: i64 = env
+        .conn()
+        .query_row("SELECT count(*) FROM retention_cuts", [], |r| r.get(0))
+        .unwrap();
+
+    let again = env.trail(&["prune", "--before", &p.before, "--json"]);
+    again.expect_code(0);
+    assert_eq!(
+        again.json(),
+        json!({"up_to_seq": null, "deleted": 0, "event_seq": null, "before": p.before})
+    );
+    let human = env.trail(&["prune", "--before", &p.before]);
+    human.expect_code(0);
+    assert!(
+        human.stdout.starts_with("nothing to prune"),
+        "{}",
+        human.stdout
+    );
+
+    assert_eq!(env.head(), head, "nothing was appended");
+    assert_eq!(env.count() as u64, p.b + 1);
+    let cuts_after: i64 = env
+        .conn()
+        .query_row("SELECT count(*) FROM retention_cuts", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(cuts_after, cuts_before, "no second cut");
+    assert_both_verify(env, &env.db, &env.key, &verdict(p.b + 1, None, &head));
+}
+
+#[test]
+fn triggers_refuse_deletes_above_the_cut_and_any_change_to_a_cut() {
+    let p = pruned_log(10, 6);
+    let env = &p.env;
+    let conn = env.conn();
+    let head = env.head();
+
+    // Every row above the cut, the first and the last, is refused.
+    for seq in [p.a + 1, head.0] {
+        let err = conn
+            .execute("DELETE FROM events WHERE seq = ?1", [seq as i64])
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("DELETE is refused"),
+            "deleting seq {seq}: {err}"
+        );
+    }
+    let err = conn.execute("DELETE FROM events", []).unwrap_err();
+    assert!(err.to_string().contains("DELETE is refused"), "{err}");
+
+    // Cuts are never deleted nor updated.
+    let err = conn.execute("DELETE FROM retention_cuts", []).unwrap_err();
+    assert!(err.to_string().contains("never deleted"), "{err}");
+    let err = conn
+        .execute("UPDATE retention_cuts SET signature = zeroblob(32)", [])
+        .unwrap_err();
+    assert!(err.to_string().contains("UPDATE is refused"), "{err}");
+
+    assert_eq!(env.count() as u64, p.b + 1);
+    assert_both_verify(env, &env.db, &env.key, &verdict(p.b + 1, None, &head));
+}
+
+#[test]
+fn a_tampered_or_foreign_cut_fails_verification_at_the_cut() {
+    let p = pruned_log(8, 4);
+    let env = &p.env;
+    let head = env.head();
+
+    // Sealed with a key the verifier does not hold: unknown_key at the cut.
+    assert_both_verify(
+        env,
+        &env.db,
+        &env.other_key,
+        &verdict(0, Some((p.a, "unknown_key")), &head),
+    );
+
+    // A cut whose seal was edited (triggers dropped, as an attacker with
+    // write access would): bad_seal at the cut, for both verifiers.
+    let conn = env.conn();
+    conn.execute_batch("DROP TRIGGER retention_cuts_no_update")
+        .unwrap();
+    let mut sig = p.cut_sig.clone();
+    sig[0] ^= 1;
+    conn.execute(
+        "UPDATE retention_cuts SET signature = ?1 WHERE up_to_seq = ?2",
+        rusqlite::params![sig, p.a as i64],
+    )
+    .unwrap();
+    drop(conn);
+    assert_both_verify(
+        env,
+        &env.db,
+        &env.key,
+        &verdict(0, Some((p.a, "bad_seal")), &head),
+    );
+    let human = env.trail(&["verify"]);
+    human.expect_code(1);
+    assert!(
+        human
+            .stdout
+            .contains(&format!("BROKEN at seq {}: bad_seal", p.a)),
+        "{}",
+        human.stdout
+    );
+
+    // A cut moved to another hash (to hide rewritten rows after it) but
+    // keeping the old seal: bad_seal at the cut too, not a clean chain.
+    let conn = env.conn();
+    conn.execute(
+        "UPDATE retention_cuts SET signature = ?1, chain_hash = zeroblob(32) WHERE up_to_seq = ?2",
+        rusqlite::params![p.cut_sig, p.a as i64],
+    )
+    .unwrap();
+    drop(conn);
+    assert_both_verify(
+        env,
+        &env.db,
+        &env.key,
+        &verdict(0, Some((p.a, "bad_seal")), &head),
+    );
+}
+
+#[test]
+fn prune_before_a_future_date_cuts_everything_and_the_chain_goes_on() {
+    let env = Env::new();
+    env.import("a", 9);
+    let (h9, _) = env.seal_of(9);
+    let out = env.trail(&["prune", "--before", "2999-01-01"]);
+    out.expect_code(0);
+    assert!(
+        out.stdout
+            .starts_with("pruned 9 events before 2999-01-01T00:00:00.000000Z"),
+        "{}",
+        out.stdout
+    );
+    // Only the prune event is left, linked to the cut.
+    assert_eq!(env.count(), 1);
+    let entry: String = env
+        .conn()
+        .query_row("SELECT entry FROM events WHERE seq = 10", [], |r| r.get(0))
+        .unwrap();
+    let (h10, _) = env.seal_of(10);
+    let mut h = Sha256::new();
+    h.update(&h9);
+    h.update(entry.as_bytes());
+    assert_eq!(h.finalize().to_vec(), h10, "row 10 links to the cut");
+    env.trail(&["append", "next.one"]).expect_code(0);
+    let head = env.head();
+    assert_eq!(head.0, 11);
+    assert_both_verify(&env, &env.db, &env.key, &verdict(2, None, &head));
+}
+
+#[test]
+fn prune_refuses_bad_input_with_exit_2() {
+    let env = Env::new();
+    // No database yet: refused, and none is created.
+    let out = env.trail(&["prune", "--older-than-days", "30"]);
+    out.expect_code(2);
+    assert!(!env.db.exists(), "prune must not create a database");
+
+    env.import("a", 3);
+    for args in [
+        vec!["prune"],
+        vec!["prune", "--before", "2020-01-01", "--older-than-days", "3"],
+        vec!["prune", "--before", "yesterday"],
+        vec!["prune", "--before", "2020-13-01"],
+        vec!["prune", "--older-than-days", "0"],
+        vec!["prune", "--older-than-days", "-1"],
+        vec!["prune", "--before", "2020-01-01", "--batch-size", "0"],
+    ] {
+        let out = env.trail(&args);
+        out.expect_code(2);
+        assert!(!out.stderr.is_empty(), "{args:?} explains itself");
+    }
+    let bad = env.trail(&["prune", "--before", "yesterday"]);
+    assert!(bad.stderr.contains("--before"), "{}", bad.stderr);
+
+    // Nothing that old: nothing to do, exit 0.
+    let out = env.trail(&["prune", "--older-than-days", "30", "--json"]);
+    out.expect_code(0);
+    assert_eq!(out.json()["deleted"], json!(0));
+    assert_eq!(env.count(), 3);
+}
+
+// ---------------------------------------------------------------------------
+// Backup
+// ---------------------------------------------------------------------------
+
+#[test]
+fn backup_while_an_import_writes_is_a_verified_copy() {
+    let env = Env::new();
+    env.import("seed", 5);
+    // Large enough that the import is still running when the backup starts.
+    let big = env.write_events("big.jsonl", "big", 150_000, 200);
+    let log = fs::File::create(env.path("runs/import.log")).unwrap();
+    let mut import = env
+        .command_with_key(
+            &env.key,
+            &["import", big.to_str().unwrap(), "--batch-size", "500"],
+        )
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+
+    // Wait (bounded) until the import has committed something.
+    let until = Instant::now() + Duration::from_secs(120);
+    let n = loop {
+        let n = count_in(&env.db).unwrap_or(0);
+        if n > 5 {
+            break n;
+        }
+        assert!(
+            import.try_wait().unwrap().is_none(),
+            "the import ended before committing anything"
+        );
+        assert!(Instant::now() < until, "the import committed nothing");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(
+        import.try_wait().unwrap().is_none(),
+        "the import should still be running when the backup starts"
+    );
+
+    let dest = env.path("backups/copy.db");
+    fs::create_dir_all(dest.parent().unwrap()).unwrap();
+    let out = env.trail(&["backup", dest.to_str().unwrap(), "--json"]);
+    out.expect_code(0);
+    let report = out.json();
+    let events = report["events"].as_u64().unwrap();
+    assert!(events >= n as u64, "the copy holds {events} < {n} events");
+    assert_eq!(report["head_seq"].as_u64(), Some(events));
+    assert_eq!(report["dest"], json!(dest.to_str().unwrap()));
+    assert_eq!(report["verify"]["valid"], json!(true));
+
+    // The copy verifies intact with both verifiers, on its own.
+    assert_eq!(count_in(&dest).unwrap() as u64, events);
+    let c = Connection::open_with_flags(&dest, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let head: (u64, String) = c
+        .query_row(
+            "SELECT seq, lower(hex(chain_hash)) FROM events ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
+        )
+        .unwrap();
+    drop(c);
+    assert_both_verify(&env, &dest, &env.key, &verdict(events, None, &head));
+    // A self-contained file: nothing left beside it.
+    let mut names: Vec<String> = fs::read_dir(dest.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["copy.db"]);
+
+    let status = wait_bounded(&mut import, Duration::from_secs(600), "trail import");
+    assert!(
+        status.success(),
+        "import failed: {}",
+        fs::read_to_string(env.path("runs/import.log")).unwrap()
+    );
+    assert_eq!(env.count(), 150_005);
+    assert!(
+        (events as i64) < env.count(),
+        "the backup was taken while the import ran"
+    );
+    env.trail(&["verify"]).expect_code(0);
+
+    // The human line.
+    let dest2 = env.path("backups/copy2.db");
+    let out = env.trail(&["backup", dest2.to_str().unwrap()]);
+    out.expect_code(0);
+    assert_eq!(
+        out.stdout.trim_end(),
+        format!(
+            "backup of 150005 events (head seq 150005) to {}: verified intact",
+            dest2.display()
+        )
+    );
+}
+
+#[test]
+fn backup_of_a_pruned_log_keeps_the_cut() {
+    let p = pruned_log(6, 3);
+    let env = &p.env;
+    let dest = env.path("pruned-copy.db");
+    env.trail(&["backup", dest.to_str().unwrap()])
+        .expect_code(0);
+    let head = env.head();
+    assert_both_verify(env, &dest, &env.key, &verdict(p.b + 1, None, &head));
+}
+
+#[test]
+fn backup_never_overwrites_a_file() {
+    let env = Env::new();
+    env.import("a", 4);
+    let dest = env.path("precious.db");
+    fs::write(&dest, b"do not touch\n").unwrap();
+    let out = env.trail(&["backup", dest.to_str().unwrap()]);
+    out.expect_code(2);
+    assert!(
+        out.stderr.contains(dest.to_str().unwrap()) && out.stderr.contains("already exists"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(fs::read(&dest).unwrap(), b"do not touch\n");
+
+    // Nor into a folder that does not exist, nor from a missing database.
+    let out = env.trail(&["backup", env.path("nowhere/x.db").to_str().unwrap()]);
+    out.expect_code(2);
+    run(env.command_on(&env.path("missing.db"), &env.key, &["backup", "x.db"])).expect_code(2);
+    assert!(!env.path("x.db").exists());
+
+    // No partial file was left behind.
+    let leftovers: Vec<_> = fs::read_dir(env.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("partial"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn backup_that_does_not_verify_exits_1() {
+    let env = Env::new();
+    env.import("a", 4);
+    // Verified with a key the log was not sealed with.
+    let dest = env.path("copy.db");
+    let out = env.trail_with_key(&env.other_key, &["backup", dest.to_str().unwrap()]);
+    out.expect_code(1);
+    assert!(
+        out.stdout
+            .contains("verification FAILED at seq 1: unknown_key"),
+        "{}",
+        out.stdout
+    );
+}
