@@ -100,6 +100,17 @@ impl HmacKey {
         m.finalize().into_bytes().into()
     }
 
+    /// HMAC of arbitrary bytes under a purpose label, for values the server
+    /// issues and must recognise later (page cursors). Never a chain seal:
+    /// the label keeps the two apart.
+    pub fn tag(&self, purpose: &str, data: &[u8]) -> Hash {
+        let mut m = self.mac.clone();
+        m.update(purpose.as_bytes());
+        m.update(&[0]);
+        m.update(data);
+        m.finalize().into_bytes().into()
+    }
+
     /// Constant-time check of a stored signature.
     pub fn check(&self, chain_hash: &[u8], signature: &[u8]) -> bool {
         let mut m = self.mac.clone();

@@ -66,7 +66,7 @@ impl TokenCache {
                 return Ok(s.1.clone());
             }
         }
-        let fresh = Arc::new(state.read(|conn| tokens::list(conn)).await?);
+        let fresh = Arc::new(state.read(tokens::list).await?);
         *self.snapshot.write().expect("token cache") = (Some(Instant::now()), fresh.clone());
         Ok(fresh)
     }
@@ -358,7 +358,7 @@ pub async fn create_token(
 }
 
 pub async fn list_tokens(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let list = state.read(|conn| tokens::list(conn)).await?;
+    let list = state.read(tokens::list).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({"tokens": list})))
 }
 

@@ -292,17 +292,11 @@ impl Application {
             .port();
         let mut details = serde_json::Map::new();
         details.insert("version".into(), env!("CARGO_PKG_VERSION").into());
-        details.insert(
-            "bind".into(),
-            format!(
-                "{}",
-                listener
-                    .local_addr()
-                    .map(|a| a.to_string())
-                    .unwrap_or_default()
-            )
-            .into(),
-        );
+        let bound = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        details.insert("bind".into(), bound.into());
         details.insert("pid".into(), std::process::id().into());
         if !config.base_path.is_empty() {
             details.insert("base_path".into(), config.base_path.clone().into());
@@ -344,7 +338,7 @@ impl Application {
             server = server.workers(config.workers);
         }
         if let Some(days) = config.retention_days {
-            spawn_retention(state.clone(), days);
+            spawn_retention(state.clone(), days, config.writer.synchronous);
         }
         Ok(Application {
             server: server.run(),
@@ -430,9 +424,11 @@ fn bootstrap_token(writer: &Writer, reads: &ReadPool, secret: &Secret) -> Result
     Ok(())
 }
 
-/// Prunes events older than `days`, at start and then every hour, through
-/// the writer thread (so it interleaves with appends).
-fn spawn_retention(state: web::Data<AppState>, days: u32) {
+/// Prunes events older than `days`, at start and then every hour, on a
+/// write connection of its own: each delete batch is a short transaction, so
+/// the writer's appends interleave with it (as with `trail prune` from a CLI
+/// beside the server).
+fn spawn_retention(state: web::Data<AppState>, days: u32, sync: crate::store::Synchronous) {
     actix_web::rt::spawn(async move {
         let mut tick = actix_web::rt::time::interval(std::time::Duration::from_secs(3600));
         loop {
@@ -440,14 +436,18 @@ fn spawn_retention(state: web::Data<AppState>, days: u32) {
             let st = state.clone();
             let before = chrono::Utc::now() - chrono::Duration::days(days as i64);
             let done = web::block(move || {
-                st.writer.exec(move |conn, key| {
-                    crate::store::retention::prune(conn, key, before, 10_000)
-                })
+                let key = st
+                    .keys
+                    .signing()
+                    .cloned()
+                    .ok_or(StoreError::Key("no signing key".into()))?;
+                let mut conn = crate::store::open_write(&st.db_path, sync)?;
+                crate::store::retention::prune(&mut conn, &key, before, 10_000)
             })
             .await;
             match done {
-                Ok(Ok(Ok(report))) => tracing::info!(?report, "retention"),
-                Ok(Ok(Err(e))) | Ok(Err(e)) => tracing::error!(error = %e, "retention failed"),
+                Ok(Ok(report)) => tracing::info!(?report, "retention"),
+                Ok(Err(e)) => tracing::error!(error = %e, "retention failed"),
                 Err(e) => tracing::error!(error = %e, "retention task failed"),
             }
         }

@@ -5,7 +5,7 @@
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
-use crate::domain::{Filter, FilterInput};
+use crate::domain::{Filter, FilterInput, HmacKey};
 use crate::store::query::{Order, PageRequest};
 
 use super::error::ApiError;
@@ -114,6 +114,7 @@ pub struct ListQuery {
 
 pub fn list_query(
     p: &Params,
+    key: &HmacKey,
     default_limit: usize,
     max_limit: usize,
     max_offset: usize,
@@ -133,7 +134,7 @@ pub fn list_query(
                     "cannot be combined with cursor; the cursor already says where to go on",
                 ));
             }
-            Some(Cursor::decode(c, order, &filter)?)
+            Some(Cursor::decode(c, order, &filter, key)?)
         }
     };
     Ok(ListQuery {
@@ -148,7 +149,8 @@ pub fn list_query(
 }
 
 /// An opaque position: `seq` of the last event served, bound to the order
-/// and the filters it was issued for.
+/// and the filters it was issued for, and tagged with an HMAC under the
+/// server's key so that a client cannot forge or edit one.
 pub struct Cursor;
 
 impl Cursor {
@@ -159,12 +161,17 @@ impl Cursor {
         hex::encode(&h.finalize()[..8])
     }
 
-    pub fn encode(seq: u64, order: Order, filter: &Filter) -> String {
-        let raw = format!("c1.{seq}.{}", Self::fingerprint(order, filter));
+    fn tag(key: &HmacKey, body: &str) -> String {
+        hex::encode(&key.tag("trail-cursor", body.as_bytes())[..12])
+    }
+
+    pub fn encode(seq: u64, order: Order, filter: &Filter, key: &HmacKey) -> String {
+        let body = format!("c1.{seq}.{}", Self::fingerprint(order, filter));
+        let raw = format!("{body}.{}", Self::tag(key, &body));
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
     }
 
-    pub fn decode(s: &str, order: Order, filter: &Filter) -> Result<u64, ApiError> {
+    pub fn decode(s: &str, order: Order, filter: &Filter, key: &HmacKey) -> Result<u64, ApiError> {
         let bad = || {
             ApiError::bad_param(
                 "cursor",
@@ -175,7 +182,14 @@ impl Cursor {
             .decode(s)
             .map_err(|_| bad())?;
         let raw = String::from_utf8(raw).map_err(|_| bad())?;
-        let mut parts = raw.split('.');
+        let (body, tag) = raw.rsplit_once('.').ok_or_else(bad)?;
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(
+            Self::tag(key, body).as_bytes(),
+            tag.as_bytes(),
+        )) {
+            return Err(bad());
+        }
+        let mut parts = body.split('.');
         let (Some("c1"), Some(seq), Some(fp), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {

@@ -43,8 +43,13 @@ pub async fn list_events(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let params = Params::parse(req.query_string(), LIST_PARAMS)?;
+    let key = state
+        .keys
+        .signing()
+        .ok_or_else(|| ApiError::Internal("no signing key".into()))?;
     let q = list_query(
         &params,
+        key,
         state.limits.default_limit,
         state.limits.max_limit,
         state.limits.max_offset,
@@ -55,7 +60,7 @@ pub async fn list_events(
         .read(move |conn| query::list(conn, &filter, page_req))
         .await?;
     let next = match page.events.last() {
-        Some(last) if page.has_more => Some(Cursor::encode(last.seq, q.page.order, &q.filter)),
+        Some(last) if page.has_more => Some(Cursor::encode(last.seq, q.page.order, &q.filter, key)),
         _ => None,
     };
     let mut body = String::with_capacity(page.events.len() * 600 + 64);
@@ -105,7 +110,13 @@ pub async fn get_event(
             .map_err(|_| ApiError::NotFound(format!("no event with seq {key}")))?;
         state.read(move |conn| query::get_by_seq(conn, seq)).await?
     } else {
-        EventId::parse(&key).map_err(|m| ApiError::bad_param("id", m))?;
+        // An id that cannot exist is simply not there.
+        if EventId::parse(&key).is_err() {
+            return Err(ApiError::NotFound(format!(
+                "no event {:?}",
+                key.chars().take(140).collect::<String>()
+            )));
+        }
         let id = key.clone();
         state.read(move |conn| query::get_by_id(conn, &id)).await?
     };

@@ -75,10 +75,13 @@ struct Job {
     reply: oneshot::Sender<JobResult>,
 }
 
+/// Work run on the writer thread with its connection.
+type ExecFn = Box<dyn FnOnce(&mut Connection, &HmacKey) + Send>;
+
 enum Msg {
     Job(Job),
     /// Work on the write connection between groups (retention).
-    Exec(Box<dyn FnOnce(&mut Connection, &HmacKey) + Send>),
+    Exec(ExecFn),
     /// Commit what is queued, then stop.
     Stop,
 }
@@ -279,7 +282,7 @@ fn run(
 ) {
     let server = Some(config.server_metadata.clone()).filter(|m| !m.is_empty());
     let mut stopping = false;
-    let mut execs: Vec<Box<dyn FnOnce(&mut Connection, &HmacKey) + Send>> = Vec::new();
+    let mut execs: Vec<ExecFn> = Vec::new();
     while !stopping {
         for f in execs.drain(..) {
             f(&mut conn, &key);

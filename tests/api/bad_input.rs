@@ -1,0 +1,689 @@
+//! Bad input, as a table: each request is answered with the right 4xx
+//! `application/problem+json` naming the offending fields, and nothing is
+//! written.
+
+use base64::Engine as _;
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+enum Req {
+    /// `POST /v1/events` with this content type, headers and body.
+    Post {
+        ct: Option<&'static str>,
+        headers: Vec<(&'static str, String)>,
+        body: Vec<u8>,
+    },
+    /// `POST /v1/events` with a chunked body of `len` bytes (no length).
+    PostStream {
+        len: usize,
+    },
+    Get(String),
+}
+
+struct Case {
+    name: String,
+    req: Req,
+    status: u16,
+    /// The `field` of each entry of `errors`, in any order; `None`: not checked.
+    fields: Option<Vec<&'static str>>,
+}
+
+fn post(
+    name: &str,
+    body: impl Into<Vec<u8>>,
+    status: u16,
+    fields: Option<Vec<&'static str>>,
+) -> Case {
+    Case {
+        name: name.to_owned(),
+        req: Req::Post {
+            ct: Some("application/json"),
+            headers: vec![],
+            body: body.into(),
+        },
+        status,
+        fields,
+    }
+}
+
+fn post_json(name: &str, v: Value, status: u16, fields: &[&'static str]) -> Case {
+    post(
+        name,
+        serde_json::to_vec(&v).unwrap(),
+        status,
+        Some(fields.to_vec()),
+    )
+}
+
+fn get(path: &str, status: u16, fields: &[&'static str]) -> Case {
+    Case {
+        name: format!("GET {path}"),
+        req: Req::Get(path.to_owned()),
+        status,
+        fields: Some(fields.to_vec()),
+    }
+}
+
+fn nested(depth: usize) -> Value {
+    let mut v = json!({});
+    for _ in 1..depth {
+        v = json!({ "d": v });
+    }
+    v
+}
+
+async fn run(app: &TestApp, case: &Case) -> Resp {
+    match &case.req {
+        Req::Post { ct, headers, body } => {
+            let hs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            app.post_raw(*ct, &hs, body.clone()).await
+        }
+        Req::PostStream { len } => {
+            let chunk = Bytes::from(vec![b' '; 64 * 1024]);
+            let n = len / chunk.len();
+            let stream = futures_util::stream::iter(
+                (0..n).map(move |_| Ok::<_, std::io::Error>(chunk.clone())),
+            );
+            let req = app
+                .client
+                .post(app.url("/v1/events"))
+                .insert_header(("content-type", "application/json"));
+            let mut res = req
+                .send_stream(stream)
+                .await
+                .unwrap_or_else(|e| panic!("{}: request failed: {e}", case.name));
+            Resp {
+                status: res.status().as_u16(),
+                headers: res.headers().clone(),
+                body: res.body().await.unwrap(),
+            }
+        }
+        Req::Get(path) => app.get(path).await,
+    }
+}
+
+/// Five events, so a request that wrote anything would show.
+async fn seeded() -> TestApp {
+    let app = spawn_app().await;
+    let batch: Vec<Value> = (0..5)
+        .map(|i| json!({"event": "seed", "actor": format!("a{i}")}))
+        .collect();
+    app.post(&Value::Array(batch)).await.expect(201);
+    app
+}
+
+fn check(app: &TestApp, case: &Case, r: &Resp) {
+    let p = assert_problem_named(&case.name, r, case.status);
+    if let Some(want) = &case.fields {
+        let mut got = error_fields(&p);
+        got.sort();
+        let mut want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+        want.sort();
+        assert_eq!(got, want, "{}: errors of {p}", case.name);
+    }
+    assert_eq!(app.count(), 5, "{}: nothing may be written", case.name);
+}
+
+#[track_caller]
+fn assert_problem_named(name: &str, r: &Resp, status: u16) -> Value {
+    assert_eq!(
+        r.status,
+        status,
+        "{name}: status; body {}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert_problem(r, status)
+}
+
+#[actix_rt::test]
+async fn bad_posts_are_refused_with_problems_and_write_nothing() {
+    let app = seeded().await;
+    let big_details = json!({"event": "a", "details": {"k": "x".repeat(70_000)}});
+    // Valid JSON (each event within its limits), just over 1 MiB in all.
+    let over_limit = serde_json::to_vec(&Value::Array(vec![
+        json!({"event": "a", "details": {"k": "y".repeat(60_000)}});
+        18
+    ]))
+    .unwrap();
+    assert!(over_limit.len() > 1 << 20 && over_limit.len() < 1_200_000);
+    let cases = vec![
+        post("malformed JSON", r#"{"event" "x"}"#, 400, Some(vec![])),
+        post(
+            "malformed JSON: trailing garbage",
+            r#"{"event":"x"} x"#,
+            400,
+            Some(vec![]),
+        ),
+        post(
+            "truncated JSON",
+            r#"{"event":"a","actor":"b"#,
+            400,
+            Some(vec![]),
+        ),
+        post(
+            "truncated batch",
+            r#"[{"event":"a"},{"event":"#,
+            400,
+            Some(vec![]),
+        ),
+        post("empty body", "", 400, Some(vec![])),
+        post(
+            "invalid UTF-8",
+            b"{\"event\":\"a\",\"actor\":\"\xff\xfe\"}".to_vec(),
+            400,
+            Some(vec![]),
+        ),
+        post(
+            "invalid UTF-8 (lone continuation)",
+            b"{\"event\":\"a\x80\"}".to_vec(),
+            400,
+            Some(vec![]),
+        ),
+        post_json(
+            "40-deep details",
+            json!({"event": "a", "details": nested(40)}),
+            422,
+            &["details"],
+        ),
+        post_json(
+            "33-deep metadata",
+            json!({"event": "a", "metadata": nested(33)}),
+            422,
+            &["metadata"],
+        ),
+        post_json("details over 64 KiB", big_details, 422, &["details"]),
+        post_json(
+            "details not an object",
+            json!({"event": "a", "details": [1]}),
+            422,
+            &["details"],
+        ),
+        post_json(
+            "metadata a string",
+            json!({"event": "a", "metadata": "m"}),
+            422,
+            &["metadata"],
+        ),
+        post("10 MB body", vec![b' '; 10 << 20], 413, Some(vec![])),
+        post("valid JSON over 1 MiB", over_limit, 413, Some(vec![])),
+        Case {
+            name: "10 MB chunked body".into(),
+            req: Req::PostStream { len: 10 << 20 },
+            status: 413,
+            fields: Some(vec![]),
+        },
+        post_json(
+            "batch of 1001",
+            Value::Array(vec![json!({"event": "a"}); 1001]),
+            413,
+            &[],
+        ),
+        post_json(
+            "wrong types",
+            json!({"event": 5, "level": 1, "actor": 7, "success": "yes", "details": "d"}),
+            422,
+            &["event", "level", "actor", "success", "details"],
+        ),
+        post_json(
+            "unknown field",
+            json!({"event": "a", "colour": "red"}),
+            422,
+            &["colour"],
+        ),
+        post_json(
+            "server member seq",
+            json!({"event": "a", "seq": 1}),
+            422,
+            &["seq"],
+        ),
+        post_json(
+            "server members",
+            json!({"event": "a", "chain_hash": "00", "signature": "00", "timestamp": "t", "key_id": "k"}),
+            422,
+            &["chain_hash", "signature", "timestamp", "key_id"],
+        ),
+        post_json(
+            "alias given twice",
+            json!({"event": "a", "type": "b"}),
+            422,
+            &["type"],
+        ),
+        post_json("event missing", json!({"actor": "x"}), 422, &["event"]),
+        post_json("event empty", json!({"event": ""}), 422, &["event"]),
+        post_json(
+            "event 129 chars",
+            json!({"event": "a".repeat(129)}),
+            422,
+            &["event"],
+        ),
+        post_json(
+            "event with a space",
+            json!({"event": "a b"}),
+            422,
+            &["event"],
+        ),
+        post_json(
+            "event with a quote",
+            json!({"event": "a'b"}),
+            422,
+            &["event"],
+        ),
+        post_json("event null", json!({"event": null}), 422, &["event"]),
+        post_json(
+            "level unknown",
+            json!({"event": "a", "level": "loud"}),
+            422,
+            &["level"],
+        ),
+        post_json(
+            "success a number",
+            json!({"event": "a", "success": 1}),
+            422,
+            &["success"],
+        ),
+        post_json(
+            "source_ip a name",
+            json!({"event": "a", "source_ip": "example.com"}),
+            422,
+            &["source_ip"],
+        ),
+        post_json(
+            "ip_address alias bad",
+            json!({"event": "a", "ip_address": "1.2.3.256"}),
+            422,
+            &["ip_address"],
+        ),
+        post_json(
+            "occurred_at not RFC 3339",
+            json!({"event": "a", "occurred_at": "yesterday"}),
+            422,
+            &["occurred_at"],
+        ),
+        post_json(
+            "occurred_at impossible",
+            json!({"event": "a", "occurred_at": "2026-02-30T00:00:00Z"}),
+            422,
+            &["occurred_at"],
+        ),
+        post_json(
+            "id with a space",
+            json!({"event": "a", "id": "x y"}),
+            422,
+            &["id"],
+        ),
+        post_json(
+            "id with a dot",
+            json!({"event": "a", "id": "x.y"}),
+            422,
+            &["id"],
+        ),
+        post_json(
+            "id 129 chars",
+            json!({"event": "a", "id": "i".repeat(129)}),
+            422,
+            &["id"],
+        ),
+        post_json("id a number", json!({"event": "a", "id": 5}), 422, &["id"]),
+        post_json(
+            "actor with NUL",
+            json!({"event": "a", "actor": "a\u{0}b"}),
+            422,
+            &["actor"],
+        ),
+        post_json(
+            "actor empty",
+            json!({"event": "a", "actor": ""}),
+            422,
+            &["actor"],
+        ),
+        post_json("not an object", json!(5), 422, &[""]),
+        post_json("a string", json!("event"), 422, &[""]),
+        post_json("empty batch", json!([]), 422, &[""]),
+        post_json(
+            "batch with bad items (all-or-nothing)",
+            json!([{"event": "ok"}, {"event": "bad x"}, {"event": "y", "level": "loud", "nope": 1}, 7]),
+            422,
+            &["[1].event", "[2].level", "[2].nope", "[3]"],
+        ),
+        Case {
+            name: "text/plain".into(),
+            req: Req::Post {
+                ct: Some("text/plain"),
+                headers: vec![],
+                body: br#"{"event":"a"}"#.to_vec(),
+            },
+            status: 415,
+            fields: Some(vec![]),
+        },
+        Case {
+            name: "form encoded".into(),
+            req: Req::Post {
+                ct: Some("application/x-www-form-urlencoded"),
+                headers: vec![],
+                body: b"event=a".to_vec(),
+            },
+            status: 415,
+            fields: Some(vec![]),
+        },
+        Case {
+            name: "no content type".into(),
+            req: Req::Post {
+                ct: None,
+                headers: vec![],
+                body: br#"{"event":"a"}"#.to_vec(),
+            },
+            status: 415,
+            fields: Some(vec![]),
+        },
+        Case {
+            name: "Idempotency-Key too long".into(),
+            req: Req::Post {
+                ct: Some("application/json"),
+                headers: vec![("Idempotency-Key", "k".repeat(256))],
+                body: br#"{"event":"a"}"#.to_vec(),
+            },
+            status: 400,
+            fields: Some(vec!["Idempotency-Key"]),
+        },
+        Case {
+            name: "Idempotency-Key with a space".into(),
+            req: Req::Post {
+                ct: Some("application/json"),
+                headers: vec![("Idempotency-Key", "a b".into())],
+                body: br#"{"event":"a"}"#.to_vec(),
+            },
+            status: 400,
+            fields: Some(vec!["Idempotency-Key"]),
+        },
+    ];
+    for case in &cases {
+        let r = run(&app, case).await;
+        check(&app, case, &r);
+    }
+    // The server still works, and the chain is intact.
+    app.post(&json!({"event": "after"})).await.expect(201);
+    let v = app.get("/v1/verify").await.ok_json(200);
+    assert_eq!(v["valid"], json!(true));
+    assert_eq!(v["entries_checked"], json!(app.seq(6)));
+}
+
+#[actix_rt::test]
+async fn json_content_types_with_parameters_are_accepted() {
+    let app = spawn_app().await;
+    for ct in [
+        "application/json; charset=utf-8",
+        "Application/JSON",
+        "application/problem+json",
+    ] {
+        app.post_raw(Some(ct), &[], br#"{"event":"a"}"#.to_vec())
+            .await
+            .expect(201);
+    }
+    assert_eq!(app.count(), 3);
+}
+
+#[actix_rt::test]
+async fn bad_query_parameters_are_400_problems() {
+    let app = seeded().await;
+    let page = app.get("/v1/events?limit=2&actor=a1").await.ok_json(200);
+    assert_eq!(page["has_more"], json!(false));
+    let page = app.get("/v1/events?limit=2").await.ok_json(200);
+    let cursor = page["next_cursor"].as_str().unwrap().to_owned();
+    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    let paths = vec![
+        get("/v1/events?limit=-1", 400, &["limit"]),
+        get("/v1/events?limit=0", 400, &["limit"]),
+        get("/v1/events?limit=100000", 400, &["limit"]),
+        get("/v1/events?limit=1001", 400, &["limit"]),
+        get("/v1/events?limit=abc", 400, &["limit"]),
+        get("/v1/events?limit=", 400, &["limit"]),
+        get("/v1/events?limit=1.5", 400, &["limit"]),
+        get("/v1/events?limit=10%27%20OR%201=1", 400, &["limit"]),
+        get("/v1/events?offset=10001", 400, &["offset"]),
+        get("/v1/events?offset=-1", 400, &["offset"]),
+        get(
+            "/v1/events?offset=1;DROP%20TABLE%20events",
+            400,
+            &["offset"],
+        ),
+        get("/v1/events?since=2026-02-30", 400, &["since"]),
+        get("/v1/events?until=2026-13-01", 400, &["until"]),
+        get("/v1/events?since=2026-01-01T25:00:00Z", 400, &["since"]),
+        get("/v1/events?since=yesterday", 400, &["since"]),
+        get(
+            "/v1/events?since=2026-01-01%27%20OR%20%271%27=%271",
+            400,
+            &["since"],
+        ),
+        get(
+            "/v1/events?since=2026-03-02&until=2026-03-01",
+            400,
+            &["until"],
+        ),
+        get(
+            "/v1/events?since=2026-02-30&until=2026-02-31",
+            400,
+            &["since", "until"],
+        ),
+        get("/v1/events?cursor=abc", 400, &["cursor"]),
+        get("/v1/events?cursor=not%20a%20cursor%21", 400, &["cursor"]),
+        get("/v1/events?cursor=%27%20OR%201=1%20--", 400, &["cursor"]),
+        get(
+            &format!("/v1/events?cursor={}", b64("c1.3.deadbeefdeadbeef")),
+            400,
+            &["cursor"],
+        ),
+        get(
+            &format!("/v1/events?cursor={}", b64("c1.x.deadbeefdeadbeef")),
+            400,
+            &["cursor"],
+        ),
+        get(
+            &format!("/v1/events?cursor={}", b64("c2.3")),
+            400,
+            &["cursor"],
+        ),
+        get("/v1/events?cursor=", 400, &["cursor"]),
+        get(
+            &format!("/v1/events?limit=2&actor=a1&cursor={cursor}"),
+            400,
+            &["cursor"],
+        ),
+        get(
+            &format!("/v1/events?limit=2&order=asc&cursor={cursor}"),
+            400,
+            &["cursor"],
+        ),
+        get(
+            &format!("/v1/events?limit=2&event=seed&cursor={cursor}"),
+            400,
+            &["cursor"],
+        ),
+        get(
+            &format!("/v1/events?limit=2&cursor={cursor}&offset=3"),
+            400,
+            &["offset"],
+        ),
+        get("/v1/events?actor=%00", 400, &["actor"]),
+        get("/v1/events?actor=a%00b", 400, &["actor"]),
+        get("/v1/events?resource=%00", 400, &["resource"]),
+        get("/v1/events?event=%00", 400, &["event"]),
+        get("/v1/events?level=%00", 400, &["level"]),
+        get("/v1/events?success=%00", 400, &["success"]),
+        get("/v1/events?since=%00", 400, &["since"]),
+        get("/v1/events?cursor=%00", 400, &["cursor"]),
+        get("/v1/events?actor=", 400, &["actor"]),
+        get("/v1/events?event=a%20b", 400, &["event"]),
+        get("/v1/events?event=a%27%20OR%201=1", 400, &["event"]),
+        get("/v1/events?event=auth.%25", 400, &["event"]),
+        get("/v1/events?level=loud", 400, &["level"]),
+        get("/v1/events?level=%27%20OR%201=1%20--", 400, &["level"]),
+        get("/v1/events?success=yes", 400, &["success"]),
+        get("/v1/events?success=1%20OR%201=1", 400, &["success"]),
+        get("/v1/events?order=sideways", 400, &["order"]),
+        get(
+            "/v1/events?order=seq;DROP%20TABLE%20events",
+            400,
+            &["order"],
+        ),
+        get("/v1/events?foo=1", 400, &["foo"]),
+        get("/v1/events?limit=1&limit=2", 400, &["limit"]),
+        get("/v1/events?actor=a&actor=b", 400, &["actor"]),
+        get("/v1/events?event=a&type=b", 400, &["type"]),
+        get(
+            "/v1/events?since=2026-01-01&start=2026-01-01",
+            400,
+            &["start"],
+        ),
+        get("/api/audit?limit=0", 400, &["limit"]),
+        get("/api/audit?start=2026-02-30", 400, &["since"]),
+        get("/v1/audit?limit=100000", 400, &["limit"]),
+        get("/v1/summary?period=1y", 400, &["period"]),
+        get("/v1/summary?period=24h&since=2026-01-01", 400, &["period"]),
+        get("/v1/summary?since=2026-02-30", 400, &["since"]),
+        get("/v1/summary?limit=5", 400, &["limit"]),
+        get("/v1/summary?period=all&period=24h", 400, &["period"]),
+        get("/v1/audit/stats?period=%00", 400, &["period"]),
+        get("/v1/verify?from=0", 400, &["from"]),
+        get("/v1/verify?from=-1", 400, &["from"]),
+        get("/v1/verify?from=5&to=2", 400, &["to"]),
+        get("/v1/verify?anchor=xyz", 400, &["anchor"]),
+        get("/v1/verify?anchor=3:abc", 400, &["anchor"]),
+        get(
+            "/v1/verify?anchor=0:0000000000000000000000000000000000000000000000000000000000000000",
+            400,
+            &["anchor"],
+        ),
+        get("/v1/verify?limit=1", 400, &["limit"]),
+        get("/v1/export?format=xml", 400, &["format"]),
+        get("/v1/export?format=csv&limit=5", 400, &["limit"]),
+        get("/v1/export?format=csv&cursor=abc", 400, &["cursor"]),
+        get("/v1/export?format=csv&since=2026-02-30", 400, &["since"]),
+        get("/v1/export?format=csv&actor=%00", 400, &["actor"]),
+        get("/v1/export?format=csv&order=up", 400, &["order"]),
+        get("/v1/export?format=csv&format=json", 400, &["format"]),
+        get("/v1/audit/export?format=pdf", 400, &["format"]),
+        get("/v1/events/99999", 404, &[]),
+        get("/v1/events/no-such-event", 404, &[]),
+    ];
+    for case in &paths {
+        let r = run(&app, case).await;
+        check(&app, case, &r);
+    }
+}
+
+/// A cursor is opaque: one the server did not issue (here: an issued one
+/// with its position edited) is refused, not followed.
+#[actix_rt::test]
+async fn a_cursor_with_an_edited_position_is_refused() {
+    let app = seeded().await;
+    let page = app.get("/v1/events?limit=2").await.ok_json(200);
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok());
+    let Some(raw) = raw else {
+        return; // not base64 text: nothing to edit, nothing to forge
+    };
+    let forged: Vec<String> = ["2", "5", "1"]
+        .iter()
+        .filter_map(|seq| {
+            let mut parts: Vec<&str> = raw.split('.').collect();
+            let pos = parts
+                .iter()
+                .position(|p| p.bytes().all(|b| b.is_ascii_digit()) && !p.is_empty())?;
+            if parts[pos] == *seq {
+                return None;
+            }
+            parts[pos] = seq;
+            Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(parts.join(".")))
+        })
+        .collect();
+    assert!(!forged.is_empty(), "cursor {raw:?} holds a position");
+    for c in forged {
+        let r = app.get(&format!("/v1/events?limit=2&cursor={c}")).await;
+        let p = assert_problem(&r, 400);
+        assert_eq!(error_fields(&p), ["cursor"]);
+    }
+}
+
+/// The limits are inclusive: exactly at each limit is accepted.
+#[actix_rt::test]
+async fn inputs_exactly_at_the_limits_are_accepted() {
+    let app = spawn_app().await;
+    let mut written = 0;
+
+    // details of exactly 64 KiB serialized: {"k":"…"} is 8 bytes + the text.
+    let exact = json!({"event": "a", "details": {"k": "x".repeat(65_536 - 8)}});
+    app.post(&exact).await.expect(201);
+    written += 1;
+    let over = json!({"event": "a", "details": {"k": "x".repeat(65_536 - 7)}});
+    let p = assert_problem(&app.post(&over).await, 422);
+    assert_eq!(error_fields(&p), ["details"]);
+
+    // 32 levels deep.
+    app.post(&json!({"event": "a", "details": nested(32), "metadata": nested(32)}))
+        .await
+        .expect(201);
+    written += 1;
+
+    // 128-character event and id.
+    app.post(&json!({"event": "e".repeat(128), "id": "i".repeat(128)}))
+        .await
+        .expect(201);
+    written += 1;
+
+    // A batch of exactly 1,000.
+    let batch = Value::Array(vec![json!({"event": "full.batch"}); 1000]);
+    assert_eq!(
+        app.post(&batch).await.ok_json(201)["events"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1000
+    );
+    written += 1000;
+
+    // A body of exactly 1 MiB (valid JSON padded with trailing whitespace),
+    // then one byte more.
+    let mut body = serde_json::to_vec(&Value::Array(vec![
+        json!({"event": "a", "details": {"k": "y".repeat(60_000)}});
+        17
+    ]))
+    .unwrap();
+    assert!(body.len() < 1 << 20);
+    body.resize(1 << 20, b' ');
+    app.post_raw(Some("application/json"), &[], body.clone())
+        .await
+        .expect(201);
+    written += 17;
+    body.push(b' ');
+    assert_problem(
+        &app.post_raw(Some("application/json"), &[], body).await,
+        413,
+    );
+
+    assert_eq!(app.count(), written);
+}
+
+/// Nesting far past the 32-level rule is still valid JSON breaking a rule:
+/// 422 naming `details`, not 400 "malformed JSON" from the parser's own
+/// recursion limit.
+#[actix_rt::test]
+async fn details_nested_200_deep_is_a_422_naming_details() {
+    let app = seeded().await;
+    let mut body = String::from(r#"{"event":"a","details":"#);
+    body.push_str(&r#"{"d":"#.repeat(199));
+    body.push_str("{}");
+    body.push_str(&"}".repeat(199));
+    body.push('}');
+    let r = app
+        .post_raw(Some("application/json"), &[], body.into_bytes())
+        .await;
+    let p = assert_problem(&r, 422);
+    assert_eq!(error_fields(&p), ["details"]);
+    assert_eq!(app.count(), 5);
+}

@@ -1,0 +1,252 @@
+//! Crash safety with the real binary: SIGKILL while eight clients post,
+//! restart on the same file, and every acknowledged event is there, in a
+//! chain that verifies.
+
+use std::cell::{Cell, RefCell};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::rc::Rc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_trail");
+
+fn trail(db: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.arg("--db").arg(db);
+    for v in [
+        "TRAIL_DB",
+        "TRAIL_HMAC_KEY",
+        "TRAIL_HMAC_KEY_FILE",
+        "TRAIL_SYNCHRONOUS",
+        "TRAIL_BIND",
+        "TRAIL_MAX_BODY_BYTES",
+        "TRAIL_MAX_BATCH",
+        "TRAIL_QUEUE_DEPTH",
+        "TRAIL_WORKERS",
+    ] {
+        c.env_remove(v);
+    }
+    c.env("TRAIL_LOG", "warn");
+    c
+}
+
+/// A running `trail serve`; killed (SIGKILL) when dropped.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `trail --db DB serve --bind 127.0.0.1:0` and waits (bounded) for
+/// its `trail: listening on HOST:PORT` line. Standard error keeps being
+/// drained by a thread, so the server never blocks on a full pipe.
+fn serve(db: &Path) -> Server {
+    let mut child = trail(db)
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start trail serve");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if let Some(addr) = line.strip_prefix("trail: listening on ") {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(addr.trim().to_owned());
+                }
+            }
+        }
+    });
+    let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = child.kill();
+            panic!("trail serve did not print its address within 30 s ({e})");
+        }
+    };
+    Server {
+        child,
+        base: format!("http://{addr}"),
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Acked {
+    id: String,
+    seq: u64,
+    chain_hash: String,
+}
+
+#[actix_rt::test]
+async fn sigkill_under_load_loses_no_acknowledged_event() {
+    let dir = tempfile::Builder::new()
+        .prefix("trail-crash-")
+        .tempdir()
+        .unwrap();
+    let db = dir.path().join("trail.db");
+    let server = serve(&db);
+    let client = client();
+
+    let acked: Rc<RefCell<Vec<Acked>>> = Rc::default();
+    let stop = Rc::new(Cell::new(false));
+    let failures = Rc::new(Cell::new(0u64));
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let (client, url) = (client.clone(), format!("{}/v1/events", server.base));
+        let (acked, stop, failures) = (acked.clone(), stop.clone(), failures.clone());
+        tasks.push(actix_rt::spawn(async move {
+            let mut i = 0u64;
+            while !stop.get() {
+                i += 1;
+                let body = serde_json::to_vec(&json!({
+                    "event": "crash.test", "actor": format!("w{w}"), "details": {"i": i}
+                }))
+                .unwrap();
+                let res = client
+                    .post(url.clone())
+                    .insert_header(("content-type", "application/json"))
+                    .timeout(Duration::from_secs(10))
+                    .send_body(body)
+                    .await;
+                let mut res = match res {
+                    Ok(r) => r,
+                    Err(_) => {
+                        failures.set(failures.get() + 1);
+                        continue;
+                    }
+                };
+                let status = res.status().as_u16();
+                let Ok(body) = res.body().await else {
+                    failures.set(failures.get() + 1);
+                    continue;
+                };
+                if status == 201 {
+                    let v: Value = serde_json::from_slice(&body).expect("a 201 body is JSON");
+                    acked.borrow_mut().push(Acked {
+                        id: v["id"].as_str().unwrap().to_owned(),
+                        seq: v["seq"].as_u64().unwrap(),
+                        chain_hash: v["chain_hash"].as_str().unwrap().to_owned(),
+                    });
+                } else {
+                    eprintln!("status {status}: {}", String::from_utf8_lossy(&body));
+                    failures.set(failures.get() + 1);
+                }
+            }
+        }));
+    }
+
+    // Bounded wait for ~1,000 acknowledgements, then SIGKILL mid-stream.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked.borrow().len() < 1000 {
+        assert!(
+            Instant::now() < deadline,
+            "only {} acknowledged within 60 s ({} failures)",
+            acked.borrow().len(),
+            failures.get()
+        );
+        actix_rt::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert_eq!(failures.get(), 0, "no request failed before the kill");
+    let mut server = server;
+    server.child.kill().expect("SIGKILL");
+    let status = server.child.wait().unwrap();
+    assert!(!status.success(), "killed, not exited: {status:?}");
+    stop.set(true);
+    for t in tasks {
+        actix_rt::time::timeout(Duration::from_secs(30), t)
+            .await
+            .expect("client tasks end after the kill")
+            .expect("client task did not panic");
+    }
+    drop(server);
+    let acked = acked.borrow().clone();
+    assert!(acked.len() >= 1000);
+    let ids: std::collections::HashSet<&str> = acked.iter().map(|a| a.id.as_str()).collect();
+    assert_eq!(ids.len(), acked.len(), "distinct ids");
+
+    // Restart on the same file: every acknowledged event is there, as it was
+    // acknowledged.
+    let server = serve(&db);
+    for a in &acked {
+        let r = send(
+            client.get(format!("{}/v1/events/{}", server.base, a.id)),
+            None,
+        )
+        .await;
+        let v = r.ok_json(200);
+        assert_eq!(v["seq"], json!(a.seq), "{}", a.id);
+        assert_eq!(v["chain_hash"], json!(a.chain_hash), "{}", a.id);
+    }
+    let head = send(client.get(format!("{}/v1/head", server.base)), None)
+        .await
+        .ok_json(200);
+    let n = head["seq"].as_u64().unwrap();
+    assert!(n >= acked.len() as u64, "head {n}");
+    assert!(acked.iter().all(|a| a.seq <= n));
+    // It keeps appending on the recovered chain.
+    let r = send(
+        client
+            .post(format!("{}/v1/events", server.base))
+            .insert_header(("content-type", "application/json")),
+        Some(br#"{"event":"after.restart"}"#.to_vec()),
+    )
+    .await;
+    assert_eq!(r.ok_json(201)["seq"], json!(n + 1));
+    let v = send(client.get(format!("{}/v1/verify", server.base)), None)
+        .await
+        .ok_json(200);
+    assert_eq!(v["valid"], json!(true), "{v}");
+    assert_eq!(v["entries_checked"], json!(n + 1));
+    drop(server);
+
+    // The CLI agrees, on the file.
+    let out = trail(&db)
+        .args(["verify", "--json"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run trail verify");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "trail verify --json printed no JSON ({e}): {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(report["valid"], json!(true), "{report}");
+    assert_eq!(report["entries_checked"], json!(n + 1), "{report}");
+    assert!(out.status.success(), "{:?}", out.status);
+
+    // And the file itself: seqs 1..=n+1, each acknowledged id once.
+    let conn =
+        rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    let (count, max): (i64, i64) = conn
+        .query_row("SELECT count(*), max(seq) FROM events", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!((count, max), ((n + 1) as i64, (n + 1) as i64));
+    let mut st = conn
+        .prepare("SELECT seq FROM events WHERE id = ?1")
+        .unwrap();
+    for a in &acked {
+        let seq: i64 = st.query_row([&a.id], |r| r.get(0)).unwrap();
+        assert_eq!(seq as u64, a.seq);
+    }
+}

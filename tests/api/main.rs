@@ -1,0 +1,11 @@
+//! HTTP integration tests for trail: the real service (in-process, or the
+//! real binary for crash tests) on a free port, spoken to over real HTTP.
+
+mod bad_input;
+mod crash;
+mod filters;
+mod helpers;
+mod idempotency;
+mod paging;
+mod routes;
+mod summary_export;
