@@ -49,7 +49,7 @@ fn event(i: usize) -> NewEvent {
         "level": LEVELS[i % LEVELS.len()],
         "actor": format!("user-{:04}", (i * 7919) % ACTORS),
         "resource": format!("/api/v1/orders/{}", i % 100_000),
-        "success": i % 10 != 0,
+        "success": !i.is_multiple_of(10),
         "source_ip": format!("10.{}.{}.{}", i % 256, (i / 256) % 256, i % 200),
         "user_agent": "Mozilla/5.0 (X11; Linux x86_64) trail-bench/1.0",
         "request_id": format!("req-{i:012}"),

@@ -503,7 +503,7 @@ fn two_concurrent_imports_make_one_gapless_valid_chain() {
         assert_eq!(ids, expected, "every event of {tag}.jsonl, in file order");
     }
     drop(c);
-    verify_both(&env, &[], &verdict(true, 10_000, None, &env.head()));
+    verify_both(env, &[], &verdict(true, 10_000, None, &env.head()));
 }
 
 #[test]

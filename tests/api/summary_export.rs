@@ -22,7 +22,7 @@ const LEVELS: [&str; 5] = ["debug", "info", "warning", "error", "critical"];
 
 fn mixed_event(i: usize) -> Value {
     let mut e = json!({"event": TYPES[i % 7], "level": LEVELS[(i / 3) % 5]});
-    if i % 13 != 0 {
+    if !i.is_multiple_of(13) {
         e["actor"] = json!(format!("user{}", i % 11));
     }
     match i % 4 {
