@@ -535,6 +535,14 @@ impl Config {
         vec![
             row("bind", &self.bind, |v| v.clone()),
             row("db", &self.db, |v| v.display().to_string()),
+            (
+                "data_dir".to_owned(),
+                self.db
+                    .value
+                    .parent()
+                    .map_or(String::new(), |d| d.display().to_string()),
+                format!("derived from db ({})", self.db.source),
+            ),
             row("synchronous", &self.synchronous, |v| {
                 format!("{v:?}").to_lowercase()
             }),

@@ -73,31 +73,42 @@ impl TokenCache {
 }
 
 /// The scope a route needs; `None` for probes (and `/metrics` unless the
-/// configuration puts it behind `admin`).
+/// configuration puts it behind `admin`). `path` is relative to the base
+/// path and fully percent-decoded. Anything not listed needs `admin`: a
+/// route added later, or a path spelled in a way the router may decode
+/// differently, fails closed.
 pub fn required_scope(
     method: &actix_web::http::Method,
     path: &str,
     metrics_admin: bool,
 ) -> Option<Scope> {
     use actix_web::http::Method;
+    let get = *method == Method::GET || *method == Method::HEAD;
     match path {
-        "/healthz" | "/readyz" | "/openapi.json" => return None,
-        "/metrics" => return metrics_admin.then_some(Scope::Admin),
-        _ => {}
+        "/healthz" | "/readyz" | "/openapi.json" => None,
+        "/metrics" => metrics_admin.then_some(Scope::Admin),
+        "/v1/events" if *method == Method::POST => Some(Scope::Ingest),
+        "/v1/events" | "/v1/summary" | "/v1/head" | "/api/audit" | "/api/audit/summary"
+        | "/v1/audit" | "/v1/audit/stats"
+            if get =>
+        {
+            Some(Scope::Read)
+        }
+        p if get
+            && p.strip_prefix("/v1/events/")
+                .is_some_and(|id| !id.is_empty() && !id.contains('/')) =>
+        {
+            Some(Scope::Read)
+        }
+        _ => Some(Scope::Admin),
     }
-    if path == "/v1/verify"
-        || path == "/v1/export"
-        || path.starts_with("/v1/audit/verify")
-        || path.starts_with("/v1/audit/export")
-        || path == "/v1/tokens"
-        || path.starts_with("/v1/tokens/")
-    {
-        return Some(Scope::Admin);
-    }
-    if *method == Method::POST && path == "/v1/events" {
-        return Some(Scope::Ingest);
-    }
-    Some(Scope::Read)
+}
+
+/// The path as the router sees it, at most: every `%XX` decoded.
+fn decoded_path(raw: &str) -> String {
+    percent_encoding::percent_decode_str(raw)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// Why a request was refused, as recorded in `auth.fail`.
@@ -132,11 +143,9 @@ fn check(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim);
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
     let Some(presented) = presented.filter(|p| !p.is_empty()) else {
         return Err(Refusal {
             reason: "missing_token",
@@ -247,7 +256,7 @@ pub async fn gate<B: MessageBody + 'static>(
     let rid = request_id(&req);
     let client = proxy::resolve(req.request(), &state.trusted_proxies);
     let method = req.method().clone();
-    let full_path = req.path().to_owned();
+    let full_path = decoded_path(req.path());
     let path = full_path
         .strip_prefix(state.base_path.as_str())
         .unwrap_or(&full_path)

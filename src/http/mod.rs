@@ -446,7 +446,15 @@ fn spawn_retention(state: web::Data<AppState>, days: u32, sync: crate::store::Sy
             })
             .await;
             match done {
-                Ok(Ok(report)) => tracing::info!(?report, "retention"),
+                Ok(Ok(report)) => {
+                    if let Some(seq) = report.event_seq {
+                        use crate::store::writer::WriterObserver;
+                        state
+                            .writer_metrics
+                            .committed(1, 1, seq, std::time::Duration::ZERO);
+                    }
+                    tracing::info!(?report, "retention");
+                }
                 Ok(Err(e)) => tracing::error!(error = %e, "retention failed"),
                 Err(e) => tracing::error!(error = %e, "retention task failed"),
             }

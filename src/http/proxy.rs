@@ -130,10 +130,13 @@ pub fn resolve(req: &HttpRequest, trusted: &[Cidr]) -> Client {
     if let Some(p) = proto.filter(|p| p == "http" || p == "https") {
         client.scheme = p;
     }
+    // A host name, an IPv4 address or a bracketed IPv6 one, and a port:
+    // nothing that could break out of a URL or a Link header.
     if let Some(h) = host.filter(|h| {
         !h.is_empty()
+            && h.len() <= 255
             && h.bytes()
-                .all(|b| b.is_ascii_graphic() && b != b'/' && b != b'@')
+                .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
     }) {
         client.host = h;
     }

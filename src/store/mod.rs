@@ -17,4 +17,4 @@ pub use error::StoreError;
 pub use keys::KeySource;
 pub use query::{Order, Page, PageRequest, StoredEvent, Summary};
 pub use verify::{verify_file, VerifyRequest};
-pub use writer::{Appended, IdempotencyKey, Pending, Writer, WriterConfig};
+pub use writer::{Appended, IdempotencyKey, Pending, WriteCtx, Writer, WriterConfig};

@@ -216,18 +216,14 @@ pub fn create_audited(
         secret.to_owned(),
         actor.to_owned(),
     );
-    writer.exec(move |conn, key| {
-        let info = create(conn, &name, &scopes, &secret)?;
-        super::writer::append_direct(
-            conn,
-            key,
-            vec![token_event(
-                "auth.token.create",
-                &name,
-                &info.scopes,
-                &actor,
-            )],
-        )?;
+    writer.exec(move |ctx| {
+        let info = create(ctx.conn, &name, &scopes, &secret)?;
+        ctx.append(vec![token_event(
+            "auth.token.create",
+            &name,
+            &info.scopes,
+            &actor,
+        )])?;
         Ok(info)
     })?
 }
@@ -236,15 +232,11 @@ pub fn create_audited(
 /// such active token (and nothing is appended).
 pub fn revoke_audited(writer: &super::Writer, name: &str, actor: &str) -> Result<bool> {
     let (name, actor) = (name.to_owned(), actor.to_owned());
-    writer.exec(move |conn, key| {
-        if !revoke(conn, &name)? {
+    writer.exec(move |ctx| {
+        if !revoke(ctx.conn, &name)? {
             return Ok(false);
         }
-        super::writer::append_direct(
-            conn,
-            key,
-            vec![token_event("auth.token.revoke", &name, &[], &actor)],
-        )?;
+        ctx.append(vec![token_event("auth.token.revoke", &name, &[], &actor)])?;
         Ok(true)
     })?
 }

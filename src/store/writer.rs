@@ -76,7 +76,30 @@ struct Job {
 }
 
 /// Work run on the writer thread with its connection.
-type ExecFn = Box<dyn FnOnce(&mut Connection, &HmacKey) + Send>;
+type ExecFn = Box<dyn FnOnce(&mut WriteCtx<'_>) + Send>;
+
+/// What work run on the writer thread ([`Writer::exec`]) gets: the write
+/// connection, the key, and appends that are counted like the writer's own.
+pub struct WriteCtx<'a> {
+    pub conn: &'a mut Connection,
+    pub key: &'a HmacKey,
+    observer: &'a dyn WriterObserver,
+}
+
+impl WriteCtx<'_> {
+    /// [`append_direct`], reported to the writer's observer.
+    pub fn append(&mut self, events: Vec<NewEvent>) -> JobResult {
+        let started = std::time::Instant::now();
+        let result = append_direct(self.conn, self.key, events);
+        if let Ok(done) = &result {
+            let created = done.iter().filter(|a| a.created).count();
+            if let Some(last) = done.iter().map(|a| a.seq).max() {
+                self.observer.committed(created, 1, last, started.elapsed());
+            }
+        }
+        result
+    }
+}
 
 enum Msg {
     Job(Job),
@@ -228,15 +251,15 @@ impl Writer {
     pub fn exec<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection, &HmacKey) -> T + Send + 'static,
+        F: FnOnce(&mut WriteCtx<'_>) -> T + Send + 'static,
     {
         if self.closed.load(Ordering::Acquire) {
             return Err(StoreError::Closed);
         }
         let (tx, rx) = std::sync::mpsc::channel();
         self.tx
-            .send(Msg::Exec(Box::new(move |conn, key| {
-                let _ = tx.send(f(conn, key));
+            .send(Msg::Exec(Box::new(move |ctx| {
+                let _ = tx.send(f(ctx));
             })))
             .map_err(|_| StoreError::Closed)?;
         rx.recv().map_err(|_| StoreError::Closed)
@@ -285,12 +308,20 @@ fn run(
     let mut execs: Vec<ExecFn> = Vec::new();
     while !stopping {
         for f in execs.drain(..) {
-            f(&mut conn, &key);
+            f(&mut WriteCtx {
+                conn: &mut conn,
+                key: &key,
+                observer: observer.as_ref(),
+            });
         }
         let first = match rx.recv() {
             Ok(Msg::Job(job)) => job,
             Ok(Msg::Exec(f)) => {
-                f(&mut conn, &key);
+                f(&mut WriteCtx {
+                    conn: &mut conn,
+                    key: &key,
+                    observer: observer.as_ref(),
+                });
                 continue;
             }
             Ok(Msg::Stop) | Err(_) => {
@@ -323,9 +354,13 @@ fn run(
         let n_jobs = jobs.len();
         match commit_group(&mut conn, &key, &jobs, server.as_ref()) {
             Ok((results, head_seq)) => {
+                // Only rows written count: a retry answered from the log is not.
                 let stored: usize = results
                     .iter()
-                    .map(|r| r.as_ref().map_or(0, |v| v.len()))
+                    .map(|r| {
+                        r.as_ref()
+                            .map_or(0, |v| v.iter().filter(|a| a.created).count())
+                    })
                     .sum();
                 observer.committed(stored, n_jobs, head_seq, started.elapsed());
                 for (job, result) in jobs.into_iter().zip(results) {

@@ -1,0 +1,495 @@
+//! The real binary's life: start, serve under load, SIGTERM, exit 0 with
+//! every acknowledged event committed and `server.stop` last; start again on
+//! the same file; the chain verifies.
+
+use std::cell::RefCell;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::rc::Rc;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+/// A `trail serve` process and what it wrote on stderr.
+struct Proc {
+    child: Child,
+    port: u16,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Proc {
+    fn start(db: &Path) -> Proc {
+        let mut child = trail_cmd(&[
+            "--db",
+            db.to_str().unwrap(),
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--workers",
+            "2",
+        ])
+        .env("TRAIL_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn trail serve");
+        let err = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.strip_prefix("trail: listening on 127.0.0.1:") {
+                    let _ = tx.send(rest.trim().parse::<u16>().expect("a port"));
+                }
+                let mut l = log2.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let port = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(p) => p,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "trail serve did not say it was listening within 30 s; stderr:\n{}",
+                    log.lock().unwrap()
+                );
+            }
+        };
+        Proc {
+            child,
+            port,
+            stderr: log,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn sigterm(&self) {
+        let st = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(st.success(), "kill -TERM failed");
+    }
+
+    /// Waits (bounded, polling) for the process to exit; kills it and
+    /// panics after `limit`.
+    async fn wait_exit(&mut self, limit: Duration) -> (std::process::ExitStatus, Duration) {
+        let started = Instant::now();
+        loop {
+            if let Some(st) = self.child.try_wait().expect("try_wait") {
+                return (st, started.elapsed());
+            }
+            if started.elapsed() > limit {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "trail serve did not exit within {limit:?} of SIGTERM; stderr:\n{}",
+                    self.stderr.lock().unwrap()
+                );
+            }
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// What the clients saw.
+#[derive(Default)]
+struct Seen {
+    /// id -> seq, for every 201.
+    acked: Vec<(String, u64)>,
+    statuses: std::collections::BTreeMap<u16, u64>,
+    errors: u64,
+}
+
+#[cfg(unix)]
+#[actix_rt::test]
+async fn sigterm_under_load_commits_every_acknowledged_event() {
+    let dir = temp_dir();
+    let db_path = dir.path().join("trail.db");
+    let mut proc = Proc::start(&db_path);
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .connector(awc::Connector::new().limit(32))
+        .finish();
+    // Up and answering.
+    let url = proc.url("/v1/events");
+    poll(
+        "the first event to be accepted",
+        Duration::from_secs(20),
+        || {
+            let (client, url) = (client.clone(), url.clone());
+            async move {
+                let r = client
+                    .post(url)
+                    .insert_header(("content-type", "application/json"))
+                    .send_body(serde_json::to_vec(&json!({"event": "load.warmup"})).unwrap())
+                    .await
+                    .ok()?;
+                (r.status().as_u16() == 201).then_some(())
+            }
+        },
+    )
+    .await;
+
+    let seen = Rc::new(RefCell::new(Seen::default()));
+    let load_deadline = Instant::now() + Duration::from_secs(40);
+    let tasks: Vec<_> = (0..8)
+        .map(|t| {
+            let (client, url, seen) = (client.clone(), url.clone(), seen.clone());
+            async move {
+                for i in 0u64.. {
+                    if Instant::now() > load_deadline {
+                        break;
+                    }
+                    let id = format!("load-{t}-{i}");
+                    let body = json!({"id": id, "event": "load.tick", "actor": format!("client-{t}"), "details": {"i": i}});
+                    let sent = client
+                        .post(url.as_str())
+                        .insert_header(("content-type", "application/json"))
+                        .send_body(serde_json::to_vec(&body).unwrap())
+                        .await;
+                    let mut res = match sent {
+                        Ok(r) => r,
+                        Err(_) => {
+                            seen.borrow_mut().errors += 1;
+                            break; // the server went away
+                        }
+                    };
+                    let status = res.status().as_u16();
+                    *seen.borrow_mut().statuses.entry(status).or_default() += 1;
+                    if status != 201 {
+                        break;
+                    }
+                    let Ok(bytes) = res.body().await else {
+                        // Acknowledged status but the body was cut: not counted.
+                        seen.borrow_mut().errors += 1;
+                        break;
+                    };
+                    let v: Value = serde_json::from_slice(&bytes).expect("201 body is JSON");
+                    assert_eq!(v["id"], id.as_str());
+                    let seq = v["seq"].as_u64().expect("seq");
+                    seen.borrow_mut().acked.push((id, seq));
+                }
+            }
+        })
+        .collect();
+
+    let controller = {
+        let seen = seen.clone();
+        let proc = &mut proc;
+        async move {
+            // Let the load build up, then SIGTERM while it runs.
+            poll("200 acknowledged events", Duration::from_secs(30), || {
+                let n = seen.borrow().acked.len();
+                async move { (n >= 200).then_some(()) }
+            })
+            .await;
+            let at_kill = seen.borrow().acked.len();
+            proc.sigterm();
+            let (status, took) = proc.wait_exit(Duration::from_secs(45)).await;
+            (status, took, at_kill)
+        }
+    };
+    let ((status, took, at_kill), _) =
+        futures_util::future::join(controller, futures_util::future::join_all(tasks)).await;
+    let stderr = proc.stderr.lock().unwrap().clone();
+    let seen = seen.take();
+    eprintln!(
+        "SIGTERM after {at_kill} acks; {} acked in all; statuses {:?}; {} client errors; exit {:?} after {:?}",
+        seen.acked.len(),
+        seen.statuses,
+        seen.errors,
+        status,
+        took
+    );
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "trail serve exits 0 on SIGTERM; stderr:\n{stderr}"
+    );
+    assert!(
+        took < Duration::from_secs(15),
+        "exited {took:?} after SIGTERM (in-flight requests are short)"
+    );
+    assert!(seen.acked.len() >= 200);
+
+    // Every acknowledged event is in the file, at the seq it was given.
+    let db = Db(db_path.clone(), Some(dir.clone()));
+    let c = db.conn();
+    let mut st = c.prepare("SELECT seq FROM events WHERE id = ?1").unwrap();
+    let mut missing = Vec::new();
+    for (id, seq) in &seen.acked {
+        match st.query_row([id], |r| r.get::<_, i64>(0)) {
+            Ok(s) => assert_eq!(
+                s as u64, *seq,
+                "{id} stored at the seq it was acknowledged with"
+            ),
+            Err(_) => missing.push(id.clone()),
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged events are missing after SIGTERM: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
+
+    // server.stop is the last event of the run, and counts the run's appends.
+    let events = db.events();
+    let last = events.last().unwrap();
+    assert_eq!(last["event"], "server.stop", "the last event: {last}");
+    assert_eq!(last["actor"], "trail");
+    let start = events
+        .iter()
+        .rev()
+        .find(|e| e["event"] == "server.start")
+        .expect("server.start");
+    let appended = last["details"]["events_appended"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("server.stop details.events_appended: {last}"));
+    let (start_seq, stop_seq) = (
+        start["seq"].as_u64().unwrap(),
+        last["seq"].as_u64().unwrap(),
+    );
+    assert_eq!(
+        appended,
+        stop_seq - start_seq,
+        "events_appended = every event of the run before server.stop (server.start at {start_seq}, server.stop at {stop_seq})"
+    );
+    assert!(appended as usize > seen.acked.len());
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e["event"] == "server.stop")
+            .count(),
+        1
+    );
+    drop(st);
+    drop(c);
+
+    // Start again on the same file: serves what was acknowledged.
+    let mut again = Proc::start(&db_path);
+    let (id, seq) = seen.acked.last().unwrap().clone();
+    let r = send(client.get(again.url(&format!("/v1/events/{id}"))), None).await;
+    r.expect(200);
+    assert_eq!(r.json()["seq"], json!(seq));
+    let r = send(
+        client.get(again.url("/v1/events?event=server.*&order=asc")),
+        None,
+    )
+    .await;
+    let kinds: Vec<String> = r.json()["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(kinds, ["server.start", "server.stop", "server.start"]);
+    let r = send(client.get(again.url("/v1/verify")), None).await;
+    r.expect(200);
+    assert_eq!(r.json()["valid"], json!(true), "{}", r.text());
+    // `trail healthcheck` against the configured address.
+    let (dbp, bind) = (db_path.clone(), format!("127.0.0.1:{}", again.port));
+    let out = blocking(move || {
+        let mut c = trail_cmd(&["--db", dbp.to_str().unwrap(), "healthcheck"]);
+        c.env("TRAIL_BIND", bind);
+        run_cmd(c)
+    })
+    .await;
+    out.expect_code(0);
+    again.sigterm();
+    let (status, _) = again.wait_exit(Duration::from_secs(30)).await;
+    assert_eq!(status.code(), Some(0), "{}", again.stderr.lock().unwrap());
+    assert_eq!(db.last()["event"], "server.stop");
+
+    // Nothing listens now: unhealthy, exit 1.
+    let (dbp, bind) = (db_path.clone(), format!("127.0.0.1:{}", again.port));
+    let out = blocking(move || {
+        let mut c = trail_cmd(&["--db", dbp.to_str().unwrap(), "healthcheck"]);
+        c.env("TRAIL_BIND", bind);
+        run_cmd(c)
+    })
+    .await;
+    out.expect_code(1);
+
+    let dbp = db_path.clone();
+    let out = blocking(move || trail(&dbp, &["verify"])).await;
+    out.expect_code(0);
+    assert!(out.stdout.starts_with("intact"), "{}", out.stdout);
+}
+
+#[actix_rt::test]
+async fn in_process_start_and_stop_are_recorded() {
+    let s = start(|_| {}).await;
+    let db = s.db();
+    let first = db.events();
+    assert_eq!(first.len(), 1, "{first:?}");
+    let ev = &first[0];
+    assert_eq!(ev["event"], "server.start");
+    assert_eq!(ev["actor"], "trail");
+    assert_eq!(ev["success"], json!(true));
+    assert_eq!(ev["details"]["pid"], json!(std::process::id()));
+    assert_eq!(
+        ev["details"]["bind"],
+        format!("127.0.0.1:{}", s.port).as_str(),
+        "{ev}"
+    );
+    for i in 0..5 {
+        s.post_event(json!({"event": "run.tick", "details": {"i": i}}), None)
+            .await
+            .expect(201);
+    }
+    s.stop().await;
+    let last = db.last();
+    assert_eq!(last["event"], "server.stop", "{last}");
+    assert_eq!(last["details"]["events_appended"], json!(6), "{last}");
+    assert!(last["details"]["uptime_seconds"].is_u64(), "{last}");
+}
+
+/// `server.stop`'s `events_appended` is the number of events the run
+/// appended: not idempotent retries (nothing appended), and including the
+/// server's own events (token changes) appended on the writer thread.
+#[actix_rt::test]
+async fn events_appended_counts_exactly_the_events_of_the_run() {
+    let s = start(|_| {}).await;
+    let db = s.db();
+    // 3 new events.
+    for i in 0..3 {
+        s.post_event(json!({"id": format!("run-{i}"), "event": "run.tick"}), None)
+            .await
+            .expect(201);
+    }
+    // 4 retries: 200, nothing appended.
+    for i in 0..4 {
+        s.post_event(
+            json!({"id": format!("run-{}", i % 3), "event": "run.tick"}),
+            None,
+        )
+        .await
+        .expect(200);
+    }
+    // A token made and revoked through the API: 2 events.
+    let r = s
+        .call(Req::post(
+            "/v1/tokens",
+            json!({"name": "short-lived", "scopes": ["admin"]}),
+        ))
+        .await;
+    r.expect(201);
+    let secret = r.json()["token"].as_str().unwrap().to_owned();
+    // Revoking itself (the only token: the server is open to loopback again).
+    s.call(Req::new(awc::http::Method::DELETE, "/v1/tokens/short-lived").token(&secret))
+        .await
+        .expect(204);
+    s.stop().await;
+    let events = db.events();
+    let stop = events.last().unwrap();
+    let start = events
+        .iter()
+        .find(|e| e["event"] == "server.start")
+        .unwrap();
+    assert_eq!(stop["event"], "server.stop");
+    let expected = stop["seq"].as_u64().unwrap() - start["seq"].as_u64().unwrap();
+    assert_eq!(expected, 1 + 3 + 2, "server.start, 3 posts, 2 token events");
+    assert_eq!(
+        stop["details"]["events_appended"],
+        json!(expected),
+        "server.stop details.events_appended should count the {expected} events appended in the run \
+         (server.start, 3 new events, auth.token.create, auth.token.revoke), not the 4 retries: {stop}"
+    );
+}
+
+/// The real binary refuses a public address with no token, naming the way
+/// out; with a bootstrap token it serves, and the secret works as admin.
+#[cfg(unix)]
+#[actix_rt::test]
+async fn serve_on_a_public_address_needs_a_token() {
+    let dir = temp_dir();
+    let db_path = dir.path().join("trail.db");
+    let dbp = db_path.clone();
+    let out = blocking(move || {
+        run_cmd_within(
+            trail_cmd(&[
+                "--db",
+                dbp.to_str().unwrap(),
+                "serve",
+                "--bind",
+                "0.0.0.0:0",
+            ]),
+            Duration::from_secs(20),
+        )
+    })
+    .await;
+    out.expect_code(2);
+    assert!(out.stderr.contains("--insecure-no-auth"), "{}", out.stderr);
+    assert!(!out.stderr.contains("listening"), "{}", out.stderr);
+
+    // TRAIL_BOOTSTRAP_TOKEN: serves; the secret is an admin token.
+    let secret = "bootstrap-from-env-0123456789abcdef";
+    let mut child = trail_cmd(&[
+        "--db",
+        db_path.to_str().unwrap(),
+        "serve",
+        "--bind",
+        "0.0.0.0:0",
+    ])
+    .env("TRAIL_BOOTSTRAP_TOKEN", secret)
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("spawn");
+    let err = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines() {
+            let Ok(line) = line else { break };
+            if let Some(p) = line.strip_prefix("trail: listening on 0.0.0.0:") {
+                let _ = tx.send(p.trim().parse::<u16>().unwrap());
+            }
+        }
+    });
+    let mut proc = Proc {
+        port: rx.recv_timeout(Duration::from_secs(30)).expect("listening"),
+        child,
+        stderr: Arc::new(Mutex::new(String::new())),
+    };
+    let client = client();
+    send(client.get(proc.url("/v1/tokens")), None)
+        .await
+        .expect(401);
+    let r = send(
+        client
+            .get(proc.url("/v1/tokens"))
+            .insert_header(("authorization", format!("Bearer {secret}"))),
+        None,
+    )
+    .await;
+    r.expect(200);
+    assert_eq!(r.json()["tokens"][0]["scopes"], json!(["admin"]));
+    proc.sigterm();
+    let (status, _) = proc.wait_exit(Duration::from_secs(30)).await;
+    assert_eq!(status.code(), Some(0));
+    Db(db_path, Some(dir.clone())).assert_absent(secret, "the bootstrap secret");
+}
