@@ -49,6 +49,7 @@ rows() {
     python3 -c 'import sqlite3,sys; print(sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True).execute("select count(*) from events").fetchone()[0])' "$1"
 }
 
+if [ -z "${ONLY_READS:-}" ]; then
 echo "== 1. single events: 64 connections, ${DURATION}s, synchronous=FULL"
 start_server "$WORK/single.db"
 wrk -t2 -c64 -d"${DURATION}s" -s scripts/wrk/post_single.lua "http://127.0.0.1:$PORT" | grep RESULT | tee "$WORK/single.txt"
@@ -63,6 +64,7 @@ BATCH=500 wrk -t2 -c8 -d"${DURATION}s" -s scripts/wrk/post_batch.lua "http://127
 stop_server
 python3 -c 'import re,sys; t=open(sys.argv[1]).read(); print("events/s: %.0f" % (float(re.search(r"ok_per_s=(\S+)", t).group(1)) * 500))' "$WORK/batch.txt"
 echo "rows in the file after shutdown: $(rows "$WORK/batch.db")"
+fi
 
 echo
 echo "== 3. pages at random depths of a ${EVENTS}-event file: 64 connections, ${DURATION}s"
@@ -84,19 +86,26 @@ PY
 "$BIN" --db "$WORK/big.db" import "$WORK/big.jsonl" --batch-size 5000
 rm -f "$WORK/big.jsonl"
 start_server "$WORK/big.db"
-python3 - "$PORT" "$EVENTS" >"$WORK/urls.txt" <<'PY'
-import base64, json, random, sys, urllib.request
-port, n = int(sys.argv[1]), int(sys.argv[2])
+# Cursors carry an HMAC tag under the database's key; the benchmark holds
+# the key (it made the file), so it can mint cursors at random depths.
+python3 - "$PORT" "$EVENTS" "$WORK/hmac.key" >"$WORK/urls.txt" <<'PY'
+import base64, hashlib, hmac, json, random, sys, urllib.request
+port, n, key_file = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+key = bytes.fromhex(open(key_file).read().strip())
 query = "actor=user-0421&limit=20"
 page = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/events?{query}"))
 raw = base64.urlsafe_b64decode(page["next_cursor"] + "==").decode()
-_, _, fp = raw.split(".")
+_, _, fp, _ = raw.split(".")
 rnd = random.Random(7)
 for _ in range(20000):
     seq = rnd.randint(n // 10, n)
-    cur = base64.urlsafe_b64encode(f"c1.{seq}.{fp}".encode()).decode().rstrip("=")
+    body = f"c1.{seq}.{fp}"
+    tag = hmac.new(key, b"trail-cursor\x00" + body.encode(), hashlib.sha256).hexdigest()[:24]
+    cur = base64.urlsafe_b64encode(f"{body}.{tag}".encode()).decode().rstrip("=")
     print(f"/v1/events?{query}&cursor={cur}")
 PY
+# One of them, checked: a forged cursor would be 400.
+curl -fsS -o /dev/null "http://127.0.0.1:$PORT$(head -1 "$WORK/urls.txt")" || { echo "minted cursor refused"; exit 1; }
 URLS_FILE="$WORK/urls.txt" wrk -t2 -c64 -d"${DURATION}s" -s scripts/wrk/get_pages.lua "http://127.0.0.1:$PORT" | grep RESULT
 stop_server
 

@@ -41,11 +41,17 @@ impl StoredEvent {
     pub fn write_json(&self, out: &mut String) {
         match self.entry.strip_suffix('}') {
             Some(body) if body.len() > 1 => {
+                let mut buf = [0u8; 64];
                 out.push_str(body);
                 out.push_str(",\"chain_hash\":\"");
-                out.push_str(&hex::encode(&self.chain_hash));
+                out.push_str(
+                    std::str::from_utf8(hex_into(&self.chain_hash, &mut buf))
+                        .expect("hex is ASCII"),
+                );
                 out.push_str("\",\"signature\":\"");
-                out.push_str(&hex::encode(&self.signature));
+                out.push_str(
+                    std::str::from_utf8(hex_into(&self.signature, &mut buf)).expect("hex is ASCII"),
+                );
                 out.push_str("\"}");
             }
             // Not an object: not written by trail. Show it for what it is.
@@ -76,6 +82,18 @@ impl StoredEvent {
             signature: r.get(3)?,
         })
     }
+}
+
+/// Lowercase hex of up to 32 bytes into `out`, without allocating (exports
+/// write two of these per row).
+pub fn hex_into<'a>(bytes: &[u8], out: &'a mut [u8; 64]) -> &'a [u8] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let n = bytes.len().min(32);
+    for (i, b) in bytes[..n].iter().enumerate() {
+        out[2 * i] = DIGITS[(b >> 4) as usize];
+        out[2 * i + 1] = DIGITS[(b & 15) as usize];
+    }
+    &out[..2 * n]
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -385,6 +403,26 @@ pub fn for_each_match<E>(
 where
     E: From<StoreError>,
 {
+    for_each_page(conn, filter, order, |page| {
+        for ev in page {
+            if !f(ev)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    })
+}
+
+/// Like [`for_each_match`], a page (up to 1,000 events) at a time.
+pub fn for_each_page<E>(
+    conn: &Connection,
+    filter: &Filter,
+    order: Order,
+    mut f: impl FnMut(&[StoredEvent]) -> std::result::Result<bool, E>,
+) -> std::result::Result<u64, E>
+where
+    E: From<StoreError>,
+{
     const PAGE: usize = 1000;
     conn.execute_batch("BEGIN")
         .map_err(|e| E::from(StoreError::sqlite("starting a read")(e)))?;
@@ -402,11 +440,9 @@ where
                     offset: 0,
                 },
             )?;
-            for ev in &page.events {
-                seen += 1;
-                if !f(ev)? {
-                    return Ok(seen);
-                }
+            seen += page.events.len() as u64;
+            if !f(&page.events)? {
+                return Ok(seen);
             }
             match page.events.last() {
                 Some(last) if page.has_more => after = Some(last.seq),
