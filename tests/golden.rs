@@ -132,3 +132,53 @@ fn key_id_is_the_documented_derivation() {
     h.update(hex::decode(KEY_HEX).unwrap());
     assert_eq!(key.id().as_str(), &hex::encode(h.finalize())[..16]);
 }
+
+#[test]
+fn the_python_verifier_checks_the_same_vectors() {
+    let out = std::process::Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/verify_chain.py"
+        ))
+        .args(["--vectors", PATH])
+        .output()
+        .expect("python3 runs");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "vectors ok: 5 events"
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_python_verifier_rejects_an_edited_vector() {
+    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(PATH).unwrap()).unwrap();
+    let edited = v["events"][2]["entry"]
+        .as_str()
+        .unwrap()
+        .replace("mallory", "mallorz");
+    v["events"][2]["entry"] = Value::String(edited);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("edited.json");
+    std::fs::write(&file, v.to_string()).unwrap();
+    let out = std::process::Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/verify_chain.py"
+        ))
+        .arg("--vectors")
+        .arg(&file)
+        .output()
+        .expect("python3 runs");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("seq 3"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
