@@ -150,10 +150,6 @@ impl Keyring {
     pub fn get(&self, key_id: &str) -> Option<&HmacKey> {
         self.keys.iter().find(|k| k.id.as_str() == key_id)
     }
-
-    pub fn ids(&self) -> impl Iterator<Item = &KeyId> {
-        self.keys.iter().map(|k| &k.id)
-    }
 }
 
 /// Parses `SEQ:HEX`, a chain head observed earlier.

@@ -524,31 +524,9 @@ impl NewEvent {
         self.success = Some(success);
         self
     }
-    pub fn with_source_ip(mut self, ip: IpAddr) -> Self {
-        self.source_ip = Some(ip.to_string());
-        self
-    }
-    pub fn with_request_id(mut self, id: &str) -> Result<Self, String> {
-        check_text(id)?;
-        self.request_id = Some(id.to_owned());
-        Ok(self)
-    }
     pub fn with_details(mut self, details: Map<String, Value>) -> Result<Self, String> {
         check_object(&details)?;
         self.details = Some(details);
-        Ok(self)
-    }
-    /// Adds `extra` keys to `metadata` without overwriting the client's own.
-    pub fn with_metadata_defaults(mut self, extra: &Map<String, Value>) -> Result<Self, String> {
-        if extra.is_empty() {
-            return Ok(self);
-        }
-        let mut m = self.metadata.take().unwrap_or_default();
-        for (k, v) in extra {
-            m.entry(k.clone()).or_insert_with(|| v.clone());
-        }
-        check_object(&m)?;
-        self.metadata = Some(m);
         Ok(self)
     }
 }
