@@ -79,11 +79,13 @@ fn fill_with_writer(path: &Path, key: &HmacKey, n: usize) -> Duration {
         .map(|c| c.iter().map(|&i| event(i)).collect())
         .collect();
     let start = Instant::now();
-    // Keep two batches in flight, as a real importer does.
+    // Keep batches in flight, as a real importer or several clients do
+    // (TRAIL_BENCH_IN_FLIGHT, default 2); the writer groups what is queued.
+    let in_flight = env_usize("TRAIL_BENCH_IN_FLIGHT", 2).max(1);
     let mut pending = std::collections::VecDeque::new();
     for batch in events {
         pending.push_back(writer.submit_wait(batch).expect("submit"));
-        if pending.len() > 2 {
+        if pending.len() > in_flight {
             pending.pop_front().unwrap().wait().expect("append");
         }
     }
@@ -181,7 +183,10 @@ fn main() {
         })
         .collect();
     let avg = entries.iter().map(|e| e.len()).sum::<usize>() / entries.len();
-    println!("== append: {n_append} events, batches of {BATCH}, average entry {avg} bytes, synchronous=FULL");
+    println!(
+        "== append: {n_append} events, batches of {BATCH} ({} in flight), average entry {avg} bytes, synchronous=FULL",
+        env_usize("TRAIL_BENCH_IN_FLIGHT", 2).max(1)
+    );
     let (mut w_rates, mut p_rates) = (Vec::new(), Vec::new());
     for run in 1..=3 {
         let (t, c) = (Instant::now(), cpu_seconds());
