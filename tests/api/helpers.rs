@@ -28,6 +28,8 @@ pub struct TestApp {
     pub handle: ServerHandle,
     pub client: awc::Client,
     pub dir: tempfile::TempDir,
+    /// The server's shared state (its writer, for fault injection).
+    pub state: std::sync::Arc<trail::http::AppState>,
     /// Rows the server wrote about itself before serving (`server.start`):
     /// the seq the first client event follows.
     pub start_rows: u64,
@@ -158,6 +160,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut trail::http::ServeConfig)) -
     let app = trail::http::Application::build(cfg).expect("the application builds");
     let port = app.port();
     let handle = app.handle();
+    let state = app.state();
     actix_rt::spawn(app.run_until_stopped());
     let t = TestApp {
         base: format!("http://127.0.0.1:{port}"),
@@ -166,6 +169,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut trail::http::ServeConfig)) -
         handle,
         client: client(),
         dir,
+        state,
         start_rows: 0,
     };
     // Bounded wait until the server answers.

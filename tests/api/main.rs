@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod crash;
+mod disk_full;
 mod filters;
 mod helpers;
 mod idempotency;
