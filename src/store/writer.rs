@@ -641,23 +641,11 @@ fn replay_idempotent(
     }
     let seqs: Vec<u64> = serde_json::from_str(&seqs).unwrap_or_default();
     let mut out = Vec::with_capacity(seqs.len());
-    let mut stmt = conn.prepare_cached(
-        "SELECT seq, entry, chain_hash, signature, ts, id FROM events WHERE seq = ?1",
-    )?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {STORED_COLUMNS} FROM events WHERE seq = ?1"
+    ))?;
     for seq in seqs {
-        let row = stmt
-            .query_row([seq as i64], |r| {
-                Ok(Appended {
-                    seq: r.get::<_, i64>(0)? as u64,
-                    entry: r.get(1)?,
-                    chain_hash: r.get::<_, Vec<u8>>(2)?.try_into().unwrap_or(GENESIS),
-                    signature: r.get::<_, Vec<u8>>(3)?.try_into().unwrap_or(GENESIS),
-                    timestamp: r.get(4)?,
-                    id: r.get(5)?,
-                    created: false,
-                })
-            })
-            .optional()?;
+        let row = stmt.query_row([seq as i64], stored_from_row).optional()?;
         // A row pruned by retention since: answer with what remains.
         if let Some(a) = row {
             out.push(a);
@@ -666,18 +654,26 @@ fn replay_idempotent(
     Ok(Some(Ok(out)))
 }
 
+/// The columns [`stored_from_row`] reads.
+const STORED_COLUMNS: &str = "seq, entry, chain_hash, signature, ts, id";
+
+/// An event already in the log, as an answer to a retry.
+fn stored_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Appended> {
+    Ok(Appended {
+        seq: r.get::<_, i64>(0)? as u64,
+        entry: r.get(1)?,
+        chain_hash: r.get::<_, Vec<u8>>(2)?.try_into().unwrap_or(GENESIS),
+        signature: r.get::<_, Vec<u8>>(3)?.try_into().unwrap_or(GENESIS),
+        timestamp: r.get(4)?,
+        id: r.get(5)?,
+        created: false,
+    })
+}
+
 fn find_by_id(conn: &Connection, id: &str) -> rusqlite::Result<Option<Appended>> {
-    conn.prepare_cached("SELECT seq, entry, chain_hash, signature, ts FROM events WHERE id = ?1")?
-        .query_row([id], |r| {
-            Ok(Appended {
-                seq: r.get::<_, i64>(0)? as u64,
-                entry: r.get(1)?,
-                chain_hash: r.get::<_, Vec<u8>>(2)?.try_into().unwrap_or(GENESIS),
-                signature: r.get::<_, Vec<u8>>(3)?.try_into().unwrap_or(GENESIS),
-                timestamp: r.get(4)?,
-                id: id.to_owned(),
-                created: false,
-            })
-        })
-        .optional()
+    conn.prepare_cached(&format!(
+        "SELECT {STORED_COLUMNS} FROM events WHERE id = ?1"
+    ))?
+    .query_row([id], stored_from_row)
+    .optional()
 }
