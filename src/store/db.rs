@@ -69,6 +69,9 @@ pub fn open_write(path: &Path, sync: Synchronous) -> Result<Connection> {
     let mut conn = Connection::open(path).map_err(StoreError::sqlite("opening the database"))?;
     conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(StoreError::sqlite("setting busy timeout"))?;
+    // The writer keeps one INSERT per power-of-two row count, besides its
+    // lookups: room for all of them.
+    conn.set_prepared_statement_cache_capacity(64);
     // 32 KiB pages (taken only when the file is created): a batch of appends
     // dirties a leaf per distinct actor, resource, type… in each index, and
     // bigger pages mean fewer of them and fewer splits. benches/core.rs: the

@@ -4,9 +4,10 @@
 //! [`Pending`] answer. The thread takes the first job off the queue, then
 //! every job already waiting behind it (up to [`WriterConfig::max_group_events`]),
 //! and appends them all in one `BEGIN IMMEDIATE` transaction: jobs that queue
-//! up while a commit is in flight share the next one (group commit). Each job
-//! runs inside its own savepoint, so one job's conflict does not fail its
-//! neighbours. Nobody is answered before `COMMIT` returns; if the commit fails
+//! up while a commit is in flight share the next one (group commit). A job is
+//! refused (an id conflict) before it writes anything, so one job's refusal
+//! does not fail its neighbours, and the rows of all jobs of a group share
+//! multi-row INSERT statements. Nobody is answered before `COMMIT` returns; if the commit fails
 //! (disk full, I/O error) every job in the group gets the error and nothing of
 //! it is acknowledged (invariants 3 and 6).
 //!
@@ -471,17 +472,54 @@ fn commit_group(
         _ => now,
     };
     let ts_text = format_timestamp(ts);
+    let mut rows = RowBuffer::default();
     let mut results = Vec::with_capacity(jobs.len());
     for job in jobs {
-        results.push(append_job(conn, key, &mut head, &ts_text, job, server)?);
+        results.push(append_job(
+            conn, key, &mut head, &ts_text, job, server, &mut rows,
+        )?);
     }
+    rows.flush(conn)?;
     conn.execute_batch("COMMIT")?;
     Ok((results, head.seq))
 }
 
-/// Rows per INSERT statement. One statement for many rows pays the per
-/// statement costs (the statement journal the triggers require) once.
-const ROWS_PER_INSERT: usize = 64;
+/// Most rows one INSERT statement takes. Every statement that writes pays
+/// for a statement journal (the generated columns call functions, which may
+/// fail), copying each page it touches first; so the rows of a whole group,
+/// across its jobs, share as few statements as possible.
+const MAX_ROWS_PER_INSERT: usize = 512;
+
+/// Rows encoded and sealed but not yet inserted, in seq order.
+#[derive(Default)]
+struct RowBuffer {
+    rows: Vec<(i64, String, Hash, Hash)>,
+}
+
+impl RowBuffer {
+    fn push(&mut self, conn: &Connection, a: &Appended) -> rusqlite::Result<()> {
+        self.rows
+            .push((a.seq as i64, a.entry.clone(), a.chain_hash, a.signature));
+        if self.rows.len() == MAX_ROWS_PER_INSERT {
+            self.flush(conn)?;
+        }
+        Ok(())
+    }
+
+    /// Inserts every buffered row: statements of power-of-two sizes, so a
+    /// handful of cached statements serve any count.
+    fn flush(&mut self, conn: &Connection) -> rusqlite::Result<()> {
+        let mut rest = &self.rows[..];
+        while !rest.is_empty() {
+            let n = 1usize << rest.len().min(MAX_ROWS_PER_INSERT).ilog2();
+            let (now, later) = rest.split_at(n);
+            insert_rows(conn, now)?;
+            rest = later;
+        }
+        self.rows.clear();
+        Ok(())
+    }
+}
 
 /// What to do with one event of a job.
 enum Step {
@@ -504,7 +542,12 @@ fn append_job(
     ts: &str,
     job: &Job,
     server: Option<&serde_json::Map<String, serde_json::Value>>,
+    rows: &mut RowBuffer,
 ) -> rusqlite::Result<std::result::Result<Vec<Appended>, StoreError>> {
+    // Lookups must see the rows earlier jobs of this group have buffered.
+    if job.idempotency.is_some() || job.events.iter().any(|e| e.id().is_some()) {
+        rows.flush(conn)?;
+    }
     if let Some(idem) = &job.idempotency {
         if let Some(answer) = replay_idempotent(conn, idem)? {
             return Ok(answer);
@@ -547,7 +590,6 @@ fn append_job(
 
     let key_id = key.id().as_str();
     let mut out: Vec<Appended> = Vec::with_capacity(events.len());
-    let mut rows: Vec<usize> = Vec::with_capacity(ROWS_PER_INSERT);
     for (ev, step) in events.iter().zip(steps) {
         match step {
             Step::Stored(existing) => out.push(existing),
@@ -571,7 +613,6 @@ fn append_job(
                 let signature = key.seal(&hash);
                 head.seq = seq;
                 head.hash = hash;
-                rows.push(out.len());
                 out.push(Appended {
                     seq,
                     id: id.as_str().to_owned(),
@@ -581,15 +622,9 @@ fn append_job(
                     entry,
                     created: true,
                 });
-                if rows.len() == ROWS_PER_INSERT {
-                    insert_rows(conn, &out, &rows)?;
-                    rows.clear();
-                }
+                rows.push(conn, out.last().expect("just pushed"))?;
             }
         }
-    }
-    if !rows.is_empty() {
-        insert_rows(conn, &out, &rows)?;
     }
     if let Some(idem) = &job.idempotency {
         let seqs = serde_json::to_string(&out.iter().map(|a| a.seq).collect::<Vec<_>>())
@@ -602,20 +637,19 @@ fn append_job(
     Ok(Ok(out))
 }
 
-/// Inserts `out[i]` for each `i` in `rows` (consecutive seqs) in one statement.
-fn insert_rows(conn: &Connection, out: &[Appended], rows: &[usize]) -> rusqlite::Result<()> {
+/// Inserts `rows` (consecutive seqs) in one statement.
+fn insert_rows(conn: &Connection, rows: &[(i64, String, Hash, Hash)]) -> rusqlite::Result<()> {
     let mut sql = String::with_capacity(64 + rows.len() * 10);
     sql.push_str("INSERT INTO events (seq, entry, chain_hash, signature) VALUES ");
     for k in 0..rows.len() {
         sql.push_str(if k == 0 { "(?,?,?,?)" } else { ",(?,?,?,?)" });
     }
     let mut stmt = conn.prepare_cached(&sql)?;
-    for (k, &i) in rows.iter().enumerate() {
-        let a = &out[i];
-        stmt.raw_bind_parameter(4 * k + 1, a.seq as i64)?;
-        stmt.raw_bind_parameter(4 * k + 2, a.entry.as_str())?;
-        stmt.raw_bind_parameter(4 * k + 3, &a.chain_hash[..])?;
-        stmt.raw_bind_parameter(4 * k + 4, &a.signature[..])?;
+    for (k, (seq, entry, hash, signature)) in rows.iter().enumerate() {
+        stmt.raw_bind_parameter(4 * k + 1, *seq)?;
+        stmt.raw_bind_parameter(4 * k + 2, entry.as_str())?;
+        stmt.raw_bind_parameter(4 * k + 3, &hash[..])?;
+        stmt.raw_bind_parameter(4 * k + 4, &signature[..])?;
     }
     stmt.raw_execute()?;
     Ok(())
@@ -676,4 +710,105 @@ fn find_by_id(conn: &Connection, id: &str) -> rusqlite::Result<Option<Appended>>
     ))?
     .query_row([id], stored_from_row)
     .optional()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Keyring;
+    use crate::store::{verify_file, VerifyRequest};
+    use serde_json::json;
+
+    fn ev(n: usize, id: Option<&str>) -> NewEvent {
+        let mut v = json!({"event": "group.test", "actor": format!("a{n}"), "details": {"n": n}});
+        if let Some(id) = id {
+            v["id"] = json!(id);
+        }
+        NewEvent::from_json(&v).unwrap()
+    }
+
+    fn job(events: Vec<NewEvent>, idem: Option<(&str, u8)>) -> Job {
+        Job {
+            events,
+            idempotency: idem.map(|(key, h)| IdempotencyKey {
+                key: key.into(),
+                request_hash: [h; 32],
+            }),
+            reply: oneshot::channel().0,
+        }
+    }
+
+    /// One group whose jobs share INSERT statements: a job large enough to
+    /// fill one and leave a remainder, and later jobs that must see rows the
+    /// earlier ones buffered (client id retries, an Idempotency-Key replay).
+    #[test]
+    fn jobs_of_one_group_share_statements_and_see_each_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let key = HmacKey::from_bytes([7; 32]);
+        let mut conn = open_write(&path, Synchronous::Full).unwrap();
+        let jobs = vec![
+            job((0..700).map(|n| ev(n, None)).collect(), None),
+            job(vec![ev(1000, Some("x"))], None),
+            // A retry of "x" in the same group: answered with row 701.
+            job(vec![ev(1000, Some("x"))], None),
+            // "x" with other content: refused, writes nothing.
+            job(vec![ev(1001, Some("x"))], None),
+            job((2000..2003).map(|n| ev(n, None)).collect(), Some(("k", 1))),
+            // The same key and request in the same group: the same answer.
+            job((2000..2003).map(|n| ev(n, None)).collect(), Some(("k", 1))),
+            job((3000..3005).map(|n| ev(n, None)).collect(), None),
+        ];
+        let (results, head) = commit_group(&mut conn, &key, &jobs, None).unwrap();
+        assert_eq!(head, 709);
+        let seqs = |r: &JobResult| -> Vec<(u64, bool)> {
+            r.as_ref()
+                .unwrap()
+                .iter()
+                .map(|a| (a.seq, a.created))
+                .collect()
+        };
+        assert_eq!(
+            seqs(&results[0]),
+            (1..=700).map(|s| (s, true)).collect::<Vec<_>>()
+        );
+        assert_eq!(seqs(&results[1]), vec![(701, true)]);
+        assert_eq!(seqs(&results[2]), vec![(701, false)]);
+        assert!(
+            matches!(&results[3], Err(StoreError::Conflict { id }) if id == "x"),
+            "{:?}",
+            results[3]
+        );
+        assert_eq!(
+            seqs(&results[4]),
+            vec![(702, true), (703, true), (704, true)]
+        );
+        assert_eq!(
+            seqs(&results[5]),
+            vec![(702, false), (703, false), (704, false)]
+        );
+        assert_eq!(
+            seqs(&results[6]),
+            (705..=709).map(|s| (s, true)).collect::<Vec<_>>()
+        );
+        // Every answered row is stored exactly as answered.
+        for a in results.iter().filter_map(|r| r.as_ref().ok()).flatten() {
+            let stored = conn
+                .query_row(
+                    "SELECT entry, chain_hash FROM events WHERE seq = ?1",
+                    [a.seq as i64],
+                    |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)),
+                )
+                .unwrap();
+            assert_eq!(stored, (a.entry.clone(), a.chain_hash.to_vec()));
+        }
+        let count: i64 = conn
+            .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(count, 709);
+        drop(conn);
+        let report = verify_file(&path, &Keyring::new(key), VerifyRequest::default()).unwrap();
+        assert!(report.valid, "{report:?}");
+        assert_eq!(report.entries_checked, 709);
+    }
 }
