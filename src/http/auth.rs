@@ -66,7 +66,7 @@ impl TokenCache {
                 return Ok(s.1.clone());
             }
         }
-        let fresh = Arc::new(state.read(tokens::list).await?);
+        let fresh = Arc::new(state.read_quick(tokens::list).await?);
         *self.snapshot.write().expect("token cache") = (Some(Instant::now()), fresh.clone());
         Ok(fresh)
     }

@@ -11,6 +11,7 @@ mod openapi;
 pub mod params;
 pub mod proxy;
 mod read;
+pub mod readers;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -130,6 +131,8 @@ impl ServeConfig {
 pub struct AppState {
     pub writer: Writer,
     pub reads: ReadPool,
+    /// Threads for the short reads: see [`readers`].
+    pub quick: readers::ReadThreads,
     pub db_path: PathBuf,
     pub keys: Keyring,
     pub limits: Limits,
@@ -146,7 +149,26 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Runs `f` with a read-only connection on the blocking pool.
+    /// Runs `f` with a read-only connection on the read threads: for reads
+    /// whose cost is bounded (a page, one event, the head).
+    pub async fn read_quick<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let span = tracing::Span::current();
+        self.quick
+            .run(move |conn| {
+                let _enter = span.enter();
+                f(conn.map_err(StoreError::Pool)?)
+            })
+            .await
+            .map_err(|e| ApiError::Internal(format!("read task: {e}")))?
+            .map_err(ApiError::from)
+    }
+
+    /// Runs `f` with a read-only connection on the blocking pool: for reads
+    /// that may take long (summaries over a period, readiness).
     pub async fn read<T, F>(&self, f: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
@@ -241,6 +263,8 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot start the read threads: {0}")]
+    Threads(#[source] std::io::Error),
 }
 
 impl Application {
@@ -303,9 +327,12 @@ impl Application {
         }
         writer.append(vec![self_event("server.start", details)])?;
 
+        let quick = readers::ReadThreads::start(reads.clone(), read_threads(&config))
+            .map_err(StartError::Threads)?;
         let state = web::Data::new(AppState {
             writer,
             reads,
+            quick,
             db_path: config.db.clone(),
             keys,
             limits: config.limits,
@@ -422,6 +449,16 @@ fn bootstrap_token(writer: &Writer, reads: &ReadPool, secret: &Secret) -> Result
         .expect("a free name");
     tokens::create_audited(writer, &name, &[Scope::Admin], secret.expose(), "bootstrap")?;
     Ok(())
+}
+
+/// One read thread per actix worker (per core by default), never more than
+/// the pool has connections.
+fn read_threads(config: &ServeConfig) -> usize {
+    let workers = match config.workers {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    };
+    workers.clamp(1, config.read_pool_size.max(1) as usize)
 }
 
 /// Prunes events older than `days`, at start and then every hour, on a

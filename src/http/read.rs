@@ -57,7 +57,7 @@ pub async fn list_events(
     let filter = q.filter.clone();
     let page_req = q.page;
     let page = state
-        .read(move |conn| query::list(conn, &filter, page_req))
+        .read_quick(move |conn| query::list(conn, &filter, page_req))
         .await?;
     let next = match page.events.last() {
         Some(last) if page.has_more => Some(Cursor::encode(last.seq, q.page.order, &q.filter, key)),
@@ -108,7 +108,9 @@ pub async fn get_event(
         let seq: u64 = key
             .parse()
             .map_err(|_| ApiError::NotFound(format!("no event with seq {key}")))?;
-        state.read(move |conn| query::get_by_seq(conn, seq)).await?
+        state
+            .read_quick(move |conn| query::get_by_seq(conn, seq))
+            .await?
     } else {
         // An id that cannot exist is simply not there.
         if EventId::parse(&key).is_err() {
@@ -118,7 +120,9 @@ pub async fn get_event(
             )));
         }
         let id = key.clone();
-        state.read(move |conn| query::get_by_id(conn, &id)).await?
+        state
+            .read_quick(move |conn| query::get_by_id(conn, &id))
+            .await?
     };
     let ev = found.ok_or_else(|| ApiError::NotFound(format!("no event {key:?}")))?;
     let mut body = String::new();
@@ -179,7 +183,7 @@ pub async fn summary(
     responses((status = 200, description = "The newest link, to keep as an anchor", body = HeadDoc))
 )]
 pub async fn head(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let h: HeadInfo = state.read(query::head).await?;
+    let h: HeadInfo = state.read_quick(query::head).await?;
     Ok(HttpResponse::Ok().json(h))
 }
 
