@@ -58,10 +58,21 @@ fn event(i: usize) -> NewEvent {
     .expect("valid bench event")
 }
 
+/// A path with no database at it. With TRAIL_BENCH_PAGE_SIZE set, an empty
+/// file with that page size is made there, so runs can compare page sizes
+/// (trail itself creates files with its default).
 fn fresh(dir: &Path, name: &str) -> PathBuf {
     let p = dir.join(name);
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", p.display()));
+    }
+    if let Ok(size) = std::env::var("TRAIL_BENCH_PAGE_SIZE") {
+        let size: u32 = size.parse().expect("TRAIL_BENCH_PAGE_SIZE: a number");
+        let c = rusqlite::Connection::open(&p).unwrap();
+        c.execute_batch(&format!(
+            "PRAGMA page_size = {size}; PRAGMA journal_mode = WAL; CREATE TABLE bench_page_size (x); DROP TABLE bench_page_size;"
+        ))
+        .unwrap();
     }
     p
 }
@@ -184,8 +195,9 @@ fn main() {
         .collect();
     let avg = entries.iter().map(|e| e.len()).sum::<usize>() / entries.len();
     println!(
-        "== append: {n_append} events, batches of {BATCH} ({} in flight), average entry {avg} bytes, synchronous=FULL",
-        env_usize("TRAIL_BENCH_IN_FLIGHT", 2).max(1)
+        "== append: {n_append} events, batches of {BATCH} ({} in flight), average entry {avg} bytes, synchronous=FULL, page size {}",
+        env_usize("TRAIL_BENCH_IN_FLIGHT", 2).max(1),
+        std::env::var("TRAIL_BENCH_PAGE_SIZE").unwrap_or_else(|_| "trail's default".into())
     );
     let (mut w_rates, mut p_rates) = (Vec::new(), Vec::new());
     for run in 1..=3 {
