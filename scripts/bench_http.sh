@@ -9,6 +9,7 @@
 #
 #   scripts/bench_http.sh            # DURATION=20 seconds per load run
 #   EVENTS=200000 scripts/bench_http.sh   # a smaller file for 3 and 4
+#   BATCH_CONNECTIONS=64 scripts/bench_http.sh   # more batches in flight (default 8)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -58,9 +59,10 @@ echo "rows in the file after shutdown: $(rows "$WORK/single.db")"
 "$BIN" --db "$WORK/single.db" verify
 
 echo
-echo "== 2. batches of 500: 8 connections, ${DURATION}s"
+BATCH_CONNECTIONS=${BATCH_CONNECTIONS:-8}
+echo "== 2. batches of 500: ${BATCH_CONNECTIONS} connections, ${DURATION}s"
 start_server "$WORK/batch.db"
-BATCH=500 wrk -t2 -c8 -d"${DURATION}s" -s scripts/wrk/post_batch.lua "http://127.0.0.1:$PORT" | grep RESULT | tee "$WORK/batch.txt"
+BATCH=500 wrk -t2 -c"$BATCH_CONNECTIONS" -d"${DURATION}s" -s scripts/wrk/post_batch.lua "http://127.0.0.1:$PORT" | grep RESULT | tee "$WORK/batch.txt"
 stop_server
 python3 -c 'import re,sys; t=open(sys.argv[1]).read(); print("events/s: %.0f" % (float(re.search(r"ok_per_s=(\S+)", t).group(1)) * 500))' "$WORK/batch.txt"
 echo "rows in the file after shutdown: $(rows "$WORK/batch.db")"

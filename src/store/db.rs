@@ -42,10 +42,29 @@ impl Synchronous {
 /// How long a connection waits for another one's lock before giving up.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Process-wide SQLite settings, applied once before the first connection:
+/// no memory statistics, so SQLite's allocations do not take a global mutex
+/// (trail never reads them, nor sets a soft heap limit).
+fn sqlite_process_settings() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: sqlite3_config is only valid before SQLite initialises; if
+        // a connection was already opened it returns SQLITE_MISUSE and
+        // changes nothing, which is harmless here.
+        unsafe {
+            rusqlite::ffi::sqlite3_config(
+                rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS,
+                0 as std::os::raw::c_int,
+            );
+        }
+    });
+}
+
 /// Opens (creating if needed) the database for writing and applies pending
 /// migrations. Migrations run under an exclusive `flock` on the file, so two
 /// processes opening a new file at once do not both try to create it.
 pub fn open_write(path: &Path, sync: Synchronous) -> Result<Connection> {
+    sqlite_process_settings();
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         fs::create_dir_all(dir).map_err(|source| StoreError::Io {
             context: format!("creating {}", dir.display()),
@@ -97,6 +116,7 @@ pub fn open_write(path: &Path, sync: Synchronous) -> Result<Connection> {
 
 /// Opens the database read-only. Works while another process writes (WAL).
 pub fn open_read(path: &Path) -> Result<Connection> {
+    sqlite_process_settings();
     if !path.exists() {
         return Err(StoreError::NoDatabase(path.to_owned()));
     }
