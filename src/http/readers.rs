@@ -125,4 +125,49 @@ mod tests {
             .unwrap();
         assert_eq!(name.as_deref(), Some("trail-read-0"));
     }
+
+    /// A thread keeps its connection between reads, but no read may leave it
+    /// inside a read transaction: that would pin the WAL, and checkpoints
+    /// could never empty it (the file would grow while the server runs).
+    #[tokio::test]
+    async fn a_pinned_connection_does_not_hold_the_wal() {
+        use crate::domain::{Filter, HmacKey, NewEvent};
+        use crate::store::query::{self, PageRequest};
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let mut w = crate::store::open_write(&path, crate::store::Synchronous::Full).unwrap();
+        let key = HmacKey::from_bytes([3; 32]);
+        let events = (0..50)
+            .map(|n| {
+                NewEvent::from_json(&serde_json::json!({"event": "wal.test", "details": {"n": n}}))
+                    .unwrap()
+            })
+            .collect();
+        crate::store::writer::append_direct(&mut w, &key, events).unwrap();
+        let threads = ReadThreads::start(super::super::read_pool(&path, 2).unwrap(), 1).unwrap();
+        let page = threads
+            .run(|conn| {
+                let req = PageRequest {
+                    order: query::Order::Desc,
+                    after: None,
+                    limit: 10,
+                    offset: 0,
+                };
+                query::list(conn.unwrap(), &Filter::default(), req)
+                    .unwrap()
+                    .events
+                    .len()
+            })
+            .await
+            .unwrap();
+        assert_eq!(page, 10);
+        // TRUNCATE needs every reader out of the WAL: (busy, frames, done).
+        let (busy, log, done): (i64, i64, i64) = w
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .unwrap();
+        assert_eq!((busy, log, done), (0, 0, 0));
+    }
 }
