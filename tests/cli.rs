@@ -466,7 +466,7 @@ fn two_concurrent_imports_make_one_gapless_valid_chain() {
     let env = &env;
     let run = |f: &std::path::Path| {
         let cmd = env.command(&["import", f.to_str().unwrap(), "--batch-size", "100"]);
-        env.run(cmd, Duration::from_secs(120))
+        util::run_cmd_within(cmd, Duration::from_secs(120))
     };
     let (oa, ob) = std::thread::scope(|s| {
         let a = s.spawn(|| run(&fa));
@@ -525,15 +525,7 @@ fn import_killed_mid_way_leaves_whole_batches_and_a_valid_chain() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let count_now = || -> i64 {
-        env.conn_ro()
-            .ok()
-            .and_then(|c| {
-                c.query_row("SELECT count(*) FROM events", [], |r| r.get(0))
-                    .ok()
-            })
-            .unwrap_or(0)
-    };
+    let count_now = || -> i64 { util::count_in(&env.db).unwrap_or(0) };
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if count_now() > 0 {

@@ -4,251 +4,69 @@
 //! by the independent `scripts/verify_chain.py`) and `trail backup` (an
 //! online copy taken while another process writes, verified intact).
 
+mod util;
+
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, OpenFlags};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use util::{count_in, key_id, verdict, wait_bounded, Env};
 
-const BIN: &str = env!("CARGO_BIN_EXE_trail");
 const KEY_HEX: &str = "9a8b7c6d5e4f30211203f4e5d6c7b8a99a8b7c6d5e4f30211203f4e5d6c7b8a9";
 const OTHER_KEY_HEX: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
-const DEADLINE: Duration = Duration::from_secs(180);
 
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
 
-struct Out {
-    what: String,
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
+/// A [`util::Env`] whose `keys/main.key` holds this file's [`KEY_HEX`]; every
+/// command runs with `TRAIL_HMAC_KEY_FILE` set to it unless told otherwise.
+fn new_env() -> Env {
+    Env::with_key(KEY_HEX)
 }
 
-impl Out {
-    fn expect_code(&self, code: i32) -> &Self {
-        assert_eq!(
-            self.code,
-            Some(code),
-            "exit code of `{}`\nstdout: {}\nstderr: {}",
-            self.what,
-            self.stdout,
-            self.stderr
-        );
-        self
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(self.stdout.trim_end()).unwrap_or_else(|e| {
-            panic!(
-                "stdout of `{}` is not one JSON document ({e}):\n{}\nstderr: {}",
-                self.what, self.stdout, self.stderr
-            )
-        })
-    }
+/// `keys/other.key`, holding [`OTHER_KEY_HEX`].
+fn write_other_key(env: &Env) -> PathBuf {
+    env.write_key("other.key", OTHER_KEY_HEX)
 }
 
-/// A temporary folder with `data/trail.db`, `keys/main.key` and
-/// `keys/other.key`; every command runs with `TRAIL_HMAC_KEY_FILE` set to
-/// the main key unless told otherwise.
-struct Env {
-    dir: tempfile::TempDir,
-    db: PathBuf,
-    key: PathBuf,
-    other_key: PathBuf,
+/// Imports `n` events named `{prefix}-{i}` and asserts it worked.
+fn import(env: &Env, prefix: &str, n: usize) {
+    let p = write_events(env, &format!("{prefix}.jsonl"), prefix, n, 0);
+    env.trail(&["import", p.to_str().unwrap()]).expect_code(0);
 }
 
-impl Env {
-    fn new() -> Env {
-        let dir = tempfile::Builder::new()
-            .prefix("trail-ops-")
-            .tempdir()
-            .unwrap();
-        for d in ["data", "keys", "runs"] {
-            fs::create_dir_all(dir.path().join(d)).unwrap();
-        }
-        let key = dir.path().join("keys/main.key");
-        let other_key = dir.path().join("keys/other.key");
-        fs::write(&key, format!("{KEY_HEX}\n")).unwrap();
-        fs::write(&other_key, format!("{OTHER_KEY_HEX}\n")).unwrap();
-        Env {
-            db: dir.path().join("data/trail.db"),
-            dir,
-            key,
-            other_key,
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn command_with_key(&self, key: &Path, args: &[&str]) -> Command {
-        self.command_on(&self.db, key, args)
-    }
-
-    /// `trail --db DB ARGS...` with `TRAIL_HMAC_KEY_FILE` = `key`.
-    fn command_on(&self, db: &Path, key: &Path, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
-        c.arg("--db").arg(db).args(args);
-        for v in [
-            "TRAIL_DB",
-            "TRAIL_HMAC_KEY",
-            "TRAIL_SYNCHRONOUS",
-            "TRAIL_LOG",
-        ] {
-            c.env_remove(v);
-        }
-        c.env("TRAIL_HMAC_KEY_FILE", key);
-        c.current_dir(self.dir.path());
-        c
-    }
-
-    fn trail(&self, args: &[&str]) -> Out {
-        run(self.command_with_key(&self.key, args))
-    }
-
-    fn trail_with_key(&self, key: &Path, args: &[&str]) -> Out {
-        run(self.command_with_key(key, args))
-    }
-
-    /// `verify_chain.py DB --key-file KEY --json`, no key from the environment.
-    fn py_verify(&self, db: &Path, key: &Path) -> Out {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/verify_chain.py");
-        let mut c = Command::new("python3");
-        c.arg(script)
-            .arg(db)
-            .arg("--key-file")
-            .arg(key)
-            .arg("--json");
-        for v in ["TRAIL_DB", "TRAIL_HMAC_KEY", "TRAIL_HMAC_KEY_FILE"] {
-            c.env_remove(v);
-        }
-        run(c)
-    }
-
-    /// Imports `n` events named `{prefix}-{i}` and asserts it worked.
-    fn import(&self, prefix: &str, n: usize) {
-        let p = self.write_events(&format!("{prefix}.jsonl"), prefix, n, 0);
-        self.trail(&["import", p.to_str().unwrap()]).expect_code(0);
-    }
-
-    /// A JSON Lines file of `n` events, each with `pad` bytes of details.
-    fn write_events(&self, name: &str, prefix: &str, n: usize, pad: usize) -> PathBuf {
-        let mut s = String::new();
-        let filler = "x".repeat(pad);
-        for i in 0..n {
-            let v = json!({
+/// A JSON Lines file of `n` events, each with `pad` bytes of details.
+fn write_events(env: &Env, name: &str, prefix: &str, n: usize, pad: usize) -> PathBuf {
+    let filler = "x".repeat(pad);
+    env.write_lines(
+        name,
+        (0..n).map(|i| {
+            json!({
                 "event": "user.login",
                 "actor": format!("{prefix}-{i}"),
                 "resource": format!("/doc/{i}"),
                 "details": {"n": i, "pad": filler},
-            });
-            s.push_str(&v.to_string());
-            s.push('\n');
-        }
-        let p = self.path(name);
-        fs::write(&p, s).unwrap();
-        p
-    }
-
-    /// A read-write connection with the triggers in place.
-    fn conn(&self) -> Connection {
-        let c = Connection::open(&self.db).unwrap();
-        c.busy_timeout(Duration::from_secs(60)).unwrap();
-        c
-    }
-
-    fn count(&self) -> i64 {
-        count_in(&self.db).expect("the database can be read")
-    }
-
-    fn head(&self) -> (u64, String) {
-        self.conn()
-            .query_row(
-                "SELECT seq, chain_hash FROM events ORDER BY seq DESC LIMIT 1",
-                [],
-                |r| {
-                    Ok((
-                        r.get::<_, i64>(0)? as u64,
-                        hex::encode(r.get::<_, Vec<u8>>(1)?),
-                    ))
-                },
-            )
-            .unwrap()
-    }
-
-    /// `(chain_hash, signature)` of row `seq`.
-    fn seal_of(&self, seq: u64) -> (Vec<u8>, Vec<u8>) {
-        self.conn()
-            .query_row(
-                "SELECT chain_hash, signature FROM events WHERE seq = ?1",
-                [seq as i64],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .unwrap()
-    }
+            })
+            .to_string()
+        }),
+    )
 }
 
-fn count_in(db: &Path) -> rusqlite::Result<i64> {
-    let c = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    c.busy_timeout(Duration::from_secs(10))?;
-    c.query_row("SELECT count(*) FROM events", [], |r| r.get(0))
-}
-
-fn run(mut cmd: Command) -> Out {
-    let what = format!("{cmd:?}");
-    let out = tempfile::NamedTempFile::new().unwrap();
-    let err = tempfile::NamedTempFile::new().unwrap();
-    cmd.stdin(Stdio::null())
-        .stdout(out.reopen().unwrap())
-        .stderr(err.reopen().unwrap());
-    let mut child = cmd.spawn().unwrap();
-    let status = wait_bounded(&mut child, DEADLINE, &what);
-    Out {
-        what,
-        code: status.code(),
-        stdout: fs::read_to_string(out.path()).unwrap(),
-        stderr: fs::read_to_string(err.path()).unwrap(),
-    }
-}
-
-fn wait_bounded(child: &mut Child, deadline: Duration, what: &str) -> ExitStatus {
-    let until = Instant::now() + deadline;
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return s;
-        }
-        if Instant::now() >= until {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("`{what}` did not finish within {deadline:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-fn key_id(key_hex: &str) -> String {
-    let mut h = Sha256::new();
-    h.update(b"trail-key-id");
-    h.update(hex::decode(key_hex).unwrap());
-    hex::encode(h.finalize())[..16].to_owned()
-}
-
-/// The `trail verify --json` object.
-fn verdict(checked: u64, bad: Option<(u64, &str)>, head: &(u64, String)) -> Value {
-    json!({
-        "valid": bad.is_none(),
-        "entries_checked": checked,
-        "first_bad_seq": bad.map(|b| b.0),
-        "kind": bad.map(|b| b.1),
-        "head": {"seq": head.0, "chain_hash": head.1},
-    })
+/// `(chain_hash, signature)` of row `seq`.
+fn seal_of(env: &Env, seq: u64) -> (Vec<u8>, Vec<u8>) {
+    env.conn()
+        .query_row(
+            "SELECT chain_hash, signature FROM events WHERE seq = ?1",
+            [seq as i64],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap()
 }
 
 /// Both verifiers on `db` with `key` print exactly `expected` and exit
@@ -259,8 +77,8 @@ fn assert_both_verify(env: &Env, db: &Path, key: &Path, expected: &Value) {
     } else {
         1
     };
-    let t = run(env.command_on(db, key, &["verify", "--json"]));
-    let p = env.py_verify(db, key);
+    let t = env.trail_on(db, Some(key), &["verify", "--json"]);
+    let p = env.py_verify_on(db, &["--key-file", key.to_str().unwrap(), "--json"]);
     assert_eq!(t.json(), *expected, "verdict of `trail verify`");
     assert_eq!(p.json(), *expected, "verdict of verify_chain.py");
     t.expect_code(code);
@@ -291,13 +109,13 @@ struct Pruned {
 /// Imports batch A, notes the time, imports batch B once the clock has moved
 /// past it, and prunes `--before` that time: A goes, B stays.
 fn pruned_log(a: u64, b: u64) -> Pruned {
-    let env = Env::new();
-    env.import("a", a as usize);
+    let env = new_env();
+    import(&env, "a", a as usize);
     let t = Utc::now();
     wait_past(t);
-    env.import("b", b as usize);
+    import(&env, "b", b as usize);
     let before = t.to_rfc3339_opts(SecondsFormat::Micros, true);
-    let (cut_hash, cut_sig) = env.seal_of(a);
+    let (cut_hash, cut_sig) = seal_of(&env, a);
     let out = env.trail(&["prune", "--before", &before, "--json", "--batch-size", "7"]);
     out.expect_code(0);
     Pruned {
@@ -380,7 +198,7 @@ fn prune_cuts_before_deleting_and_both_verifiers_resume_from_the_cut() {
     // Both verifiers: intact, counting the remaining rows only.
     let head = env.head();
     assert_eq!(head.0, event_seq);
-    assert_both_verify(env, &env.db, &env.key, &verdict(p.b + 1, None, &head));
+    assert_both_verify(env, &env.db, &env.key, &verdict(true, p.b + 1, None, &head));
 
     // An anchor at the cut still matches; one below it has nothing left to
     // compare with; both verifiers agree.
@@ -389,20 +207,12 @@ fn prune_cuts_before_deleting_and_both_verifiers_resume_from_the_cut() {
         format!("3:{}", "ab".repeat(32)),
     ] {
         let t = env.trail(&["verify", "--json", "--anchor", &anchor]);
-        let mut c = Command::new("python3");
-        c.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/verify_chain.py"))
-            .arg(&env.db)
-            .args([
-                "--key-file",
-                env.key.to_str().unwrap(),
-                "--json",
-                "--anchor",
-                &anchor,
-            ])
-            .env_remove("TRAIL_HMAC_KEY")
-            .env_remove("TRAIL_HMAC_KEY_FILE");
-        let py = run(c);
-        assert_eq!(t.json(), verdict(p.b + 1, None, &head), "anchor {anchor}");
+        let py = env.py_verify(&["--key-file", env.key_str(), "--json", "--anchor", &anchor]);
+        assert_eq!(
+            t.json(),
+            verdict(true, p.b + 1, None, &head),
+            "anchor {anchor}"
+        );
         assert_eq!(py.json(), t.json(), "anchor {anchor}");
     }
 
@@ -411,7 +221,7 @@ fn prune_cuts_before_deleting_and_both_verifiers_resume_from_the_cut() {
         .expect_code(0);
     let head = env.head();
     assert_eq!(head.0, event_seq + 1);
-    assert_both_verify(env, &env.db, &env.key, &verdict(p.b + 2, None, &head));
+    assert_both_verify(env, &env.db, &env.key, &verdict(true, p.b + 2, None, &head));
 }
 
 #[test]
@@ -445,7 +255,7 @@ fn pruning_twice_with_the_same_date_does_nothing_the_second_time() {
         .query_row("SELECT count(*) FROM retention_cuts", [], |r| r.get(0))
         .unwrap();
     assert_eq!(cuts_after, cuts_before, "no second cut");
-    assert_both_verify(env, &env.db, &env.key, &verdict(p.b + 1, None, &head));
+    assert_both_verify(env, &env.db, &env.key, &verdict(true, p.b + 1, None, &head));
 }
 
 #[test]
@@ -477,7 +287,7 @@ fn triggers_refuse_deletes_above_the_cut_and_any_change_to_a_cut() {
     assert!(err.to_string().contains("UPDATE is refused"), "{err}");
 
     assert_eq!(env.count() as u64, p.b + 1);
-    assert_both_verify(env, &env.db, &env.key, &verdict(p.b + 1, None, &head));
+    assert_both_verify(env, &env.db, &env.key, &verdict(true, p.b + 1, None, &head));
 }
 
 #[test]
@@ -490,8 +300,8 @@ fn a_tampered_or_foreign_cut_fails_verification_at_the_cut() {
     assert_both_verify(
         env,
         &env.db,
-        &env.other_key,
-        &verdict(0, Some((p.a, "unknown_key")), &head),
+        &write_other_key(env),
+        &verdict(false, 0, Some((p.a, "unknown_key")), &head),
     );
 
     // A cut whose seal was edited (triggers dropped, as an attacker with
@@ -511,7 +321,7 @@ fn a_tampered_or_foreign_cut_fails_verification_at_the_cut() {
         env,
         &env.db,
         &env.key,
-        &verdict(0, Some((p.a, "bad_seal")), &head),
+        &verdict(false, 0, Some((p.a, "bad_seal")), &head),
     );
     let human = env.trail(&["verify"]);
     human.expect_code(1);
@@ -536,15 +346,15 @@ fn a_tampered_or_foreign_cut_fails_verification_at_the_cut() {
         env,
         &env.db,
         &env.key,
-        &verdict(0, Some((p.a, "bad_seal")), &head),
+        &verdict(false, 0, Some((p.a, "bad_seal")), &head),
     );
 }
 
 #[test]
 fn prune_before_a_future_date_cuts_everything_and_the_chain_goes_on() {
-    let env = Env::new();
-    env.import("a", 9);
-    let (h9, _) = env.seal_of(9);
+    let env = new_env();
+    import(&env, "a", 9);
+    let (h9, _) = seal_of(&env, 9);
     let out = env.trail(&["prune", "--before", "2999-01-01"]);
     out.expect_code(0);
     assert!(
@@ -559,7 +369,7 @@ fn prune_before_a_future_date_cuts_everything_and_the_chain_goes_on() {
         .conn()
         .query_row("SELECT entry FROM events WHERE seq = 10", [], |r| r.get(0))
         .unwrap();
-    let (h10, _) = env.seal_of(10);
+    let (h10, _) = seal_of(&env, 10);
     let mut h = Sha256::new();
     h.update(&h9);
     h.update(entry.as_bytes());
@@ -567,18 +377,18 @@ fn prune_before_a_future_date_cuts_everything_and_the_chain_goes_on() {
     env.trail(&["append", "next.one"]).expect_code(0);
     let head = env.head();
     assert_eq!(head.0, 11);
-    assert_both_verify(&env, &env.db, &env.key, &verdict(2, None, &head));
+    assert_both_verify(&env, &env.db, &env.key, &verdict(true, 2, None, &head));
 }
 
 #[test]
 fn prune_refuses_bad_input_with_exit_2() {
-    let env = Env::new();
+    let env = new_env();
     // No database yet: refused, and none is created.
     let out = env.trail(&["prune", "--older-than-days", "30"]);
     out.expect_code(2);
     assert!(!env.db.exists(), "prune must not create a database");
 
-    env.import("a", 3);
+    import(&env, "a", 3);
     for args in [
         vec!["prune"],
         vec!["prune", "--before", "2020-01-01", "--older-than-days", "3"],
@@ -608,14 +418,14 @@ fn prune_refuses_bad_input_with_exit_2() {
 
 #[test]
 fn backup_while_an_import_writes_is_a_verified_copy() {
-    let env = Env::new();
-    env.import("seed", 5);
+    let env = new_env();
+    import(&env, "seed", 5);
     // Large enough that the import is still running when the backup starts.
-    let big = env.write_events("big.jsonl", "big", 150_000, 200);
+    let big = write_events(&env, "big.jsonl", "big", 150_000, 200);
     let log = fs::File::create(env.path("runs/import.log")).unwrap();
     let mut import = env
         .command_with_key(
-            &env.key,
+            Some(&env.key),
             &["import", big.to_str().unwrap(), "--batch-size", "500"],
         )
         .stdin(Stdio::null())
@@ -665,7 +475,7 @@ fn backup_while_an_import_writes_is_a_verified_copy() {
         )
         .unwrap();
     drop(c);
-    assert_both_verify(&env, &dest, &env.key, &verdict(events, None, &head));
+    assert_both_verify(&env, &dest, &env.key, &verdict(true, events, None, &head));
     // A self-contained file: nothing left beside it.
     let mut names: Vec<String> = fs::read_dir(dest.parent().unwrap())
         .unwrap()
@@ -708,13 +518,13 @@ fn backup_of_a_pruned_log_keeps_the_cut() {
     env.trail(&["backup", dest.to_str().unwrap()])
         .expect_code(0);
     let head = env.head();
-    assert_both_verify(env, &dest, &env.key, &verdict(p.b + 1, None, &head));
+    assert_both_verify(env, &dest, &env.key, &verdict(true, p.b + 1, None, &head));
 }
 
 #[test]
 fn backup_never_overwrites_a_file() {
-    let env = Env::new();
-    env.import("a", 4);
+    let env = new_env();
+    import(&env, "a", 4);
     let dest = env.path("precious.db");
     fs::write(&dest, b"do not touch\n").unwrap();
     let out = env.trail(&["backup", dest.to_str().unwrap()]);
@@ -729,7 +539,8 @@ fn backup_never_overwrites_a_file() {
     // Nor into a folder that does not exist, nor from a missing database.
     let out = env.trail(&["backup", env.path("nowhere/x.db").to_str().unwrap()]);
     out.expect_code(2);
-    run(env.command_on(&env.path("missing.db"), &env.key, &["backup", "x.db"])).expect_code(2);
+    env.trail_on(&env.path("missing.db"), Some(&env.key), &["backup", "x.db"])
+        .expect_code(2);
     assert!(!env.path("x.db").exists());
 
     // No partial file was left behind.
@@ -743,11 +554,14 @@ fn backup_never_overwrites_a_file() {
 
 #[test]
 fn backup_that_does_not_verify_exits_1() {
-    let env = Env::new();
-    env.import("a", 4);
+    let env = new_env();
+    import(&env, "a", 4);
     // Verified with a key the log was not sealed with.
     let dest = env.path("copy.db");
-    let out = env.trail_with_key(&env.other_key, &["backup", dest.to_str().unwrap()]);
+    let out = env.trail_with_key(
+        Some(&write_other_key(&env)),
+        &["backup", dest.to_str().unwrap()],
+    );
     out.expect_code(1);
     assert!(
         out.stdout

@@ -95,6 +95,7 @@ async fn run(app: &TestApp, case: &Case) -> Resp {
                 .await
                 .unwrap_or_else(|e| panic!("{}: request failed: {e}", case.name));
             Resp {
+                what: case.name.clone(),
                 status: res.status().as_u16(),
                 headers: res.headers().clone(),
                 body: res.body().await.unwrap(),

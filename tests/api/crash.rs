@@ -3,87 +3,29 @@
 //! chain that verifies.
 
 use std::cell::{Cell, RefCell};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::rc::Rc;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use crate::helpers::*;
+use crate::util::{spawn_listening, temp_dir, trail_cmd, Serving};
 
-const BIN: &str = env!("CARGO_BIN_EXE_trail");
-
-fn trail(db: &Path) -> Command {
-    let mut c = Command::new(BIN);
-    c.arg("--db").arg(db);
-    for v in [
-        "TRAIL_DB",
-        "TRAIL_HMAC_KEY",
-        "TRAIL_HMAC_KEY_FILE",
-        "TRAIL_SYNCHRONOUS",
-        "TRAIL_BIND",
-        "TRAIL_MAX_BODY_BYTES",
-        "TRAIL_MAX_BATCH",
-        "TRAIL_QUEUE_DEPTH",
-        "TRAIL_WORKERS",
-    ] {
-        c.env_remove(v);
-    }
+/// `trail --db DB ARGS...`, with no inherited `TRAIL_*` and `TRAIL_LOG=warn`.
+fn trail(db: &Path, args: &[&str]) -> Command {
+    let mut all = vec!["--db", db.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let mut c = trail_cmd(&all);
     c.env("TRAIL_LOG", "warn");
     c
 }
 
-/// A running `trail serve`; killed (SIGKILL) when dropped.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Starts `trail --db DB serve --bind 127.0.0.1:0` and waits (bounded) for
-/// its `trail: listening on HOST:PORT` line. Standard error keeps being
-/// drained by a thread, so the server never blocks on a full pipe.
-fn serve(db: &Path) -> Server {
-    let mut child = trail(db)
-        .args(["serve", "--bind", "127.0.0.1:0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start trail serve");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if let Some(addr) = line.strip_prefix("trail: listening on ") {
-                if let Some(tx) = tx.take() {
-                    let _ = tx.send(addr.trim().to_owned());
-                }
-            }
-        }
-    });
-    let addr = match rx.recv_timeout(Duration::from_secs(30)) {
-        Ok(a) => a,
-        Err(e) => {
-            let _ = child.kill();
-            panic!("trail serve did not print its address within 30 s ({e})");
-        }
-    };
-    Server {
-        child,
-        base: format!("http://{addr}"),
-    }
+/// its `trail: listening on HOST:PORT` line; killed (SIGKILL) when dropped.
+fn serve(db: &Path) -> Serving {
+    spawn_listening(trail(db, &["serve", "--bind", "127.0.0.1:0"]))
 }
 
 #[derive(Debug, Clone)]
@@ -95,10 +37,7 @@ struct Acked {
 
 #[actix_rt::test]
 async fn sigkill_under_load_loses_no_acknowledged_event() {
-    let dir = tempfile::Builder::new()
-        .prefix("trail-crash-")
-        .tempdir()
-        .unwrap();
+    let dir = temp_dir("trail-crash-");
     let db = dir.path().join("trail.db");
     let server = serve(&db);
     let client = client();
@@ -216,9 +155,7 @@ async fn sigkill_under_load_loses_no_acknowledged_event() {
     drop(server);
 
     // The CLI agrees, on the file.
-    let out = trail(&db)
-        .args(["verify", "--json"])
-        .stdin(Stdio::null())
+    let out = trail(&db, &["verify", "--json"])
         .output()
         .expect("run trail verify");
     let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {

@@ -2,23 +2,21 @@
 //! over a fresh database in a temporary folder, and small client helpers:
 //! every request goes over real HTTP with `awc`, every response is read whole
 //! into a [`Resp`], and the database file is read directly with rusqlite
-//! (read-only) to check what was really stored.
+//! (read-only) to check what was really stored. The client, [`send`] and
+//! [`Resp`] are the shared ones of `tests/util/http.rs`.
 
 #![allow(dead_code)]
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 use actix_web::dev::ServerHandle;
-use awc::http::header::HeaderMap;
 use awc::http::Method;
-use bytes::Bytes;
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::Connection;
 use serde_json::{json, Value};
 
-/// Generous bound for one request, so a hung server fails the test instead
-/// of blocking it forever.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+pub use crate::util::http::{client, send, Resp};
+use crate::util::http::{start_app, stop_server};
+use crate::util::{temp_dir, Db};
 
 pub struct TestApp {
     /// `http://127.0.0.1:PORT`
@@ -35,59 +33,7 @@ pub struct TestApp {
     pub start_rows: u64,
 }
 
-/// One whole response.
-#[derive(Debug, Clone)]
-pub struct Resp {
-    pub status: u16,
-    pub headers: HeaderMap,
-    pub body: Bytes,
-}
-
 impl Resp {
-    pub fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .get(name)
-            .map(|v| v.to_str().expect("ASCII header").to_owned())
-    }
-
-    pub fn content_type(&self) -> String {
-        self.header("content-type").unwrap_or_default()
-    }
-
-    pub fn text(&self) -> String {
-        String::from_utf8(self.body.to_vec()).expect("UTF-8 body")
-    }
-
-    pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "body is not JSON ({e}): status {} body {:?}",
-                self.status,
-                String::from_utf8_lossy(&self.body)
-            )
-        })
-    }
-
-    /// Panics, showing the body, unless the status is `status`.
-    #[track_caller]
-    pub fn expect(&self, status: u16) -> &Self {
-        assert_eq!(
-            self.status,
-            status,
-            "unexpected status; body: {}",
-            String::from_utf8_lossy(&self.body)
-        );
-        self
-    }
-
-    /// A 200/201 `application/json` response, as JSON.
-    #[track_caller]
-    pub fn ok_json(&self, status: u16) -> Value {
-        self.expect(status);
-        assert_eq!(self.content_type(), "application/json", "content type");
-        self.json()
-    }
-
     /// The `seq` of every event of a list response, in order.
     pub fn seqs(&self) -> Vec<u64> {
         seqs_of(&self.json()["events"])
@@ -103,43 +49,6 @@ pub fn seqs_of(events: &Value) -> Vec<u64> {
         .collect()
 }
 
-/// A client whose pooled connections are dropped after 1 s idle, well
-/// before the server's 5 s keep-alive closes them: reusing a connection the
-/// server is closing at that moment fails with "connector has been
-/// disconnected", a race of the client's, not a server failure.
-pub fn client() -> awc::Client {
-    awc::Client::builder()
-        .timeout(REQUEST_TIMEOUT)
-        .connector(
-            awc::Connector::new()
-                .limit(256)
-                .conn_keep_alive(Duration::from_secs(1)),
-        )
-        .finish()
-}
-
-/// Sends `req` (with `body` when given) and reads the whole response.
-pub async fn send(req: awc::ClientRequest, body: Option<Vec<u8>>) -> Resp {
-    let what = format!("{} {}", req.get_method(), req.get_uri());
-    let sent = match body {
-        Some(b) => req.send_body(b).await,
-        None => req.send().await,
-    };
-    let mut res = sent.unwrap_or_else(|e| panic!("{what}: request failed: {e}"));
-    let status = res.status().as_u16();
-    let headers = res.headers().clone();
-    let body = res
-        .body()
-        .limit(1 << 31)
-        .await
-        .unwrap_or_else(|e| panic!("{what}: reading the body failed: {e}"));
-    Resp {
-        status,
-        headers,
-        body,
-    }
-}
-
 /// Starts the service on `127.0.0.1:0` over `trail.db` in a new temporary
 /// folder, with the default limits.
 pub async fn spawn_app() -> TestApp {
@@ -148,44 +57,24 @@ pub async fn spawn_app() -> TestApp {
 
 /// Same as [`spawn_app`], after letting `tweak` change the configuration.
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut trail::http::ServeConfig)) -> TestApp {
-    let dir = tempfile::Builder::new()
-        .prefix("trail-api-")
-        .tempdir()
-        .expect("temp dir");
+    let dir = temp_dir("trail-api-");
     let db_path = dir.path().join("trail.db");
     let mut cfg = trail::http::ServeConfig::new("127.0.0.1:0", db_path.clone());
     cfg.workers = 2;
     cfg.shutdown_timeout = 5;
     tweak(&mut cfg);
-    let app = trail::http::Application::build(cfg).expect("the application builds");
-    let port = app.port();
-    let handle = app.handle();
-    let state = app.state();
-    actix_rt::spawn(app.run_until_stopped());
+    let client = client();
+    let app = start_app(cfg, &client).await;
     let t = TestApp {
-        base: format!("http://127.0.0.1:{port}"),
-        port,
+        base: app.base,
+        port: app.port,
         db_path,
-        handle,
-        client: client(),
+        handle: app.handle,
+        client,
         dir,
-        state,
+        state: app.state,
         start_rows: 0,
     };
-    // Bounded wait until the server answers.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match t.client.get(t.url("/healthz")).send().await {
-            Ok(r) if r.status().as_u16() == 200 => break,
-            _ if Instant::now() < deadline => {
-                actix_rt::time::sleep(Duration::from_millis(10)).await
-            }
-            other => panic!(
-                "the server did not come up: {:?}",
-                other.map(|r| r.status())
-            ),
-        }
-    }
     let start_rows = t.total();
     TestApp { start_rows, ..t }
 }
@@ -265,20 +154,19 @@ impl TestApp {
         }
     }
 
+    /// The database file, read directly.
+    pub fn db(&self) -> Db {
+        Db(self.db_path.clone(), None)
+    }
+
     /// A read-only connection to the database file.
     pub fn sql(&self) -> Connection {
-        Connection::open_with_flags(
-            &self.db_path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .expect("open the database read-only")
+        self.db().conn()
     }
 
     /// Every row in the file.
     pub fn total(&self) -> u64 {
-        self.sql()
-            .query_row("SELECT count(*) FROM events", [], |r| r.get::<_, i64>(0))
-            .unwrap() as u64
+        self.db().count()
     }
 
     /// Rows written since the server started serving (the rows clients
@@ -294,9 +182,7 @@ impl TestApp {
 
     /// Stops the server and waits (bounded) for it to finish.
     pub async fn stop(self) {
-        actix_rt::time::timeout(Duration::from_secs(30), self.handle.stop(true))
-            .await
-            .expect("the server stops within 30 s");
+        stop_server(&self.handle).await;
     }
 }
 

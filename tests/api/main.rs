@@ -10,3 +10,5 @@ mod idempotency;
 mod paging;
 mod routes;
 mod summary_export;
+#[path = "../util/mod.rs"]
+mod util;

@@ -238,7 +238,7 @@ async fn every_route_by_every_kind_of_credential() {
                 r.status,
                 status,
                 "{m} {path} with {label}: body {}",
-                r.text()
+                r.text_lossy()
             );
             assert_eq!(
                 r.header("content-type").as_deref(),
@@ -281,7 +281,7 @@ async fn every_route_by_every_kind_of_credential() {
                 r.status,
                 route.ok,
                 "{m} {path} with token {name}: body {}",
-                r.text()
+                r.text_lossy()
             );
             assert!(
                 db.by_request_id(&rid)
@@ -344,7 +344,7 @@ async fn every_route_by_every_kind_of_credential() {
     for path in ["/healthz", "/readyz", "/openapi.json", "/metrics"] {
         let before = db.count();
         let r = server.get(path).await;
-        assert_eq!(r.status, 200, "{path} without a token: {}", r.text());
+        assert_eq!(r.status, 200, "{path} without a token: {}", r.text_lossy());
         assert_eq!(db.count(), before, "{path} appends nothing");
     }
 
@@ -416,7 +416,7 @@ async fn metrics_can_require_admin() {
 
     let r = server.call(Req::get("/metrics").token(&admin)).await;
     r.expect(200);
-    assert!(r.text().contains("trail_"), "{}", r.text());
+    assert!(r.text_lossy().contains("trail_"), "{}", r.text_lossy());
     for path in ["/healthz", "/readyz", "/openapi.json"] {
         server.get(path).await.expect(200);
     }
@@ -451,7 +451,7 @@ async fn with_no_token_only_direct_loopback_clients_are_served() {
                     .header("x-request-id", &rid),
             )
             .await;
-        assert_eq!(r.status, 403, "{h}: {v} with no tokens: {}", r.text());
+        assert_eq!(r.status, 403, "{h}: {v} with no tokens: {}", r.text_lossy());
         assert_eq!(db.count(), before + 1, "{h}: one auth.fail");
         let ev = db.by_request_id(&rid);
         assert_eq!(ev.len(), 1);
@@ -539,7 +539,7 @@ async fn a_bootstrap_token_is_an_admin_token_and_its_secret_is_never_stored() {
             r.status,
             200,
             "{path} with the bootstrap token: {}",
-            r.text()
+            r.text_lossy()
         );
     }
     s.post_event(json!({"event": "boot.post"}), Some(secret))
@@ -624,7 +624,7 @@ async fn token_create_and_revoke_are_audited_by_name_never_by_secret() {
         matches!(r.status, 409 | 422),
         "a duplicate name: {} {}",
         r.status,
-        r.text()
+        r.text_lossy()
     );
 
     let create = db
@@ -819,7 +819,7 @@ async fn percent_encoded_paths_need_the_same_scope() {
             served.push(format!(
                 "{method} {path} with the {who}-only token -> {} {}",
                 r.status,
-                r.text()
+                r.text_lossy()
                     .replace('\n', " ")
                     .chars()
                     .take(100)

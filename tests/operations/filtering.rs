@@ -12,7 +12,7 @@ async fn events_below_min_level_are_dropped() {
     let s = start(|c| c.min_level = Level::Warning).await;
     let db = s.db();
     let dropped0 = metric_sum(
-        &s.get("/metrics").await.text(),
+        &s.get("/metrics").await.text_lossy(),
         "trail_events_dropped_total",
         &["reason=\"min_level\""],
     );
@@ -21,7 +21,7 @@ async fn events_below_min_level_are_dropped() {
         let r = s
             .post_event(json!({"event": "quiet.thing", "level": level}), None)
             .await;
-        assert_eq!(r.status, 202, "a single {level} event: {}", r.text());
+        assert_eq!(r.status, 202, "a single {level} event: {}", r.text_lossy());
         assert_eq!(r.json()["dropped"], json!(1));
         assert_eq!(db.count(), n0, "nothing stored for a {level} event");
     }
@@ -70,7 +70,7 @@ async fn events_below_min_level_are_dropped() {
     assert_eq!(db.count(), n0 + 4);
     // The server's own warnings pass (auth.fail is a warning).
     let dropped1 = metric_sum(
-        &s.get("/metrics").await.text(),
+        &s.get("/metrics").await.text_lossy(),
         "trail_events_dropped_total",
         &["reason=\"min_level\""],
     );
@@ -90,12 +90,12 @@ async fn excluded_event_types_are_dropped() {
         let r = s
             .post_event(json!({"event": kind, "level": "critical"}), None)
             .await;
-        assert_eq!(r.status, 202, "{kind}: {}", r.text());
+        assert_eq!(r.status, 202, "{kind}: {}", r.text_lossy());
         assert_eq!(db.count(), n0, "{kind} not stored");
     }
     for kind in ["noise.pong", "healthy.check", "user.login"] {
         let r = s.post_event(json!({"event": kind}), None).await;
-        assert_eq!(r.status, 201, "{kind}: {}", r.text());
+        assert_eq!(r.status, 201, "{kind}: {}", r.text_lossy());
     }
     assert_eq!(db.count(), n0 + 3);
     let r = s
@@ -157,7 +157,7 @@ async fn a_retry_of_an_event_with_server_filled_members_is_recognised() {
             r.status,
             200,
             "a retry of retry-me-1 with {headers:?} (server-filled source_ip/request_id differ): {}",
-            r.text()
+            r.text_lossy()
         );
         let again = r.json();
         assert_eq!(again["seq"], first["seq"]);
@@ -185,7 +185,7 @@ async fn a_retry_of_an_event_with_server_filled_members_is_recognised() {
                 .header("x-request-id", "b2"),
         )
         .await;
-    assert_eq!(r.status, 200, "batch retry: {}", r.text());
+    assert_eq!(r.status, 200, "batch retry: {}", r.text_lossy());
     assert_eq!(db.count(), n);
 
     // The client's own members do count: a different content is a conflict.

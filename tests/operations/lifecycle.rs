@@ -3,27 +3,25 @@
 //! the same file; the chain verifies.
 
 use std::cell::RefCell;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Stdio};
 use std::rc::Rc;
-use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use crate::helpers::*;
+use crate::util::{spawn_listening, Serving};
 
-/// A `trail serve` process and what it wrote on stderr.
+/// A `trail serve` process (its standard error kept in `serving`) and the
+/// port it listens on.
 struct Proc {
-    child: Child,
+    serving: Serving,
     port: u16,
-    stderr: Arc<Mutex<String>>,
 }
 
 impl Proc {
     fn start(db: &Path) -> Proc {
-        let mut child = trail_cmd(&[
+        let mut cmd = trail_cmd(&[
             "--db",
             db.to_str().unwrap(),
             "serve",
@@ -31,43 +29,12 @@ impl Proc {
             "127.0.0.1:0",
             "--workers",
             "2",
-        ])
-        .env("TRAIL_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn trail serve");
-        let err = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = mpsc::channel();
-        let log2 = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.strip_prefix("trail: listening on 127.0.0.1:") {
-                    let _ = tx.send(rest.trim().parse::<u16>().expect("a port"));
-                }
-                let mut l = log2.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-        let port = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(p) => p,
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "trail serve did not say it was listening within 30 s; stderr:\n{}",
-                    log.lock().unwrap()
-                );
-            }
-        };
+        ]);
+        cmd.env("TRAIL_LOG", "warn");
+        let serving = spawn_listening(cmd);
         Proc {
-            child,
-            port,
-            stderr: log,
+            port: serving.port_on("127.0.0.1"),
+            serving,
         }
     }
 
@@ -77,7 +44,7 @@ impl Proc {
 
     fn sigterm(&self) {
         let st = std::process::Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args(["-TERM", &self.serving.child.id().to_string()])
             .status()
             .expect("run kill");
         assert!(st.success(), "kill -TERM failed");
@@ -88,27 +55,18 @@ impl Proc {
     async fn wait_exit(&mut self, limit: Duration) -> (std::process::ExitStatus, Duration) {
         let started = Instant::now();
         loop {
-            if let Some(st) = self.child.try_wait().expect("try_wait") {
+            if let Some(st) = self.serving.child.try_wait().expect("try_wait") {
                 return (st, started.elapsed());
             }
             if started.elapsed() > limit {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
+                let _ = self.serving.child.kill();
+                let _ = self.serving.child.wait();
                 panic!(
                     "trail serve did not exit within {limit:?} of SIGTERM; stderr:\n{}",
-                    self.stderr.lock().unwrap()
+                    self.serving.stderr.lock().unwrap()
                 );
             }
             actix_rt::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
         }
     }
 }
@@ -213,7 +171,7 @@ async fn sigterm_under_load_commits_every_acknowledged_event() {
     };
     let ((status, took, at_kill), _) =
         futures_util::future::join(controller, futures_util::future::join_all(tasks)).await;
-    let stderr = proc.stderr.lock().unwrap().clone();
+    let stderr = proc.serving.stderr.lock().unwrap().clone();
     let seen = seen.take();
     eprintln!(
         "SIGTERM after {at_kill} acks; {} acked in all; statuses {:?}; {} client errors; exit {:?} after {:?}",
@@ -308,7 +266,7 @@ async fn sigterm_under_load_commits_every_acknowledged_event() {
     assert_eq!(kinds, ["server.start", "server.stop", "server.start"]);
     let r = send(client.get(again.url("/v1/verify")), None).await;
     r.expect(200);
-    assert_eq!(r.json()["valid"], json!(true), "{}", r.text());
+    assert_eq!(r.json()["valid"], json!(true), "{}", r.text_lossy());
     // `trail healthcheck` against the configured address.
     let (dbp, bind) = (db_path.clone(), format!("127.0.0.1:{}", again.port));
     let out = blocking(move || {
@@ -320,7 +278,12 @@ async fn sigterm_under_load_commits_every_acknowledged_event() {
     out.expect_code(0);
     again.sigterm();
     let (status, _) = again.wait_exit(Duration::from_secs(30)).await;
-    assert_eq!(status.code(), Some(0), "{}", again.stderr.lock().unwrap());
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{}",
+        again.serving.stderr.lock().unwrap()
+    );
     assert_eq!(db.last()["event"], "server.stop");
 
     // Nothing listens now: unhealthy, exit 1.
@@ -447,33 +410,18 @@ async fn serve_on_a_public_address_needs_a_token() {
 
     // TRAIL_BOOTSTRAP_TOKEN: serves; the secret is an admin token.
     let secret = "bootstrap-from-env-0123456789abcdef";
-    let mut child = trail_cmd(&[
+    let mut cmd = trail_cmd(&[
         "--db",
         db_path.to_str().unwrap(),
         "serve",
         "--bind",
         "0.0.0.0:0",
-    ])
-    .env("TRAIL_BOOTSTRAP_TOKEN", secret)
-    .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped())
-    .spawn()
-    .expect("spawn");
-    let err = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(err).lines() {
-            let Ok(line) = line else { break };
-            if let Some(p) = line.strip_prefix("trail: listening on 0.0.0.0:") {
-                let _ = tx.send(p.trim().parse::<u16>().unwrap());
-            }
-        }
-    });
+    ]);
+    cmd.env("TRAIL_BOOTSTRAP_TOKEN", secret);
+    let serving = spawn_listening(cmd);
     let mut proc = Proc {
-        port: rx.recv_timeout(Duration::from_secs(30)).expect("listening"),
-        child,
-        stderr: Arc::new(Mutex::new(String::new())),
+        port: serving.port_on("0.0.0.0"),
+        serving,
     };
     let client = client();
     send(client.get(proc.url("/v1/tokens")), None)

@@ -11,3 +11,5 @@ mod helpers;
 mod lifecycle;
 mod metrics;
 mod proxy;
+#[path = "../util/mod.rs"]
+mod util;

@@ -12,7 +12,7 @@ async fn scrape(s: &Server, token: Option<&str>) -> String {
     r.expect(200);
     let ct = r.header("content-type").unwrap_or_default();
     assert!(ct.starts_with("text/plain"), "content type {ct:?}");
-    r.text()
+    r.text_lossy()
 }
 
 #[actix_rt::test]

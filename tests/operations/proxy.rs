@@ -309,7 +309,12 @@ async fn a_base_path_prefixes_every_route_and_url() {
     // The unprefixed routes do not exist.
     for path in ["/v1/events", "/healthz", "/v1/head"] {
         let r = s.call(Req::get(path).token(&token)).await;
-        assert_eq!(r.status, 404, "{path} with base_path /audit: {}", r.text());
+        assert_eq!(
+            r.status,
+            404,
+            "{path} with base_path /audit: {}",
+            r.text_lossy()
+        );
     }
     let r = s
         .call(Req::post("/v1/events", json!({"event": "base.path"})).token(&token))
