@@ -327,7 +327,10 @@ impl Application {
         }
         writer.append(vec![self_event("server.start", details)])?;
 
-        let quick = readers::ReadThreads::start(reads.clone(), read_threads(&config))
+        // The read threads keep their connections for life: a pool of their
+        // own, so `read_pool_size` stays whole for the longer reads.
+        let n_quick = read_threads(&config);
+        let quick = readers::ReadThreads::start(read_pool(&config.db, n_quick as u32)?, n_quick)
             .map_err(StartError::Threads)?;
         let state = web::Data::new(AppState {
             writer,
@@ -451,14 +454,13 @@ fn bootstrap_token(writer: &Writer, reads: &ReadPool, secret: &Secret) -> Result
     Ok(())
 }
 
-/// One read thread per actix worker (per core by default), never more than
-/// the pool has connections.
+/// One read thread per actix worker (per core by default).
 fn read_threads(config: &ServeConfig) -> usize {
-    let workers = match config.workers {
+    match config.workers {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
-    };
-    workers.clamp(1, config.read_pool_size.max(1) as usize)
+    }
+    .clamp(1, 64)
 }
 
 /// Prunes events older than `days`, at start and then every hour, on a

@@ -9,8 +9,9 @@
 //! 4.7k requests/s with p99 58 ms on the blocking pool, about 7k with p99
 //! 20 ms here, on the same run of the machine.
 //!
-//! Each thread keeps one connection of the read pool for as long as it runs,
-//! so its page cache stays warm.
+//! Each thread keeps one read-only connection for as long as it runs, so its
+//! page cache stays warm. They come from a pool of their own (one connection
+//! per thread), not from the pool the longer reads share.
 //!
 //! Long reads (summaries over a period, verification, exports) stay on the
 //! blocking pool, so one of them never holds up the pages behind it.

@@ -7,9 +7,9 @@
 //! up while a commit is in flight share the next one (group commit). A job is
 //! refused (an id conflict) before it writes anything, so one job's refusal
 //! does not fail its neighbours, and the rows of all jobs of a group share
-//! multi-row INSERT statements. Nobody is answered before `COMMIT` returns; if the commit fails
-//! (disk full, I/O error) every job in the group gets the error and nothing of
-//! it is acknowledged (invariants 3 and 6).
+//! multi-row INSERT statements. Nobody is answered before `COMMIT` returns;
+//! if the commit fails (disk full, I/O error) every job in the group gets the
+//! error and nothing of it is acknowledged (invariants 3 and 6).
 //!
 //! The chain head is read inside the transaction, never cached across
 //! transactions, so another process appending to the same file (a CLI next

@@ -196,3 +196,27 @@ async fn a_retry_of_an_event_with_server_filled_members_is_recognised() {
     assert_eq!(db.count(), n);
     s.stop().await;
 }
+
+/// The read threads keep connections for their whole life; they must not
+/// take them from the pool the longer reads share, or a server configured
+/// with a small pool could serve pages but never a summary.
+#[actix_rt::test]
+async fn a_pool_of_one_still_serves_long_reads_next_to_pages() {
+    let s = start(|c| {
+        c.workers = 2;
+        c.read_pool_size = 1;
+    })
+    .await;
+    s.post_event(json!({"event": "pool.test"}), None)
+        .await
+        .expect(201);
+    for _ in 0..4 {
+        let page = s.get("/v1/events?limit=1").await;
+        assert_eq!(page.status, 200, "{}", page.text_lossy());
+    }
+    let summary = s.get("/v1/summary?period=all").await;
+    assert_eq!(summary.status, 200, "{}", summary.text_lossy());
+    // server.start and pool.test.
+    assert_eq!(summary.json()["total_events"], json!(2));
+    s.stop().await;
+}
