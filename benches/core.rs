@@ -108,51 +108,60 @@ fn fill_with_writer(path: &Path, key: &HmacKey, n: usize) -> Duration {
     start.elapsed()
 }
 
-/// The same entries, inserted with no encoding, hashing or sealing: one
-/// prepared single-row INSERT per row, one transaction per batch.
-fn fill_plain(path: &Path, entries: &[String]) -> Duration {
-    let mut conn = open_write(path, Synchronous::Full).expect("open");
-    let hash = [0u8; 32];
+/// Inserts `entries` as seqs 1.. in transactions of [`BATCH`] rows; `insert`
+/// writes one batch (its first seq, its entries) inside the transaction.
+/// Returns the time the inserts took.
+fn fill_batches(
+    conn: &mut rusqlite::Connection,
+    entries: &[String],
+    mut insert: impl FnMut(&rusqlite::Transaction<'_>, usize, &[String]),
+) -> Duration {
     let start = Instant::now();
     for (b, chunk) in entries.chunks(BATCH).enumerate() {
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .unwrap();
-        {
-            let mut st = tx
-                .prepare_cached("INSERT INTO events (seq, entry, chain_hash, signature) VALUES (?1, ?2, ?3, ?4)")
-                .unwrap();
-            for (i, e) in chunk.iter().enumerate() {
-                st.execute(params![(b * BATCH + i + 1) as i64, e, &hash[..], &hash[..]])
-                    .unwrap();
-            }
-        }
+        insert(&tx, b * BATCH + 1, chunk);
         tx.commit().unwrap();
     }
     start.elapsed()
 }
 
+/// The same entries, inserted with no encoding, hashing or sealing: one
+/// prepared single-row INSERT per row, one transaction per batch.
+fn fill_plain(path: &Path, entries: &[String]) -> Duration {
+    let mut conn = open_write(path, Synchronous::Full).expect("open");
+    let hash = [0u8; 32];
+    fill_batches(&mut conn, entries, |tx, first, chunk| {
+        let mut st = tx
+            .prepare_cached(
+                "INSERT INTO events (seq, entry, chain_hash, signature) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .unwrap();
+        for (i, e) in chunk.iter().enumerate() {
+            st.execute(params![(first + i) as i64, e, &hash[..], &hash[..]])
+                .unwrap();
+        }
+    })
+}
+
 /// The same entries with INSERT statements of up to 512 rows (as the writer
-/// does), into
-/// the real schema or a stripped one: shows what the schema itself costs.
+/// does), into the real schema or a stripped one: shows what the schema
+/// itself costs.
 fn fill_multirow(path: &Path, entries: &[String], strip: &[&str]) -> Duration {
     let mut conn = open_write(path, Synchronous::Full).expect("open");
     for sql in strip {
         conn.execute_batch(sql).unwrap();
     }
     let hash = [0u8; 32];
-    let start = Instant::now();
-    for (b, chunk) in entries.chunks(BATCH).enumerate() {
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .unwrap();
+    fill_batches(&mut conn, entries, |tx, first, chunk| {
         for (r, rows) in chunk.chunks(ROWS_PER_INSERT).enumerate() {
             let mut sql =
                 String::from("INSERT INTO events (seq, entry, chain_hash, signature) VALUES ");
             sql.push_str(&vec!["(?,?,?,?)"; rows.len()].join(","));
             let mut st = tx.prepare_cached(&sql).unwrap();
             for (k, e) in rows.iter().enumerate() {
-                let seq = (b * BATCH + r * ROWS_PER_INSERT + k + 1) as i64;
+                let seq = (first + r * ROWS_PER_INSERT + k) as i64;
                 st.raw_bind_parameter(4 * k + 1, seq).unwrap();
                 st.raw_bind_parameter(4 * k + 2, e.as_str()).unwrap();
                 st.raw_bind_parameter(4 * k + 3, &hash[..]).unwrap();
@@ -160,9 +169,7 @@ fn fill_multirow(path: &Path, entries: &[String], strip: &[&str]) -> Duration {
             }
             st.raw_execute().unwrap();
         }
-        tx.commit().unwrap();
-    }
-    start.elapsed()
+    })
 }
 
 /// CPU seconds this process has used (user + system).

@@ -77,6 +77,13 @@ fn log_of_20(env: &Env) -> Vec<RawRow> {
     rows
 }
 
+/// Runs `sql` on a connection without the triggers and checks it changed
+/// exactly `rows` rows.
+fn tamper(env: &Env, sql: &str, params: impl rusqlite::Params, rows: usize) {
+    let c = env.tamper_conn();
+    assert_eq!(c.execute(sql, params).unwrap(), rows, "{sql}");
+}
+
 fn entry_of(env: &Env, seq: i64) -> String {
     env.conn_ro()
         .unwrap()
@@ -151,15 +158,12 @@ fn untouched_log_verifies_intact_after_writer_restarts() {
 fn entry_edited_in_place_is_modified_at_that_row() {
     let env = Env::new();
     log_of_20(&env);
-    let c = env.tamper_conn();
-    let n = c
-        .execute(
-            r#"UPDATE events SET entry = replace(entry, '"alice"', '"mallory"') WHERE seq = 7"#,
-            [],
-        )
-        .unwrap();
-    assert_eq!(n, 1);
-    drop(c);
+    tamper(
+        &env,
+        r#"UPDATE events SET entry = replace(entry, '"alice"', '"mallory"') WHERE seq = 7"#,
+        [],
+        1,
+    );
     assert!(entry_of(&env, 7).contains(r#""actor":"mallory""#));
     verify_both(
         &env,
@@ -174,13 +178,12 @@ fn chain_hash_edited_is_modified_at_that_row() {
     let rows = log_of_20(&env);
     let mut forged = rows[6].chain_hash.clone();
     forged[0] ^= 0xff;
-    let c = env.tamper_conn();
-    assert_eq!(
-        c.execute("UPDATE events SET chain_hash = ?1 WHERE seq = 7", [&forged])
-            .unwrap(),
-        1
+    tamper(
+        &env,
+        "UPDATE events SET chain_hash = ?1 WHERE seq = 7",
+        [&forged],
+        1,
     );
-    drop(c);
     verify_both(
         &env,
         &[],
@@ -197,12 +200,7 @@ fn chain_hash_edited_is_modified_at_that_row() {
 fn middle_row_deleted_is_missing_at_its_seq() {
     let env = Env::new();
     let rows = log_of_20(&env);
-    let c = env.tamper_conn();
-    assert_eq!(
-        c.execute("DELETE FROM events WHERE seq = 7", []).unwrap(),
-        1
-    );
-    drop(c);
+    tamper(&env, "DELETE FROM events WHERE seq = 7", [], 1);
     verify_both(
         &env,
         &[],
@@ -219,12 +217,7 @@ fn middle_row_deleted_is_missing_at_its_seq() {
 fn first_row_deleted_is_missing_at_1() {
     let env = Env::new();
     let rows = log_of_20(&env);
-    let c = env.tamper_conn();
-    assert_eq!(
-        c.execute("DELETE FROM events WHERE seq = 1", []).unwrap(),
-        1
-    );
-    drop(c);
+    tamper(&env, "DELETE FROM events WHERE seq = 1", [], 1);
     verify_both(
         &env,
         &[],
@@ -305,12 +298,7 @@ fn tail_cut_off_is_intact_alone_and_truncated_against_an_anchor() {
     let env = Env::new();
     let rows = log_of_20(&env);
     let anchor = format!("20:{}", hex::encode(&rows[19].chain_hash));
-    let c = env.tamper_conn();
-    assert_eq!(
-        c.execute("DELETE FROM events WHERE seq >= 16", []).unwrap(),
-        5
-    );
-    drop(c);
+    tamper(&env, "DELETE FROM events WHERE seq >= 16", [], 5);
     let head = (15, hex::encode(&rows[14].chain_hash));
     // Without an anchor a cut tail is indistinguishable from a shorter log.
     verify_both(&env, &[], &verdict(true, 15, None, &head));

@@ -224,15 +224,18 @@ fn prune_cuts_before_deleting_and_both_verifiers_resume_from_the_cut() {
     assert_both_verify(env, &env.db, &env.key, &verdict(true, p.b + 2, None, &head));
 }
 
+fn cut_count(env: &Env) -> i64 {
+    env.conn()
+        .query_row("SELECT count(*) FROM retention_cuts", [], |r| r.get(0))
+        .unwrap()
+}
+
 #[test]
 fn pruning_twice_with_the_same_date_does_nothing_the_second_time() {
     let p = pruned_log(12, 5);
     let env = &p.env;
     let head = env.head();
-    let cuts_before: i64 = env
-        .conn()
-        .query_row("SELECT count(*) FROM retention_cuts", [], |r| r.get(0))
-        .unwrap();
+    let cuts_before = cut_count(env);
 
     let again = env.trail(&["prune", "--before", &p.before, "--json"]);
     again.expect_code(0);
@@ -250,10 +253,7 @@ fn pruning_twice_with_the_same_date_does_nothing_the_second_time() {
 
     assert_eq!(env.head(), head, "nothing was appended");
     assert_eq!(env.count() as u64, p.b + 1);
-    let cuts_after: i64 = env
-        .conn()
-        .query_row("SELECT count(*) FROM retention_cuts", [], |r| r.get(0))
-        .unwrap();
+    let cuts_after = cut_count(env);
     assert_eq!(cuts_after, cuts_before, "no second cut");
     assert_both_verify(env, &env.db, &env.key, &verdict(true, p.b + 1, None, &head));
 }

@@ -60,6 +60,38 @@ async fn page(app: &TestApp, path: &str) -> (Vec<Value>, Option<String>) {
     (events, next)
 }
 
+/// Follows `next_cursor` from `first` to the end, waiting for one more
+/// append between pages: the seqs served in order, their ids (each seen
+/// once), and how many pages it took.
+async fn walk(
+    app: &TestApp,
+    first: &str,
+    progress: &mut watch::Receiver<u64>,
+) -> (Vec<u64>, HashSet<String>, u64) {
+    let mut seqs: Vec<u64> = Vec::new();
+    let mut ids = HashSet::new();
+    let mut path = first.to_owned();
+    let mut pages = 0;
+    loop {
+        let (events, next) = page(app, &path).await;
+        pages += 1;
+        for e in &events {
+            seqs.push(e["seq"].as_u64().unwrap());
+            assert!(
+                ids.insert(e["id"].as_str().unwrap().to_owned()),
+                "id seen twice: {e}"
+            );
+        }
+        match next {
+            Some(c) => path = format!("{first}&cursor={}", enc(&c)),
+            None => break,
+        }
+        wait_for_progress(progress).await;
+        assert!(pages < 1000, "paging does not end");
+    }
+    (seqs, ids, pages)
+}
+
 #[actix_rt::test]
 async fn cursor_paging_over_10000_events_while_another_task_appends() {
     let app = spawn_app().await;
@@ -74,27 +106,7 @@ async fn cursor_paging_over_10000_events_while_another_task_appends() {
     // Newest first.
     let stop = Rc::new(Cell::new(false));
     let (appender, mut progress) = start_appender(&app, stop.clone(), 10_000, "desc");
-    let mut seqs: Vec<u64> = Vec::new();
-    let mut ids = HashSet::new();
-    let mut path = "/v1/events?limit=250".to_owned();
-    let mut pages = 0;
-    loop {
-        let (events, next) = page(&app, &path).await;
-        pages += 1;
-        for e in &events {
-            seqs.push(e["seq"].as_u64().unwrap());
-            assert!(
-                ids.insert(e["id"].as_str().unwrap().to_owned()),
-                "id seen twice: {e}"
-            );
-        }
-        match next {
-            Some(c) => path = format!("/v1/events?limit=250&cursor={}", enc(&c)),
-            None => break,
-        }
-        wait_for_progress(&mut progress).await;
-        assert!(pages < 1000, "paging does not end");
-    }
+    let (seqs, _, pages) = walk(&app, "/v1/events?limit=250", &mut progress).await;
     stop.set(true);
     let desc_posts = actix_rt::time::timeout(Duration::from_secs(30), appender)
         .await
@@ -115,33 +127,13 @@ async fn cursor_paging_over_10000_events_while_another_task_appends() {
         seqs, want,
         "every event from the first page's head down to 1, in order"
     );
-    assert_eq!(pages as u64, top.div_ceil(250), "pages of 250");
+    assert_eq!(pages, top.div_ceil(250), "pages of 250");
 
     // Oldest first, while appends go on: picks up the new ones.
     let at_start = app.total();
     let stop = Rc::new(Cell::new(false));
     let (appender, mut progress) = start_appender(&app, stop.clone(), 300, "asc");
-    let mut seqs: Vec<u64> = Vec::new();
-    let mut ids = HashSet::new();
-    let mut path = "/v1/events?limit=250&order=asc".to_owned();
-    let mut pages = 0;
-    loop {
-        let (events, next) = page(&app, &path).await;
-        pages += 1;
-        for e in &events {
-            seqs.push(e["seq"].as_u64().unwrap());
-            assert!(
-                ids.insert(e["id"].as_str().unwrap().to_owned()),
-                "id seen twice: {e}"
-            );
-        }
-        match next {
-            Some(c) => path = format!("/v1/events?limit=250&order=asc&cursor={}", enc(&c)),
-            None => break,
-        }
-        wait_for_progress(&mut progress).await;
-        assert!(pages < 1000, "paging does not end");
-    }
+    let (seqs, ids, _) = walk(&app, "/v1/events?limit=250&order=asc", &mut progress).await;
     stop.set(true);
     actix_rt::time::timeout(Duration::from_secs(30), appender)
         .await
