@@ -10,6 +10,8 @@
 #   scripts/bench_http.sh            # DURATION=20 seconds per load run
 #   EVENTS=200000 scripts/bench_http.sh   # a smaller file for 3 and 4
 #   BATCH_CONNECTIONS=64 scripts/bench_http.sh   # more batches in flight (default 8)
+#   ONLY_READS=1 / ONLY_WRITES=1                 # phases 3-4 / phases 1-2 only
+#   PAGE_SIZE=4096 scripts/bench_http.sh         # files made with this page size
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,8 +31,16 @@ mkdir -p "$WORK"
 
 PID=""
 PORT=""
+# With PAGE_SIZE set, a new file is made empty with that page size first
+# (trail itself makes new files with its default page size).
+new_file() {
+    if [ -n "${PAGE_SIZE:-}" ] && [ ! -e "$1" ]; then
+        python3 -c 'import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute("PRAGMA page_size=%d" % int(sys.argv[2])); c.execute("PRAGMA journal_mode=WAL"); c.execute("CREATE TABLE t(x)"); c.execute("DROP TABLE t"); c.close()' "$1" "$PAGE_SIZE"
+    fi
+}
 start_server() {
     local db=$1
+    new_file "$db"
     "$BIN" --db "$db" serve --bind 127.0.0.1:0 --queue-depth 16384 2>"$WORK/server.log" &
     PID=$!
     for _ in $(seq 1 200); do
@@ -68,6 +78,8 @@ python3 -c 'import re,sys; t=open(sys.argv[1]).read(); print("events/s: %.0f" % 
 echo "rows in the file after shutdown: $(rows "$WORK/batch.db")"
 fi
 
+if [ -n "${ONLY_WRITES:-}" ]; then exit 0; fi
+
 echo
 echo "== 3. pages at random depths of a ${EVENTS}-event file: 64 connections, ${DURATION}s"
 python3 - "$EVENTS" >"$WORK/big.jsonl" <<'PY'
@@ -85,6 +97,7 @@ for i in range(n):
         "details": {"method": "POST", "status": 201, "bytes": i % 65536, "path": "/api/v1/orders"},
     }, separators=(",", ":")) + "\n")
 PY
+new_file "$WORK/big.db"
 "$BIN" --db "$WORK/big.db" import "$WORK/big.jsonl" --batch-size 5000
 rm -f "$WORK/big.jsonl"
 start_server "$WORK/big.db"
