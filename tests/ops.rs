@@ -412,6 +412,74 @@ fn prune_refuses_bad_input_with_exit_2() {
     assert_eq!(env.count(), 3);
 }
 
+/// Rows that do not verify are the evidence of tampering: a prune refuses to
+/// delete them (exit 1, nothing cut, deleted or appended), and both
+/// verifiers still see the damage afterwards.
+#[test]
+fn prune_never_deletes_rows_that_do_not_verify() {
+    let env = new_env();
+    import(&env, "a", 10);
+    env.tamper_conn()
+        .execute(
+            "UPDATE events SET entry = replace(entry, '\"a-3\"', '\"a-X\"') WHERE seq = 4",
+            [],
+        )
+        .unwrap();
+    let head = env.head();
+    let damaged = verdict(false, 3, Some((4, "modified")), &head);
+    assert_both_verify(&env, &env.db, &env.key, &damaged);
+
+    let later =
+        (Utc::now() + chrono::Duration::seconds(5)).to_rfc3339_opts(SecondsFormat::Micros, true);
+    let out = env.trail(&["prune", "--before", &later, "--json"]);
+    out.expect_code(1);
+    out.stderr_has(&[
+        "refusing to prune",
+        "seq 4 is modified",
+        "nothing was cut or deleted",
+    ]);
+    assert_eq!(out.stdout, "");
+    assert_eq!(env.count(), 10);
+    let cuts: i64 = env
+        .conn()
+        .query_row("SELECT count(*) FROM retention_cuts", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(cuts, 0);
+    assert_both_verify(&env, &env.db, &env.key, &damaged);
+}
+
+/// After a key change, the rows sealed with the old key verify only with it:
+/// without it a prune refuses (unknown_key), with `--key-file` it prunes.
+#[test]
+fn prune_of_rows_sealed_with_an_old_key_needs_that_key() {
+    let env = new_env();
+    let other = write_other_key(&env);
+    let p = write_events(&env, "old.jsonl", "old", 5, 0);
+    env.trail_with_key(Some(&other), &["import", p.to_str().unwrap()])
+        .expect_code(0);
+    import(&env, "new", 3);
+    let later =
+        (Utc::now() + chrono::Duration::seconds(5)).to_rfc3339_opts(SecondsFormat::Micros, true);
+
+    let out = env.trail(&["prune", "--before", &later]);
+    out.expect_code(1);
+    out.stderr_has(&["refusing to prune", "seq 1 is unknown_key"]);
+    assert_eq!(env.count(), 8);
+
+    let out = env.trail(&[
+        "prune",
+        "--before",
+        &later,
+        "--key-file",
+        other.to_str().unwrap(),
+        "--json",
+    ]);
+    out.expect_code(0);
+    assert_eq!(out.json()["deleted"], json!(8));
+    assert_eq!(out.json()["up_to_seq"], json!(8));
+    assert_eq!(env.count(), 1);
+}
+
 // ---------------------------------------------------------------------------
 // Backup
 // ---------------------------------------------------------------------------

@@ -339,6 +339,7 @@ impl CliError {
     fn exit_code(&self) -> u8 {
         match self {
             CliError::VerifyFailed(_) => 1,
+            CliError::Store(StoreError::PruneRefused { .. }) => 1,
             CliError::Input(_) => 2,
             CliError::Store(
                 StoreError::Input(_) | StoreError::Conflict { .. } | StoreError::NoDatabase(_),

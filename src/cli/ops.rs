@@ -29,6 +29,10 @@ pub struct PruneArgs {
     /// Print the result as one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Another key the rows to delete may be sealed with (repeatable);
+    /// picked by key id. Rows that do not verify are never deleted.
+    #[arg(long = "key-file")]
+    pub key_files: Vec<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -54,8 +58,9 @@ impl PruneArgs {
     }
 }
 
-/// `trail prune`: records a retention cut, deletes the events before it,
-/// and appends a `retention.prune` event saying so.
+/// `trail prune`: verifies the events before the date, records a retention
+/// cut, deletes them, and appends a `retention.prune` event saying so.
+/// Events that do not verify are never deleted: exit 1, nothing changed.
 pub fn prune(
     db: &Path,
     keys: &KeySource,
@@ -67,8 +72,9 @@ pub fn prune(
         return Err(StoreError::NoDatabase(db.to_owned()).into());
     }
     let key = keys.signing_key(db)?;
+    let ring = keys.verify_keyring(db, &args.key_files)?;
     let mut conn = open_write(db, sync)?;
-    let report = prune_file(&mut conn, &key, before, args.batch_size as usize)?;
+    let report = prune_file(&mut conn, db, &key, &ring, before, args.batch_size as usize)?;
     let before_text = format_timestamp(before);
     if args.json {
         let mut v = serde_json::to_value(&report).expect("report serializes");

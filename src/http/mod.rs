@@ -468,6 +468,8 @@ fn read_threads(config: &ServeConfig) -> usize {
 /// the writer's appends interleave with it (as with `trail prune` from a CLI
 /// beside the server).
 fn spawn_retention(state: web::Data<AppState>, days: u32, sync: crate::store::Synchronous) {
+    // Shown from the start (at 0), so an alert on its increase sees the first.
+    ::metrics::counter!("trail_retention_refusals_total").increment(0);
     actix_web::rt::spawn(async move {
         let mut tick = actix_web::rt::time::interval(std::time::Duration::from_secs(3600));
         loop {
@@ -481,7 +483,14 @@ fn spawn_retention(state: web::Data<AppState>, days: u32, sync: crate::store::Sy
                     .cloned()
                     .ok_or(StoreError::Key("no signing key".into()))?;
                 let mut conn = crate::store::open_write(&st.db_path, sync)?;
-                crate::store::retention::prune(&mut conn, &key, before, 10_000)
+                crate::store::retention::prune(
+                    &mut conn,
+                    &st.db_path,
+                    &key,
+                    &st.keys,
+                    before,
+                    10_000,
+                )
             })
             .await;
             match done {
@@ -493,6 +502,12 @@ fn spawn_retention(state: web::Data<AppState>, days: u32, sync: crate::store::Sy
                             .committed(1, 1, seq, std::time::Duration::ZERO);
                     }
                     tracing::info!(?report, "retention");
+                }
+                Ok(Err(e @ StoreError::PruneRefused { .. })) => {
+                    // Kept for the operator and the auditors: nothing of it
+                    // is deleted until the damage is looked at.
+                    ::metrics::counter!("trail_retention_refusals_total").increment(1);
+                    tracing::error!(error = %e, "retention refused: the events to prune do not verify");
                 }
                 Ok(Err(e)) => tracing::error!(error = %e, "retention failed"),
                 Err(e) => tracing::error!(error = %e, "retention task failed"),

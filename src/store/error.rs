@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::domain::InputError;
+use crate::domain::{FailureKind, InputError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -39,6 +39,13 @@ pub enum StoreError {
     Migration(String),
     #[error("read pool: {0}")]
     Pool(String),
+    /// A prune found that the rows it would delete do not verify.
+    #[error(
+        "refusing to prune: the events to delete do not verify: seq {seq} is {kind} ({}); \
+         nothing was cut or deleted, so the evidence stays for `trail verify`",
+        kind.explain()
+    )]
+    PruneRefused { seq: u64, kind: FailureKind },
 }
 
 impl StoreError {

@@ -1,7 +1,10 @@
 //! Retention: deleting old events without breaking the chain.
 //!
-//! A prune first records a *cut* in `retention_cuts`, in its own committed
-//! transaction: the `seq`, chain hash, HMAC seal and key id of the newest row
+//! A prune first verifies the rows it is about to delete, from the newest
+//! cut up to the newest row older than its date: deleting rows that do not
+//! verify would destroy the evidence of tampering, so it refuses instead
+//! ([`StoreError::PruneRefused`]) and changes nothing. It then records a
+//! *cut* in `retention_cuts`, in its own committed transaction: the `seq`, chain hash, HMAC seal and key id of the newest row
 //! it will delete. Only then are the rows at or below the cut deleted (the
 //! `events_no_delete` trigger refuses every row above the newest cut), in
 //! short batches so that appends interleave. Verification resumes from the
@@ -12,6 +15,8 @@
 //! A prune that stopped part-way (a crash between the cut and the end of the
 //! deletion) is finished by the next prune, whatever its date.
 
+use std::path::Path;
+
 use chrono::{DateTime, Utc};
 use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -19,9 +24,10 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::domain::event::{format_timestamp, truncate_micros};
-use crate::domain::{EventType, Hash, HmacKey, Level, NewEvent, GENESIS};
+use crate::domain::{EventType, FailureKind, Hash, HmacKey, Keyring, Level, NewEvent, GENESIS};
 
 use super::error::{Result, StoreError};
+use super::verify::{verify_file, VerifyRequest};
 use super::writer::append_direct;
 
 /// The event type a prune appends.
@@ -92,9 +98,12 @@ pub fn newest_cut(conn: &Connection) -> Result<Option<Cut>> {
 }
 
 /// Deletes every event with a timestamp before `before`, on a write
-/// connection that is not inside a transaction (the CLI's own, or the
-/// writer's through [`super::Writer::exec`]).
+/// connection to the file at `db` that is not inside a transaction.
 ///
+/// 0. Verifies the rows it would delete with `keys` (from the newest cut up
+///    to the newest row older than `before`). If they do not verify, it
+///    returns [`StoreError::PruneRefused`] naming the first bad row, and
+///    records, deletes and appends nothing.
 /// 1. In one `BEGIN IMMEDIATE` transaction: finds the newest row older than
 ///    `before` and, if it is above the newest cut, records a cut copying that
 ///    row's chain hash, seal and key id.
@@ -106,7 +115,9 @@ pub fn newest_cut(conn: &Connection) -> Result<Option<Cut>> {
 /// finishes that one).
 pub fn prune(
     conn: &mut Connection,
+    db: &Path,
     key: &HmacKey,
+    keys: &Keyring,
     before: DateTime<Utc>,
     batch_rows: usize,
 ) -> Result<PruneReport, StoreError> {
@@ -114,8 +125,29 @@ pub fn prune(
     let before_text = format_timestamp(before);
     let batch_rows = batch_rows.max(1);
 
+    // (0) Never delete what does not verify. Outside any transaction, so
+    // appends go on meanwhile; the cut below goes no further than this.
+    let verified_to = match newest_older_than(conn, &before_text, u64::MAX)? {
+        Some((seq, ..)) => {
+            let to = seq as u64;
+            let req = VerifyRequest {
+                to: Some(to),
+                ..VerifyRequest::default()
+            };
+            let report = verify_file(db, keys, req)?;
+            if !report.valid {
+                return Err(StoreError::PruneRefused {
+                    seq: report.first_bad_seq.unwrap_or(0),
+                    kind: report.kind.unwrap_or(FailureKind::Modified),
+                });
+            }
+            to
+        }
+        None => 0,
+    };
+
     // (a) Record the cut before deleting anything.
-    let cut = record_cut(conn, &before_text)?;
+    let cut = record_cut(conn, &before_text, verified_to)?;
     let Some((up_to_seq, chain_hash)) = cut else {
         return Ok(PruneReport {
             up_to_seq: None,
@@ -157,29 +189,39 @@ pub fn prune(
 /// The row a cut would copy: `seq`, chain hash, seal, key id.
 type CutRow = (i64, Vec<u8>, Vec<u8>, Option<String>);
 
-/// Step (a): records the cut and answers its `seq` and chain hash; `None`
-/// when there is nothing to prune. An existing cut whose rows are not all
-/// deleted yet (an interrupted prune) is answered again, so it gets
-/// finished.
-fn record_cut(conn: &mut Connection, before: &str) -> Result<Option<(u64, Vec<u8>)>> {
+/// The newest row with a timestamp before `before` and a `seq` of at most
+/// `max_seq`: the row a cut would copy.
+fn newest_older_than(conn: &Connection, before: &str, max_seq: u64) -> Result<Option<CutRow>> {
+    conn.prepare_cached(
+        "SELECT seq, chain_hash, signature, json_extract(entry, '$.key_id') FROM events
+         WHERE ts < ?1 AND seq <= ?2 ORDER BY ts DESC, seq DESC LIMIT 1",
+    )
+    .and_then(|mut s| {
+        s.query_row(
+            params![before, i64::try_from(max_seq).unwrap_or(i64::MAX)],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .optional()
+    })
+    .map_err(StoreError::sqlite("finding the newest event to prune"))
+}
+
+/// Step (a): records the cut, at most at `verified_to`, and answers its
+/// `seq` and chain hash; `None` when there is nothing to prune. An existing
+/// cut whose rows are not all deleted yet (an interrupted prune) is answered
+/// again, so it gets finished.
+fn record_cut(
+    conn: &mut Connection,
+    before: &str,
+    verified_to: u64,
+) -> Result<Option<(u64, Vec<u8>)>> {
     let e = StoreError::sqlite("recording a retention cut");
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(e)?;
     let newest = newest_cut(&tx)?;
     let newest_seq = newest.as_ref().map_or(0, |c| c.up_to_seq);
-    let candidate: Option<CutRow> = tx
-        .prepare_cached(
-            "SELECT seq, chain_hash, signature, json_extract(entry, '$.key_id') FROM events
-             WHERE ts < ?1 ORDER BY ts DESC, seq DESC LIMIT 1",
-        )
-        .and_then(|mut s| {
-            s.query_row([before], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-            })
-            .optional()
-        })
-        .map_err(e)?;
+    let candidate = newest_older_than(&tx, before, verified_to)?;
     let answer = match candidate {
         Some((seq, hash, sig, key_id)) if seq as u64 > newest_seq => {
             tx.prepare_cached(
@@ -270,7 +312,7 @@ mod tests {
         let later = Utc::now() + chrono::Duration::seconds(1);
 
         // Everything is older than `later`: all 25 go, 7 per batch.
-        let r = prune(&mut conn, &key, later, 7).unwrap();
+        let r = prune(&mut conn, &db, &key, &Keyring::new(key.clone()), later, 7).unwrap();
         assert_eq!(
             r,
             PruneReport {
@@ -291,9 +333,128 @@ mod tests {
         assert_eq!(report.entries_checked, 1);
 
         // A date with nothing above the cut before it: nothing to do.
-        let r = prune(&mut conn, &key, Utc::now() - chrono::Duration::days(1), 7).unwrap();
+        let r = prune(
+            &mut conn,
+            &db,
+            &key,
+            &Keyring::new(key.clone()),
+            Utc::now() - chrono::Duration::days(1),
+            7,
+        )
+        .unwrap();
         assert_eq!(r.event_seq, None);
         assert_eq!(count(&conn), 1);
+    }
+
+    /// The state a refused prune must leave untouched.
+    fn snapshot(conn: &Connection) -> (u64, u64, Option<String>) {
+        let cuts = conn
+            .query_row("SELECT count(*) FROM retention_cuts", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .unwrap() as u64;
+        let newest_type = conn
+            .query_row(
+                "SELECT event FROM events ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .unwrap();
+        (count(conn), cuts, newest_type)
+    }
+
+    #[test]
+    fn prune_refuses_rows_that_do_not_verify_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        let key = HmacKey::from_bytes([5; 32]);
+        let ring = Keyring::new(key.clone());
+        let mut conn = open_write(&db, Synchronous::Full).unwrap();
+        append_direct(&mut conn, &key, (0..3).map(event).collect()).unwrap();
+        // Rows 4.. are stamped after `t`: a prune before `t` takes 1-3 only.
+        let t = Utc::now();
+        while Utc::now() <= t + chrono::Duration::milliseconds(1) {
+            std::thread::yield_now();
+        }
+        append_direct(&mut conn, &key, (3..20).map(event).collect()).unwrap();
+        // Row 10's actor edited in place (the trigger dropped first).
+        conn.execute_batch(
+            "DROP TRIGGER events_no_update;
+             UPDATE events SET entry = replace(entry, '\"a9\"', '\"zz\"') WHERE seq = 10;",
+        )
+        .unwrap();
+        let untouched = snapshot(&conn);
+
+        let later = Utc::now() + chrono::Duration::seconds(1);
+        let err = prune(&mut conn, &db, &key, &ring, later, 7).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::PruneRefused {
+                    seq: 10,
+                    kind: FailureKind::Modified
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "refusing to prune: the events to delete do not verify: seq 10 is modified \
+             (the stored chain hash does not match the entry (entry or hash edited)); \
+             nothing was cut or deleted, so the evidence stays for `trail verify`"
+        );
+        assert_eq!(snapshot(&conn), untouched);
+
+        // Before `t`, only rows 1-3 are to go, and they verify.
+        let r = prune(&mut conn, &db, &key, &ring, t, 7).unwrap();
+        assert_eq!(
+            r,
+            PruneReport {
+                up_to_seq: Some(3),
+                deleted: 3,
+                event_seq: Some(21)
+            }
+        );
+    }
+
+    #[test]
+    fn prune_refuses_rows_sealed_with_a_key_it_was_not_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        let old = HmacKey::from_bytes([6; 32]);
+        let new = HmacKey::from_bytes([7; 32]);
+        let mut conn = open_write(&db, Synchronous::Full).unwrap();
+        append_direct(&mut conn, &old, (0..5).map(event).collect()).unwrap();
+        append_direct(&mut conn, &new, (5..8).map(event).collect()).unwrap();
+        let before = snapshot(&conn);
+        let later = Utc::now() + chrono::Duration::seconds(1);
+
+        let err = prune(&mut conn, &db, &new, &Keyring::new(new.clone()), later, 100).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::PruneRefused {
+                    seq: 1,
+                    kind: FailureKind::UnknownKey
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(snapshot(&conn), before);
+
+        // Given the old key too, every row verifies and goes.
+        let mut ring = Keyring::new(new.clone());
+        ring.add(old.clone());
+        let r = prune(&mut conn, &db, &new, &ring, later, 100).unwrap();
+        assert_eq!(
+            r,
+            PruneReport {
+                up_to_seq: Some(8),
+                deleted: 8,
+                event_seq: Some(9)
+            }
+        );
     }
 
     #[test]
@@ -309,7 +470,15 @@ mod tests {
             [],
         )
         .unwrap();
-        let r = prune(&mut conn, &key, Utc::now() - chrono::Duration::days(1), 100).unwrap();
+        let r = prune(
+            &mut conn,
+            &db,
+            &key,
+            &Keyring::new(key.clone()),
+            Utc::now() - chrono::Duration::days(1),
+            100,
+        )
+        .unwrap();
         assert_eq!(
             r,
             PruneReport {

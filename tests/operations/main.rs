@@ -11,5 +11,6 @@ mod helpers;
 mod lifecycle;
 mod metrics;
 mod proxy;
+mod retention;
 #[path = "../util/mod.rs"]
 mod util;
