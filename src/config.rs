@@ -148,6 +148,8 @@ pub struct Config {
     pub synchronous: Setting<Synchronous>,
     pub hmac_key: Setting<Option<Secret>>,
     pub hmac_key_file: Setting<Option<PathBuf>>,
+    /// Earlier keys the server verifies with (rows sealed before a key change).
+    pub verify_key_files: Setting<Vec<PathBuf>>,
     pub min_level: Setting<Level>,
     pub exclude_events: Setting<EventMatch>,
     pub metadata: Setting<Map<String, Value>>,
@@ -183,6 +185,7 @@ pub const SETTINGS: &[&str] = &[
     "synchronous",
     "hmac_key",
     "hmac_key_file",
+    "verify_key_files",
     "min_level",
     "exclude_events",
     "metadata",
@@ -338,6 +341,16 @@ impl Layers {
                 Ok(Some(Secret(s)))
             })?,
             hmac_key_file: self.get("hmac_key_file", None, |r| text(r).map(|s| Some(PathBuf::from(s))))?,
+            verify_key_files: self.get("verify_key_files", Vec::new(), |r| {
+                list(r)?
+                    .into_iter()
+                    .map(|s| {
+                        let p = PathBuf::from(s);
+                        crate::store::keys::read_key_file(&p).map_err(|e| e.to_string())?;
+                        Ok(p)
+                    })
+                    .collect()
+            })?,
             min_level: self.get("min_level", Level::Debug, |r| Level::parse(&text(r)?))?,
             exclude_events: self.get("exclude_events", EventMatch::default(), |r| {
                 let items = list(r)?;
@@ -473,6 +486,7 @@ impl Config {
         KeySource {
             key_hex: self.hmac_key.value.as_ref().map(|s| s.expose().to_owned()),
             key_file: self.hmac_key_file.value.clone(),
+            verify_files: self.verify_key_files.value.clone(),
         }
     }
 
@@ -548,6 +562,14 @@ impl Config {
             }),
             row("hmac_key", &self.hmac_key, opt_secret),
             row("hmac_key_file", &self.hmac_key_file, opt_path),
+            row("verify_key_files", &self.verify_key_files, |v| {
+                if v.is_empty() {
+                    "(none)".into()
+                } else {
+                    let items: Vec<String> = v.iter().map(|p| p.display().to_string()).collect();
+                    items.join(",")
+                }
+            }),
             row("min_level", &self.min_level, |v| v.as_str().into()),
             row("exclude_events", &self.exclude_events, |v| {
                 let mut items: Vec<String> =

@@ -449,9 +449,10 @@ fn prune_never_deletes_rows_that_do_not_verify() {
 }
 
 /// After a key change, the rows sealed with the old key verify only with it:
-/// without it a prune refuses (unknown_key), with `--key-file` it prunes.
+/// without it a prune refuses (unknown_key); `verify_key_files` lets
+/// `verify` accept them, and `--key-file` lets a prune delete them.
 #[test]
-fn prune_of_rows_sealed_with_an_old_key_needs_that_key() {
+fn rows_sealed_with_an_old_key_verify_and_prune_only_with_that_key() {
     let env = new_env();
     let other = write_other_key(&env);
     let p = write_events(&env, "old.jsonl", "old", 5, 0);
@@ -465,6 +466,15 @@ fn prune_of_rows_sealed_with_an_old_key_needs_that_key() {
     out.expect_code(1);
     out.stderr_has(&["refusing to prune", "seq 1 is unknown_key"]);
     assert_eq!(env.count(), 8);
+
+    // `verify_key_files` (here from the environment) gives the verifiers
+    // the old key without a flag on every command.
+    let mut cmd = env.command(&["verify", "--json"]);
+    cmd.env("TRAIL_VERIFY_KEY_FILES", other.to_str().unwrap());
+    let v = util::run_cmd(cmd);
+    v.expect_code(0);
+    assert_eq!(v.json()["valid"], json!(true));
+    assert_eq!(v.json()["entries_checked"], json!(8));
 
     let out = env.trail(&[
         "prune",

@@ -148,13 +148,17 @@ pub struct ServeArgs {
     /// HTTP worker threads (TRAIL_WORKERS; default one per core).
     #[arg(long)]
     pub workers: Option<String>,
-    /// Delete events older than this many days, daily (TRAIL_RETENTION_DAYS; default keep).
+    /// Delete events older than this many days, checked hourly (TRAIL_RETENTION_DAYS; default keep).
     #[arg(long)]
     pub retention_days: Option<String>,
     /// Proxies whose Forwarded / X-Forwarded-* headers are believed, comma-separated
     /// addresses or CIDRs (TRAIL_TRUSTED_PROXIES).
     #[arg(long)]
     pub trusted_proxies: Option<String>,
+    /// Earlier key files, comma-separated, that /v1/verify and retention also
+    /// accept, picked by key id (TRAIL_VERIFY_KEY_FILES).
+    #[arg(long)]
+    pub verify_key_files: Option<String>,
     /// Serve everything under this path, such as /audit (TRAIL_BASE_PATH).
     #[arg(long)]
     pub base_path: Option<String>,
@@ -179,6 +183,7 @@ impl ServeArgs {
             ("workers", &self.workers),
             ("retention_days", &self.retention_days),
             ("trusted_proxies", &self.trusted_proxies),
+            ("verify_key_files", &self.verify_key_files),
             ("base_path", &self.base_path),
             ("log_format", &self.log_format),
             ("min_level", &self.min_level),

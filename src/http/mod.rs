@@ -270,7 +270,10 @@ pub enum StartError {
 impl Application {
     pub fn build(config: ServeConfig) -> Result<Application, StartError> {
         let key = config.keys.signing_key(&config.db)?;
-        let keys = Keyring::new(key.clone());
+        let mut keys = Keyring::new(key.clone());
+        for p in &config.keys.verify_files {
+            keys.add(crate::store::keys::read_key_file(p)?);
+        }
         let writer_metrics = Arc::new(metrics::WriterMetrics::default());
         metrics::handle();
         let writer = Writer::start_observed(

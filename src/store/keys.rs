@@ -15,6 +15,9 @@ use super::error::{Result, StoreError};
 pub struct KeySource {
     pub key_hex: Option<String>,
     pub key_file: Option<PathBuf>,
+    /// Earlier keys that verifiers also accept (`verify_key_files`): rows
+    /// sealed before a key change.
+    pub verify_files: Vec<PathBuf>,
 }
 
 impl std::fmt::Debug for KeySource {
@@ -22,6 +25,7 @@ impl std::fmt::Debug for KeySource {
         f.debug_struct("KeySource")
             .field("key_hex", &self.key_hex.as_ref().map(|_| "[redacted]"))
             .field("key_file", &self.key_file)
+            .field("verify_files", &self.verify_files)
             .finish()
     }
 }
@@ -60,7 +64,8 @@ impl KeySource {
     }
 
     /// The keys for verifying, without creating anything: the configured or
-    /// default key if it exists, plus `extra` key files.
+    /// default key if it exists, the configured earlier keys, and `extra`
+    /// key files.
     pub fn verify_keyring(&self, db: &Path, extra: &[PathBuf]) -> Result<Keyring> {
         let mut ring = Keyring::empty();
         if let Some(hex) = &self.key_hex {
@@ -76,7 +81,7 @@ impl KeySource {
                 ring.add(read_key_file(&path)?);
             }
         }
-        for p in extra {
+        for p in self.verify_files.iter().chain(extra) {
             ring.add(read_key_file(p)?);
         }
         Ok(ring)

@@ -20,6 +20,7 @@ const SHOWN: &[&str] = &[
     "synchronous",
     "hmac_key",
     "hmac_key_file",
+    "verify_key_files",
     "min_level",
     "exclude_events",
     "metadata",
@@ -359,6 +360,11 @@ fn a_bad_value_stops_serve_and_config_with_exit_2_naming_setting_and_source() {
         ("TRAIL_TRUSTED_PROXIES", "10.0.0.0/99", "trusted_proxies"),
         ("TRAIL_BASE_PATH", "audit", "base_path"),
         ("TRAIL_BOOTSTRAP_TOKEN", "short", "bootstrap_token"),
+        (
+            "TRAIL_VERIFY_KEY_FILES",
+            "/nonexistent/old.key",
+            "verify_key_files",
+        ),
     ] {
         let mut c = trail_cmd(&["--db", dbs, "config"]);
         c.env(var, val);

@@ -1,6 +1,7 @@
 //! The server's own retention (`retention_days`): it prunes events older
 //! than that when they verify, and refuses, deleting nothing, when they do
-//! not, counting the refusal in `/metrics`.
+//! not, counting the refusal in `/metrics`. After a key change,
+//! `verify_key_files` lets it (and `/v1/verify`) accept the old rows.
 //!
 //! The writer stamps every event with the current time, so the old events
 //! are written here directly, in the chain format, with a timestamp 40 days
@@ -18,6 +19,7 @@ use trail::store::{open_write, Synchronous};
 use crate::helpers::*;
 
 const KEY_HEX: &str = "4c1f0e2d3b5a69788796a5b4c3d2e1f04c1f0e2d3b5a69788796a5b4c3d2e1f0";
+const OLD_KEY_HEX: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
 
 /// Writes `n` events, 40 days old, as seqs 1..=n of a new file at `db`,
 /// sealed with `key`.
@@ -46,13 +48,50 @@ fn old_events(db: &Path, key: &HmacKey, n: u64) {
     }
 }
 
-/// A folder holding `trail.db` with `n` old events and the key beside it.
-fn folder_with_old_events(n: u64) -> std::sync::Arc<tempfile::TempDir> {
+/// A folder holding `trail.db` with `n` old events sealed with `sealed_hex`,
+/// and the server's key ([`KEY_HEX`]) beside it as `hmac.key`.
+fn folder_with_old_events(n: u64, sealed_hex: &str) -> std::sync::Arc<tempfile::TempDir> {
     let dir = temp_dir();
-    let key = HmacKey::from_hex(KEY_HEX).unwrap();
+    let key = HmacKey::from_hex(sealed_hex).unwrap();
     std::fs::write(dir.path().join("hmac.key"), format!("{KEY_HEX}\n")).unwrap();
     old_events(&dir.path().join("trail.db"), &key, n);
     dir
+}
+
+/// `trail_retention_refusals_total` now. The counter is process-wide, and
+/// only [`retention_days_refuses_old_events_that_do_not_verify`] moves it,
+/// one server after the other, so each of its refusals adds exactly one.
+fn refusals() -> f64 {
+    let text = trail::http::metrics::handle()
+        .map(|h| h.render())
+        .unwrap_or_default();
+    metric_sum(&text, "trail_retention_refusals_total", &[])
+}
+
+/// Waits until the count of refusals is `n`.
+async fn refusals_reach(n: f64) {
+    poll(
+        "a counted retention refusal",
+        Duration::from_secs(20),
+        || async move { (refusals() >= n).then_some(()) },
+    )
+    .await;
+    assert_eq!(refusals(), n, "exactly one more refusal");
+}
+
+/// Every row of the file is still there: seqs 1..=n, then what the server
+/// appended itself.
+fn assert_first_rows_kept(s: &Server, n: u64) {
+    let seqs: Vec<u64> = s
+        .db()
+        .events()
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .take(n as usize)
+        .collect();
+    assert_eq!(seqs, (1..=n).collect::<Vec<_>>(), "nothing was deleted");
+    assert_eq!(cuts(s), Vec::<i64>::new(), "no cut recorded");
+    assert!(s.db().events_of("retention.prune").is_empty());
 }
 
 fn cuts(s: &Server) -> Vec<i64> {
@@ -66,7 +105,7 @@ fn cuts(s: &Server) -> Vec<i64> {
 
 #[actix_rt::test]
 async fn retention_days_prunes_old_events_that_verify() {
-    let dir = folder_with_old_events(6);
+    let dir = folder_with_old_events(6, KEY_HEX);
     let s = start_in(dir, |c| c.retention_days = Some(30)).await;
 
     let prune = poll("the retention.prune event", Duration::from_secs(20), || {
@@ -87,9 +126,11 @@ async fn retention_days_prunes_old_events_that_verify() {
     s.stop().await;
 }
 
+/// Refused, with nothing deleted, and counted: an edited row, then rows
+/// sealed with a key the server was not given.
 #[actix_rt::test]
 async fn retention_days_refuses_old_events_that_do_not_verify() {
-    let dir = folder_with_old_events(6);
+    let dir = folder_with_old_events(6, KEY_HEX);
     // Row 3 edited in place, as someone with write access to the file would.
     let conn = rusqlite::Connection::open(dir.path().join("trail.db")).unwrap();
     conn.execute_batch(
@@ -98,34 +139,51 @@ async fn retention_days_refuses_old_events_that_do_not_verify() {
     )
     .unwrap();
     drop(conn);
+    let n0 = refusals();
     let s = start_in(dir, |c| c.retention_days = Some(30)).await;
-
-    // The refusal is counted once the first run is over (the counter is
-    // process-wide, but no other test of this binary makes one).
-    poll(
-        "a counted retention refusal",
-        Duration::from_secs(20),
-        || {
-            let s = &s;
-            async move {
-                let text = s.get("/metrics").await.text_lossy();
-                (metric_sum(&text, "trail_retention_refusals_total", &[]) >= 1.0).then_some(())
-            }
-        },
-    )
-    .await;
-    assert_eq!(cuts(&s), Vec::<i64>::new());
-    assert!(s.db().events_of("retention.prune").is_empty());
-    let seqs: Vec<u64> = s
-        .db()
-        .events()
-        .iter()
-        .map(|e| e["seq"].as_u64().unwrap())
-        .take(6)
-        .collect();
-    assert_eq!(seqs, vec![1, 2, 3, 4, 5, 6], "nothing was deleted");
+    refusals_reach(n0 + 1.0).await;
+    assert_first_rows_kept(&s, 6);
     let v = s.get("/v1/verify").await.ok_json(200);
-    assert_eq!(v["first_bad_seq"], json!(3), "{v}");
-    assert_eq!(v["kind"], json!("modified"), "{v}");
+    assert_eq!(
+        (&v["first_bad_seq"], &v["kind"]),
+        (&json!(3), &json!("modified")),
+        "{v}"
+    );
+    s.stop().await;
+
+    // Sealed with an earlier key: unknown_key, and kept.
+    let dir = folder_with_old_events(4, OLD_KEY_HEX);
+    let s = start_in(dir, |c| c.retention_days = Some(30)).await;
+    refusals_reach(n0 + 2.0).await;
+    assert_first_rows_kept(&s, 4);
+    let v = s.get("/v1/verify").await.ok_json(200);
+    assert_eq!(
+        (&v["first_bad_seq"], &v["kind"]),
+        (&json!(1), &json!("unknown_key")),
+        "{v}"
+    );
+    s.stop().await;
+}
+
+/// After a key change, `verify_key_files` gives the server the old key:
+/// the old rows verify, and retention prunes them.
+#[actix_rt::test]
+async fn after_a_key_change_verify_key_files_lets_old_rows_verify_and_go() {
+    let dir = folder_with_old_events(4, OLD_KEY_HEX);
+    let old_key = dir.path().join("old.key");
+    std::fs::write(&old_key, OLD_KEY_HEX).unwrap();
+    let s = start_in(dir, |c| {
+        c.retention_days = Some(30);
+        c.keys.verify_files = vec![old_key.clone()];
+    })
+    .await;
+    poll("the retention.prune event", Duration::from_secs(20), || {
+        let db = s.db();
+        async move { db.events_of("retention.prune").into_iter().next() }
+    })
+    .await;
+    assert_eq!(cuts(&s), vec![4]);
+    let v = s.get("/v1/verify").await.ok_json(200);
+    assert_eq!(v["valid"], json!(true), "{v}");
     s.stop().await;
 }
