@@ -5,6 +5,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use super::error::{FieldError, InputError};
 use super::event::{format_timestamp, parse_rfc3339, EventType, Level};
 
+/// Most types and prefixes one filter may list: each is a term of the query.
+pub const MAX_EVENT_TERMS: usize = 100;
+
 /// Which event types match: exact names, and prefixes (`auth.*`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventMatch {
@@ -17,6 +20,12 @@ impl EventMatch {
     /// `a`, `a,b,c`, `auth.*`, or a mix: `auth.*,user.login`.
     pub fn parse(s: &str) -> Result<EventMatch, String> {
         let mut m = EventMatch::default();
+        let n = s.split(',').count();
+        if n > MAX_EVENT_TERMS {
+            return Err(format!(
+                "at most {MAX_EVENT_TERMS} types or prefixes (got {n})"
+            ));
+        }
         for item in s.split(',') {
             let item = item.trim();
             if let Some(prefix) = item.strip_suffix('*') {

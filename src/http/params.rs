@@ -5,7 +5,7 @@
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
-use crate::domain::{Filter, FilterInput, HmacKey};
+use crate::domain::{Filter, FilterInput, HmacKey, InputError};
 use crate::store::query::{Order, PageRequest};
 
 use super::error::ApiError;
@@ -79,7 +79,33 @@ impl Params {
             since: self.get_either("since", "start")?,
             until: self.get_either("until", "end")?,
         };
-        Filter::parse(&input).map_err(ApiError::bad_params)
+        Filter::parse(&input).map_err(|e| self.filter_error(e))
+    }
+
+    /// A filter error, naming each parameter as the client wrote it: a
+    /// client of the old tools that sent `start` hears about `start`.
+    pub fn filter_error(&self, mut e: InputError) -> ApiError {
+        let used = |name: &'static str, alias: &'static str| {
+            if self.get(name).is_none() && self.get(alias).is_some() {
+                alias
+            } else {
+                name
+            }
+        };
+        let (since, until) = (used("since", "start"), used("until", "end"));
+        for fe in &mut e.errors {
+            let name = match fe.field.as_str() {
+                "event" => used("event", "type"),
+                "since" => since,
+                "until" => until,
+                _ => continue,
+            };
+            if fe.field == "until" && since != "since" {
+                fe.message = fe.message.replace("after since", &format!("after {since}"));
+            }
+            fe.field = name.to_owned();
+        }
+        ApiError::bad_params(e)
     }
 
     pub fn order(&self) -> Result<Order, ApiError> {

@@ -148,7 +148,7 @@ fn summary_filter(p: &Params) -> Result<(String, Filter), ApiError> {
             until,
             ..Default::default()
         })
-        .map_err(ApiError::bad_params)?;
+        .map_err(|e| p.filter_error(e))?;
         return Ok(("custom".into(), f));
     }
     let period = p.get("period").unwrap_or("24h");

@@ -66,6 +66,14 @@ fn get(path: &str, status: u16, fields: &[&'static str]) -> Case {
     }
 }
 
+/// `n` event types, comma-separated: e0,e1,…
+fn terms(n: usize) -> String {
+    (0..n)
+        .map(|i| format!("e{i}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 fn nested(depth: usize) -> Value {
     let mut v = json!({});
     for _ in 1..depth {
@@ -539,7 +547,23 @@ async fn bad_query_parameters_are_400_problems() {
             &["start"],
         ),
         get("/api/audit?limit=0", 400, &["limit"]),
-        get("/api/audit?start=2026-02-30", 400, &["since"]),
+        // Errors name the parameter as the client sent it.
+        get("/api/audit?start=2026-02-30", 400, &["start"]),
+        get("/api/audit?end=2026-13-01", 400, &["end"]),
+        get("/api/audit?start=2026-03-02&end=2026-03-01", 400, &["end"]),
+        get("/api/audit?since=2026-03-02&end=2026-03-01", 400, &["end"]),
+        get("/v1/audit?type=a%20b", 400, &["type"]),
+        get("/v1/audit/export?format=csv&type=a%20b", 400, &["type"]),
+        get("/api/audit/summary?start=2026-02-30", 400, &["start"]),
+        // One term more than a filter may list: refused before any SQL
+        // (and before an export sends its headers).
+        get(&format!("/v1/events?event={}", terms(101)), 400, &["event"]),
+        get(&format!("/api/audit?event={}", terms(101)), 400, &["event"]),
+        get(
+            &format!("/v1/export?format=csv&event={}", terms(101)),
+            400,
+            &["event"],
+        ),
         get("/v1/audit?limit=100000", 400, &["limit"]),
         get("/v1/summary?period=1y", 400, &["period"]),
         get("/v1/summary?period=24h&since=2026-01-01", 400, &["period"]),
@@ -636,6 +660,18 @@ async fn inputs_exactly_at_the_limits_are_accepted() {
         .await
         .expect(201);
     written += 1;
+
+    // A filter listing exactly 100 types and prefixes.
+    let list = format!("{},auth.*", terms(99));
+    let page = app
+        .get(&format!("/v1/events?event={list}"))
+        .await
+        .ok_json(200);
+    assert_eq!(page["events"], json!([]));
+    let r = app
+        .get(&format!("/v1/export?format=csv&event={list}"))
+        .await;
+    r.expect(200);
 
     // A batch of exactly 1,000.
     let batch = Value::Array(vec![json!({"event": "full.batch"}); 1000]);
