@@ -10,8 +10,9 @@ of `trail verify` from the chain format alone:
     key_id        = hex(SHA-256(b"trail-key-id" || key))[:16]
 
 After retention, the newest cut's own seal is checked first:
-HMAC-SHA256(key[cut.key_id], cut.chain_hash) == cut.signature, else `bad_seal`
-(or `unknown_key`) at the cut's up_to_seq.
+HMAC-SHA256(key[cut.key_id], b"trail-cut" || 0x00 || up_to_seq as 8 bytes
+big-endian || cut.chain_hash) == cut.signature, else `bad_seal` (or
+`unknown_key`) at the cut's up_to_seq.
 
 Usage:
     verify_chain.py DB [--key-file F]... [--anchor SEQ:HEX] [--from SEQ] [--to SEQ] [--json]
@@ -199,14 +200,15 @@ def newest_cut(conn):
 
 
 def check_cut(ring: Keyring, cut):
-    """The cut's own seal: HMAC(key[key_id], chain_hash) == signature.
-    Returns a failure (up_to_seq, kind) or None."""
+    """The cut's own seal, which binds its position and hash:
+    HMAC(key[key_id], b"trail-cut" 0x00 up_to_seq(8 bytes, big-endian) chain_hash)
+    == signature. Returns a failure (up_to_seq, kind) or None."""
     up_to_seq, ch, sig, kid = cut
     mac = ring.macs.get(kid)
     if mac is None:
         return (up_to_seq, UNKNOWN_KEY)
     mac = mac.copy()
-    mac.update(ch)
+    mac.update(b"trail-cut\x00" + (up_to_seq % (1 << 64)).to_bytes(8, "big") + ch)
     if not hmac.compare_digest(mac.digest(), sig):
         return (up_to_seq, BAD_SEAL)
     return None

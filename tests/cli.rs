@@ -381,7 +381,7 @@ fn rows_sealed_with_another_key_are_unknown_key_until_that_key_is_given() {
 // ---------------------------------------------------------------------------
 
 #[test]
-fn triggers_refuse_update_delete_and_out_of_order_insert() {
+fn triggers_refuse_update_delete_replace_and_out_of_order_insert() {
     let env = Env::new();
     log_of_20(&env);
     let before = env.rows();
@@ -416,6 +416,25 @@ fn triggers_refuse_update_delete_and_out_of_order_insert() {
             e.to_string()
                 .contains("seq must be exactly the next number"),
             "INSERT seq {seq} error: {e}"
+        );
+    }
+
+    // INSERT OR REPLACE with a stored event's id, at the next seq: without
+    // the guard, REPLACE deletes row 3 through the unique id index, past
+    // the DELETE trigger.
+    let entry3: String = c
+        .query_row("SELECT entry FROM events WHERE seq = 3", [], |r| r.get(0))
+        .unwrap();
+    for verb in ["INSERT OR REPLACE", "REPLACE"] {
+        let e = c
+            .execute(
+                &format!("{verb} INTO events (seq, entry, chain_hash, signature) VALUES (21, ?1, zeroblob(32), zeroblob(32))"),
+                [&entry3],
+            )
+            .expect_err("REPLACE of a stored id must be refused");
+        assert!(
+            e.to_string().contains("events are never replaced"),
+            "{verb} error: {e}"
         );
     }
     drop(c);

@@ -85,6 +85,19 @@ fn assert_both_verify(env: &Env, db: &Path, key: &Path, expected: &Value) {
     p.expect_code(code);
 }
 
+/// The seal a cut at `seq` copying `hash` must carry, computed here from the
+/// documented format: HMAC(key, "trail-cut" 0x00 seq(8 bytes, big-endian)
+/// hash).
+fn expected_cut_seal(key_hex: &str, seq: u64, hash: &[u8]) -> Vec<u8> {
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut mac =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(&hex::decode(key_hex).unwrap()).unwrap();
+    mac.update(b"trail-cut\x00");
+    mac.update(&seq.to_be_bytes());
+    mac.update(hash);
+    mac.finalize().into_bytes().to_vec()
+}
+
 /// Waits (bounded) until the clock is past `t`.
 fn wait_past(t: DateTime<Utc>) {
     let until = Instant::now() + Duration::from_secs(10);
@@ -115,7 +128,8 @@ fn pruned_log(a: u64, b: u64) -> Pruned {
     wait_past(t);
     import(&env, "b", b as usize);
     let before = t.to_rfc3339_opts(SecondsFormat::Micros, true);
-    let (cut_hash, cut_sig) = seal_of(&env, a);
+    let (cut_hash, _) = seal_of(&env, a);
+    let cut_sig = expected_cut_seal(KEY_HEX, a, &cut_hash);
     let out = env.trail(&["prune", "--before", &before, "--json", "--batch-size", "7"]);
     out.expect_code(0);
     Pruned {
@@ -143,7 +157,7 @@ fn prune_cuts_before_deleting_and_both_verifiers_resume_from_the_cut() {
         json!({"up_to_seq": p.a, "deleted": p.a, "event_seq": event_seq, "before": p.before})
     );
 
-    // The cut: row A's last seq, hash, seal and key id.
+    // The cut: row A's last seq and hash, sealed over both, and the key id.
     let cut: (i64, Vec<u8>, Vec<u8>, String) = env
         .conn()
         .query_row(
@@ -347,6 +361,71 @@ fn a_tampered_or_foreign_cut_fails_verification_at_the_cut() {
         &env.db,
         &env.key,
         &verdict(false, 0, Some((p.a, "bad_seal")), &head),
+    );
+}
+
+/// Someone with write access but no key copies a row's own seal into a cut,
+/// to make the rows at or below it deletable and the deletion look like
+/// retention. The cut seal binds the position, so both verifiers say
+/// bad_seal at the forged cut instead of intact.
+#[test]
+fn a_cut_forged_from_a_rows_seal_does_not_hide_deleted_rows() {
+    // (cut at, copy the seal of row): the whole log; a prefix.
+    for (at, from) in [(8u64, 8u64), (5, 5)] {
+        let env = new_env();
+        import(&env, "a", 8);
+        let head = env.head();
+        let (hash, sig) = seal_of(&env, from);
+        let conn = env.conn();
+        // The insert guard lets this one in: above the newest cut, and the
+        // hash of the row it names.
+        conn.execute(
+            "INSERT INTO retention_cuts VALUES (?1, ?2, ?3, ?4, 'forged')",
+            rusqlite::params![at as i64, hash, sig, key_id(KEY_HEX)],
+        )
+        .unwrap();
+        conn.execute("DELETE FROM events WHERE seq <= ?1", [at as i64])
+            .unwrap();
+        drop(conn);
+        assert_both_verify(
+            &env,
+            &env.db,
+            &env.key,
+            &verdict(false, 0, Some((at, "bad_seal")), &head),
+        );
+    }
+
+    // A cut far ahead, with row 1's hash and seal: the insert guard refuses
+    // it; with the guard dropped too, it is still bad_seal.
+    let env = new_env();
+    import(&env, "a", 8);
+    let head = env.head();
+    let (hash, sig) = seal_of(&env, 1);
+    let conn = env.conn();
+    let insert = |c: &Connection| {
+        c.execute(
+            "INSERT INTO retention_cuts VALUES (20, ?1, ?2, ?3, 'forged')",
+            rusqlite::params![hash, sig, key_id(KEY_HEX)],
+        )
+    };
+    let err = insert(&conn).unwrap_err();
+    assert!(
+        err.to_string().contains("must copy the chain hash"),
+        "{err}"
+    );
+    conn.execute_batch("DROP TRIGGER retention_cuts_insert")
+        .unwrap();
+    insert(&conn).unwrap();
+    conn.execute("DELETE FROM events", []).unwrap();
+    drop(conn);
+    let mut after = head.clone();
+    after.0 = 20;
+    after.1 = hex::encode(&hash);
+    assert_both_verify(
+        &env,
+        &env.db,
+        &env.key,
+        &verdict(false, 0, Some((20, "bad_seal")), &after),
     );
 }
 

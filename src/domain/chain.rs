@@ -15,6 +15,16 @@ pub type Hash = [u8; 32];
 /// The hash the first row links to.
 pub const GENESIS: Hash = [0u8; 32];
 
+/// The purpose label of retention cut seals (see [`HmacKey::cut_seal`]).
+pub const CUT_PURPOSE: &str = "trail-cut";
+
+fn cut_message(up_to_seq: u64, chain_hash: &[u8]) -> Vec<u8> {
+    let mut msg = Vec::with_capacity(8 + chain_hash.len());
+    msg.extend_from_slice(&up_to_seq.to_be_bytes());
+    msg.extend_from_slice(chain_hash);
+    msg
+}
+
 /// `SHA-256(prev ‖ entry)`.
 pub fn link(prev: &Hash, entry: &[u8]) -> Hash {
     let mut h = Sha256::new();
@@ -109,6 +119,23 @@ impl HmacKey {
         m.update(&[0]);
         m.update(data);
         m.finalize().into_bytes().into()
+    }
+
+    /// The seal of a retention cut at `up_to_seq` copying `chain_hash`:
+    /// `HMAC(key, "trail-cut" ‖ 0x00 ‖ up_to_seq as 8 bytes big-endian ‖
+    /// chain_hash)`. It binds the position, so a row's own seal (which
+    /// covers only its hash) cannot be passed off as a cut anywhere else.
+    pub fn cut_seal(&self, up_to_seq: u64, chain_hash: &[u8]) -> Hash {
+        self.tag(CUT_PURPOSE, &cut_message(up_to_seq, chain_hash))
+    }
+
+    /// Constant-time check of a stored cut seal.
+    pub fn check_cut(&self, up_to_seq: u64, chain_hash: &[u8], signature: &[u8]) -> bool {
+        let mut m = self.mac.clone();
+        m.update(CUT_PURPOSE.as_bytes());
+        m.update(&[0]);
+        m.update(&cut_message(up_to_seq, chain_hash));
+        m.verify_slice(signature).is_ok()
     }
 
     /// Constant-time check of a stored signature.

@@ -4,8 +4,10 @@
 //! cut up to the newest row older than its date: deleting rows that do not
 //! verify would destroy the evidence of tampering, so it refuses instead
 //! ([`StoreError::PruneRefused`]) and changes nothing. It then records a
-//! *cut* in `retention_cuts`, in its own committed transaction: the `seq`, chain hash, HMAC seal and key id of the newest row
-//! it will delete. Only then are the rows at or below the cut deleted (the
+//! *cut* in `retention_cuts`, in its own committed transaction: the `seq`
+//! and chain hash of the newest row it will delete, sealed with the signing
+//! key over both (`HMAC(key, "trail-cut" 0x00 seq chain_hash)`, see
+//! [`HmacKey::cut_seal`]), and that key's id. Only then are the rows at or below the cut deleted (the
 //! `events_no_delete` trigger refuses every row above the newest cut), in
 //! short batches so that appends interleave. Verification resumes from the
 //! newest cut: row `up_to_seq + 1` links to the cut's chain hash, and the
@@ -128,7 +130,7 @@ pub fn prune(
     // (0) Never delete what does not verify. Outside any transaction, so
     // appends go on meanwhile; the cut below goes no further than this.
     let verified_to = match newest_older_than(conn, &before_text, u64::MAX)? {
-        Some((seq, ..)) => {
+        Some((seq, _)) => {
             let to = seq as u64;
             let req = VerifyRequest {
                 to: Some(to),
@@ -147,7 +149,7 @@ pub fn prune(
     };
 
     // (a) Record the cut before deleting anything.
-    let cut = record_cut(conn, &before_text, verified_to)?;
+    let cut = record_cut(conn, key, &before_text, verified_to)?;
     let Some((up_to_seq, chain_hash)) = cut else {
         return Ok(PruneReport {
             up_to_seq: None,
@@ -186,32 +188,33 @@ pub fn prune(
     })
 }
 
-/// The row a cut would copy: `seq`, chain hash, seal, key id.
-type CutRow = (i64, Vec<u8>, Vec<u8>, Option<String>);
+/// The row a cut would copy: `seq`, chain hash.
+type CutRow = (i64, Vec<u8>);
 
 /// The newest row with a timestamp before `before` and a `seq` of at most
 /// `max_seq`: the row a cut would copy.
 fn newest_older_than(conn: &Connection, before: &str, max_seq: u64) -> Result<Option<CutRow>> {
     conn.prepare_cached(
-        "SELECT seq, chain_hash, signature, json_extract(entry, '$.key_id') FROM events
+        "SELECT seq, chain_hash FROM events
          WHERE ts < ?1 AND seq <= ?2 ORDER BY ts DESC, seq DESC LIMIT 1",
     )
     .and_then(|mut s| {
         s.query_row(
             params![before, i64::try_from(max_seq).unwrap_or(i64::MAX)],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()
     })
     .map_err(StoreError::sqlite("finding the newest event to prune"))
 }
 
-/// Step (a): records the cut, at most at `verified_to`, and answers its
-/// `seq` and chain hash; `None` when there is nothing to prune. An existing
+/// Step (a): records the cut, at most at `verified_to` and sealed with
+/// `key`, and answers its `seq` and chain hash; `None` when there is nothing to prune. An existing
 /// cut whose rows are not all deleted yet (an interrupted prune) is answered
 /// again, so it gets finished.
 fn record_cut(
     conn: &mut Connection,
+    key: &HmacKey,
     before: &str,
     verified_to: u64,
 ) -> Result<Option<(u64, Vec<u8>)>> {
@@ -223,7 +226,7 @@ fn record_cut(
     let newest_seq = newest.as_ref().map_or(0, |c| c.up_to_seq);
     let candidate = newest_older_than(&tx, before, verified_to)?;
     let answer = match candidate {
-        Some((seq, hash, sig, key_id)) if seq as u64 > newest_seq => {
+        Some((seq, hash)) if seq as u64 > newest_seq => {
             tx.prepare_cached(
                 "INSERT INTO retention_cuts (up_to_seq, chain_hash, signature, key_id, cut_at)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -232,8 +235,8 @@ fn record_cut(
                 s.execute(params![
                     seq,
                     hash,
-                    sig,
-                    key_id.unwrap_or_default(),
+                    &key.cut_seal(seq as u64, &hash)[..],
+                    key.id().as_str(),
                     format_timestamp(Utc::now()),
                 ])
             })
@@ -325,7 +328,10 @@ mod tests {
         let cut = newest_cut(&conn).unwrap().unwrap();
         assert_eq!(cut.up_to_seq, 25);
         assert_eq!(cut.key_id, key.id().as_str());
-        assert!(key.check(&cut.chain_hash, &cut.signature));
+        // Sealed over its position and hash, not a copy of the row's seal.
+        assert!(key.check_cut(25, &cut.chain_hash, &cut.signature));
+        assert!(!key.check_cut(24, &cut.chain_hash, &cut.signature));
+        assert!(!key.check(&cut.chain_hash, &cut.signature));
 
         let report =
             verify_file(&db, &Keyring::new(key.clone()), VerifyRequest::default()).unwrap();
@@ -465,9 +471,14 @@ mod tests {
         let mut conn = open_write(&db, Synchronous::Full).unwrap();
         append_direct(&mut conn, &key, (0..10).map(event).collect()).unwrap();
         // A cut at 6 was recorded, then the process died before deleting.
+        let hash: Vec<u8> = conn
+            .query_row("SELECT chain_hash FROM events WHERE seq = 6", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
         conn.execute(
-            "INSERT INTO retention_cuts SELECT seq, chain_hash, signature, json_extract(entry, '$.key_id'), 'x' FROM events WHERE seq = 6",
-            [],
+            "INSERT INTO retention_cuts VALUES (6, ?1, ?2, ?3, 'x')",
+            params![hash, &key.cut_seal(6, &hash)[..], key.id().as_str()],
         )
         .unwrap();
         let r = prune(

@@ -117,11 +117,14 @@ fn verify_once(path: &Path, keys: &Keyring, req: VerifyRequest) -> Result<(Repor
     Ok((Report::new(checked, failure, head.seq, &head.hash), cut_seq))
 }
 
-/// Checks the seal of a retention cut: `HMAC(key[key_id], chain_hash)`.
+/// Checks the seal of a retention cut, which binds its `up_to_seq` and
+/// chain hash (see [`crate::domain::HmacKey::cut_seal`]).
 fn check_cut(keys: &Keyring, cut: &Cut) -> Option<Failure> {
     let kind = match keys.get(&cut.key_id) {
         None => FailureKind::UnknownKey,
-        Some(key) if !key.check(&cut.chain_hash, &cut.signature) => FailureKind::BadSeal,
+        Some(key) if !key.check_cut(cut.up_to_seq, &cut.chain_hash, &cut.signature) => {
+            FailureKind::BadSeal
+        }
         Some(_) => return None,
     };
     Some(Failure {
