@@ -731,6 +731,53 @@ fn append_json_source_ip_not_an_ip_is_refused() {
 }
 
 #[test]
+fn append_json_with_a_member_given_twice_is_refused() {
+    let (env, rows) = seeded();
+    let out = append_json(&env, r#"{"event":"a","event":"b"}"#);
+    assert_refused(&env, &rows, &out, &["\"event\" is given more than once"]);
+    let out = append_json(&env, r#"{"event":"a","details":{"k":1,"k":2}}"#);
+    assert_refused(&env, &rows, &out, &["\"k\" is given more than once"]);
+    let out = env.trail(&["append", "x.y", "--detail", "k=1", "--detail", "k=2"]);
+    assert_refused(
+        &env,
+        &rows,
+        &out,
+        &["--detail", "\"k\" is given more than once"],
+    );
+    let out = import_with_bad_line_3(&env, r#"{"event":"a","actor":"x","actor":"y"}"#, "3");
+    assert_refused(
+        &env,
+        &rows,
+        &out,
+        &["line 3", "\"actor\" is given more than once"],
+    );
+}
+
+#[test]
+fn append_json_with_a_number_it_cannot_keep_exactly_is_refused() {
+    let (env, rows) = seeded();
+    let out = append_json(
+        &env,
+        r#"{"event":"a","details":{"n":123456789012345678901234567890}}"#,
+    );
+    assert_refused(
+        &env,
+        &rows,
+        &out,
+        &["cannot be stored exactly", "as a string"],
+    );
+}
+
+#[test]
+fn append_detail_over_64_kib_names_the_flag_as_typed() {
+    let (env, rows) = seeded();
+    let big = format!("k={}", "x".repeat(70_000));
+    let out = env.trail(&["append", "x.y", "--detail", &big]);
+    assert_refused(&env, &rows, &out, &["--detail:"]);
+    assert!(!out.stderr.contains("--details"), "{}", out.stderr);
+}
+
+#[test]
 fn append_json_with_both_event_and_type_is_refused() {
     let (env, rows) = seeded();
     let out = append_json(&env, r#"{"event":"a","type":"b"}"#);
@@ -800,8 +847,13 @@ fn import_same_id_twice_is_idempotent_and_different_content_is_refused() {
     env.trail(&["import", same.to_str().unwrap()]).ok();
     let after_first = env.rows();
     assert_eq!(after_first.len(), 3);
-    env.trail(&["import", same.to_str().unwrap()]).ok();
+    let again = env.trail(&["import", same.to_str().unwrap()]);
+    again.ok();
     assert_eq!(env.rows(), after_first, "a retried id appends nothing");
+    assert_eq!(
+        again.stdout.trim(),
+        "imported 0 events; 1 already stored with the same content (matched by id, not written again)"
+    );
     // The same through `trail append --id`.
     let (seq, id, _) = parse_append(&env.trail(&[
         "append",
@@ -822,6 +874,39 @@ fn import_same_id_twice_is_idempotent_and_different_content_is_refused() {
     assert_refused(&env, &after_first, &out, &["dup-1"]);
     let out = env.trail(&["append", "order.placed", "--actor", "bob", "--id", "dup-1"]);
     assert_refused(&env, &after_first, &out, &["dup-1"]);
+
+    // In a batch, the conflict names its own line, not the batch's first.
+    let lines = env.write_lines(
+        "conflict-on-4.jsonl",
+        [
+            r#"{"event":"a"}"#,
+            r#"{"event":"b"}"#,
+            r#"{"event":"c"}"#,
+            r#"{"id":"dup-1","event":"order.placed","actor":"carol"}"#,
+        ],
+    );
+    let out = env.trail(&["import", lines.to_str().unwrap(), "--batch-size", "2"]);
+    out.expect_code(2);
+    out.stderr_has(&[
+        "line 4: event id \"dup-1\"",
+        "batch from line 3 on was written (2 events committed before it)",
+    ]);
+    // A line that repeats an id of the same file with the same content is
+    // answered with that event: counted as already stored.
+    let twice = env.write_lines(
+        "twice.jsonl",
+        [
+            r#"{"id":"twice-1","event":"x.y"}"#,
+            r#"{"id":"twice-1","event":"x.y"}"#,
+        ],
+    );
+    let out = env.trail(&["import", twice.to_str().unwrap()]);
+    out.ok();
+    let seq = env.count();
+    assert_eq!(
+        out.stdout.trim(),
+        format!("imported 1 events (seq {seq}..{seq}); 1 already stored with the same content (matched by id, not written again)")
+    );
 }
 
 #[test]

@@ -628,7 +628,7 @@ fn append(
 ) -> Result<(), CliError> {
     let event = if let Some(src) = &args.json {
         let text = read_input(src)?;
-        let value: serde_json::Value = serde_json::from_str(&text)
+        let value = crate::domain::json::parse_strict(&text)
             .map_err(|e| CliError::Input(format!("{src}: not valid JSON: {e}")))?;
         NewEvent::from_json(&value)?
     } else {
@@ -674,7 +674,11 @@ fn append(
                         "--detail: the key is empty in {kv:?}"
                     )));
                 }
-                d.insert(k.into(), v.into());
+                if d.insert(k.into(), v.into()).is_some() {
+                    return Err(CliError::Input(format!(
+                        "--detail: the key {k:?} is given more than once"
+                    )));
+                }
             }
             obj.insert("details".into(), d.into());
         }
@@ -683,7 +687,15 @@ fn append(
             CliError::Input(
                 e.errors
                     .iter()
-                    .map(|f| format!("--{}: {}", f.field, f.message))
+                    .map(|f| {
+                        // The flag for `details` is `--detail`.
+                        let flag = if f.field == "details" {
+                            "detail"
+                        } else {
+                            f.field.as_str()
+                        };
+                        format!("--{flag}: {}", f.message)
+                    })
                     .collect::<Vec<_>>()
                     .join("; "),
             )
@@ -715,32 +727,48 @@ fn read_input(src: &str) -> Result<String, CliError> {
 /// Progress of an import: what has committed so far.
 #[derive(Default)]
 struct Imported {
+    /// Events written by this import.
     committed: u64,
+    /// Lines whose client id matched an event stored already, with the same
+    /// content: answered with that event, not written again.
+    already: u64,
     range: Option<(u64, u64)>,
 }
 
+/// A batch on its way: its pending answer, and each event's line and
+/// client id (to name the line of a conflict).
+type InFlight = (Vec<(usize, Option<String>)>, crate::store::Pending);
+
 impl Imported {
     /// Waits for the batch in flight; its events are committed once it returns.
-    fn settle(
-        &mut self,
-        in_flight: &mut Option<(usize, crate::store::Pending)>,
-    ) -> Result<(), CliError> {
-        let Some((first_line, p)) = in_flight.take() else {
+    fn settle(&mut self, in_flight: &mut Option<InFlight>) -> Result<(), CliError> {
+        let Some((lines, p)) = in_flight.take() else {
             return Ok(());
         };
         match p.wait() {
             Ok(done) => {
-                self.committed += done.len() as u64;
-                if let (Some(f), Some(l)) = (done.first(), done.last()) {
-                    self.range = Some((self.range.map_or(f.seq, |r| r.0), l.seq));
+                for a in &done {
+                    if a.created {
+                        self.committed += 1;
+                        self.range = Some((self.range.map_or(a.seq, |r| r.0), a.seq));
+                    } else {
+                        self.already += 1;
+                    }
                 }
                 Ok(())
             }
-            Err(StoreError::Conflict { id }) => Err(CliError::Input(format!(
-                "batch from line {first_line}: event id {id:?} is already stored with different content; \
-                 nothing of that batch was written ({} events committed before it)",
-                self.committed
-            ))),
+            Err(StoreError::Conflict { id }) => {
+                let first = lines.first().map_or(0, |l| l.0);
+                let line = lines
+                    .iter()
+                    .find(|(_, client)| client.as_deref() == Some(id.as_str()))
+                    .map_or(first, |l| l.0);
+                Err(CliError::Input(format!(
+                    "line {line}: event id {id:?} is already stored with different content; \
+                     nothing of the batch from line {first} on was written ({} events committed before it)",
+                    self.committed
+                )))
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -763,9 +791,9 @@ fn import(
     let batch_size = args.batch_size as usize;
     let mut state = Imported::default();
     // One batch commits while the next is parsed.
-    let mut in_flight: Option<(usize, crate::store::Pending)> = None;
+    let mut in_flight: Option<InFlight> = None;
     let mut batch: Vec<NewEvent> = Vec::with_capacity(batch_size);
-    let mut batch_first_line = 0usize;
+    let mut lines: Vec<(usize, Option<String>)> = Vec::with_capacity(batch_size);
 
     for (i, line) in reader.lines().enumerate() {
         let n = i + 1;
@@ -775,7 +803,7 @@ fn import(
                 if line.trim().is_empty() {
                     return Ok(None);
                 }
-                let v = serde_json::from_str::<serde_json::Value>(&line)
+                let v = crate::domain::json::parse_strict(&line)
                     .map_err(|e| format!("line {n}: not valid JSON: {e}"))?;
                 NewEvent::from_json(&v)
                     .map(Some)
@@ -784,18 +812,12 @@ fn import(
         match parsed {
             Ok(None) => continue,
             Ok(Some(ev)) => {
-                if batch.is_empty() {
-                    batch_first_line = n;
-                }
+                lines.push((n, ev.id().map(|id| id.as_str().to_owned())));
                 batch.push(ev);
             }
             Err(m) => {
                 state.settle(&mut in_flight)?;
-                let first = if batch.is_empty() {
-                    n
-                } else {
-                    batch_first_line
-                };
+                let first = lines.first().map_or(n, |l| l.0);
                 return Err(CliError::Input(format!(
                     "{m}; nothing of the batch from line {first} on was written ({} events committed before it)",
                     state.committed
@@ -810,19 +832,26 @@ fn import(
                 &mut batch,
                 Vec::with_capacity(batch_size),
             ))?;
-            in_flight = Some((batch_first_line, p));
+            in_flight = Some((std::mem::take(&mut lines), p));
         }
     }
     if !batch.is_empty() {
         state.settle(&mut in_flight)?;
         let p = writer.submit_wait(batch)?;
-        in_flight = Some((batch_first_line, p));
+        in_flight = Some((lines, p));
     }
     state.settle(&mut in_flight)?;
-    match state.range {
-        Some((a, b)) => println!("imported {} events (seq {a}..{b})", state.committed),
-        None => println!("imported 0 events"),
+    let mut msg = match state.range {
+        Some((a, b)) => format!("imported {} events (seq {a}..{b})", state.committed),
+        None => "imported 0 events".to_owned(),
+    };
+    if state.already > 0 {
+        msg.push_str(&format!(
+            "; {} already stored with the same content (matched by id, not written again)",
+            state.already
+        ));
     }
+    println!("{msg}");
     Ok(())
 }
 

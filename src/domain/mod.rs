@@ -6,6 +6,7 @@ pub mod chain;
 pub mod error;
 pub mod event;
 pub mod filter;
+pub mod json;
 pub mod verify;
 
 pub use chain::{Anchor, Hash, HmacKey, KeyId, Keyring, GENESIS};

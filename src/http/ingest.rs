@@ -101,7 +101,7 @@ pub fn parse_events(body: &[u8], max_batch: usize) -> Result<(Vec<NewEvent>, boo
             ),
         )));
     }
-    let value: Value = serde_json::from_str(text).map_err(|e| {
+    let value: Value = crate::domain::json::parse_strict(text).map_err(|e| {
         let what = if e.is_eof() {
             "truncated JSON"
         } else {

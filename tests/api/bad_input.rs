@@ -178,6 +178,25 @@ async fn bad_posts_are_refused_with_problems_and_write_nothing() {
             Some(vec![]),
         ),
         post("empty body", "", 400, Some(vec![])),
+        // Ambiguous or inexact JSON: refused, not silently resolved.
+        post(
+            "a member given twice",
+            r#"{"event":"a","event":"b"}"#,
+            400,
+            Some(vec![]),
+        ),
+        post(
+            "a member of details given twice",
+            r#"{"event":"a","details":{"k":1,"k":2}}"#,
+            400,
+            Some(vec![]),
+        ),
+        post(
+            "an integer past 64 bits",
+            r#"{"event":"a","details":{"n":123456789012345678901234567890}}"#,
+            400,
+            Some(vec![]),
+        ),
         post(
             "invalid UTF-8",
             b"{\"event\":\"a\",\"actor\":\"\xff\xfe\"}".to_vec(),
