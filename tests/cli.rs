@@ -721,6 +721,17 @@ fn append_json_occurred_at_not_rfc3339_is_refused() {
     let (env, rows) = seeded();
     let out = append_json(&env, r#"{"event":"a","occurred_at":"yesterday at noon"}"#);
     assert_refused(&env, &rows, &out, &["occurred_at", "RFC 3339"]);
+    // Valid RFC 3339 that UTC cannot hold as given: refused, not changed.
+    let out = append_json(
+        &env,
+        r#"{"event":"a","occurred_at":"9999-12-31T23:59:59-23:59"}"#,
+    );
+    assert_refused(&env, &rows, &out, &["occurred_at", "years 0000-9999"]);
+    let out = append_json(
+        &env,
+        r#"{"event":"a","occurred_at":"2016-12-31T23:59:60Z"}"#,
+    );
+    assert_refused(&env, &rows, &out, &["occurred_at", "leap second"]);
 }
 
 #[test]
@@ -932,6 +943,78 @@ fn show_on_a_missing_database_is_a_usage_error_and_creates_nothing() {
     out.expect_code(2);
     out.stderr_has(&["no trail database", env.db_str()]);
     assert!(!env.db.exists(), "a read command must not create the file");
+}
+
+/// With no key configured, the first write creates `hmac.key` beside the
+/// database, readable by its owner only, as 64 hex digits and a newline; a
+/// key file others can read works, with a warning.
+#[test]
+fn the_default_key_is_created_private_and_a_readable_one_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let db = env.path("k/trail.db");
+    env.trail_on(&db, None, &["append", "x.y"]).ok();
+    let key = env.path("k/hmac.key");
+    let meta = std::fs::metadata(&key).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let text = std::fs::read_to_string(&key).unwrap();
+    assert_eq!(text.len(), 65, "{text:?}");
+    assert!(text.ends_with('\n') && text[..64].bytes().all(|b| b.is_ascii_hexdigit()));
+
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut cmd = env.command_on(&db, None, &["verify"]);
+    cmd.env("TRAIL_LOG", "warn");
+    let out = util::run_cmd(cmd);
+    out.expect_code(0);
+    out.stderr_has(&["can be read by others (mode 644)", "chmod 600"]);
+}
+
+/// A folder, a file that is not SQLite, or another program's SQLite
+/// database: every command exits 2 naming the problem, both verifiers agree,
+/// and nothing is written to it.
+#[test]
+fn a_path_that_is_not_a_trail_database_is_a_usage_error_and_is_left_alone() {
+    let env = Env::new();
+    let junk = env.path("junk.db");
+    std::fs::write(&junk, b"this is not a database\n").unwrap();
+    let folder = env.path("a-folder");
+    std::fs::create_dir_all(&folder).unwrap();
+    let other = env.path("other.db");
+    {
+        let c = rusqlite::Connection::open(&other).unwrap();
+        c.execute_batch("CREATE TABLE customers (name TEXT); INSERT INTO customers VALUES ('x');")
+            .unwrap();
+    }
+    let other_before = std::fs::read(&other).unwrap();
+    for (path, why) in [
+        (&junk, "the file is not an SQLite database"),
+        (&folder, "it is a folder"),
+        (&other, "an SQLite database of another program"),
+    ] {
+        for args in [
+            vec!["append", "x.y"],
+            vec!["show"],
+            vec!["verify"],
+            vec!["summary", "--json"],
+            vec!["export", "--format", "csv"],
+            vec!["prune", "--before", "2020-01-01"],
+        ] {
+            let out = env.trail_on(path, None, &args);
+            out.expect_code(2);
+            out.stderr_has(&["is not a trail database", why]);
+        }
+        env.py_verify_on(path, &[]).expect_code(2);
+    }
+    assert!(
+        !env.path("hmac.key").exists(),
+        "no key was created beside a file that is not trail's"
+    );
+    assert_eq!(std::fs::read(&junk).unwrap(), b"this is not a database\n");
+    assert_eq!(
+        std::fs::read(&other).unwrap(),
+        other_before,
+        "another program's file is untouched"
+    );
 }
 
 // ---------------------------------------------------------------------------

@@ -347,7 +347,10 @@ impl CliError {
             CliError::Store(StoreError::PruneRefused { .. }) => 1,
             CliError::Input(_) => 2,
             CliError::Store(
-                StoreError::Input(_) | StoreError::Conflict { .. } | StoreError::NoDatabase(_),
+                StoreError::Input(_)
+                | StoreError::Conflict { .. }
+                | StoreError::NoDatabase(_)
+                | StoreError::NotTrail { .. },
             ) => 2,
             CliError::Store(StoreError::Key(_)) => 2,
             CliError::Store(_) => 3,
@@ -609,6 +612,7 @@ fn healthcheck(config: &Config) -> Result<(), CliError> {
 }
 
 fn start_writer(db: &Path, keys: &KeySource, sync: Synchronous) -> Result<Writer, CliError> {
+    crate::store::db::check_target(db)?;
     let key = keys.signing_key(db)?;
     Ok(Writer::start(
         db,

@@ -71,6 +71,7 @@ pub fn prune(
     if !db.exists() {
         return Err(StoreError::NoDatabase(db.to_owned()).into());
     }
+    crate::store::db::check_target(db)?;
     let key = keys.signing_key(db)?;
     let ring = keys.verify_keyring(db, &args.key_files)?;
     let mut conn = open_write(db, sync)?;

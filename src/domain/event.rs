@@ -710,14 +710,30 @@ pub fn truncate_micros(t: DateTime<Utc>) -> DateTime<Utc> {
 }
 
 pub fn parse_rfc3339(s: &str) -> Result<DateTime<Utc>, String> {
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| truncate_micros(t.with_timezone(&Utc)))
-        .map_err(|e| {
-            format!(
-                "must be an RFC 3339 date-time such as 2026-01-31T12:00:00Z (got {:?}: {e})",
-                truncate_for_message(s)
-            )
-        })
+    use chrono::{Datelike, Timelike};
+    let t = DateTime::parse_from_rfc3339(s).map_err(|e| {
+        format!(
+            "must be an RFC 3339 date-time such as 2026-01-31T12:00:00Z (got {:?}: {e})",
+            truncate_for_message(s)
+        )
+    })?;
+    // Stored in UTC, so these would come out changed: a leap second as the
+    // next second, a year past 9999 (or before 0) as something that is not
+    // RFC 3339 at all.
+    if t.nanosecond() >= 1_000_000_000 {
+        return Err(format!(
+            "a leap second (:60) cannot be stored as given (got {:?})",
+            truncate_for_message(s)
+        ));
+    }
+    let utc = t.with_timezone(&Utc);
+    if !(0..=9999).contains(&utc.year()) {
+        return Err(format!(
+            "is outside the years 0000-9999 once converted to UTC (got {:?})",
+            truncate_for_message(s)
+        ));
+    }
+    Ok(truncate_micros(utc))
 }
 
 /// Parses a stored entry back into its content, for comparing a retried

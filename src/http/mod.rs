@@ -269,6 +269,7 @@ pub enum StartError {
 
 impl Application {
     pub fn build(config: ServeConfig) -> Result<Application, StartError> {
+        crate::store::db::check_target(&config.db)?;
         let key = config.keys.signing_key(&config.db)?;
         let mut keys = Keyring::new(key.clone());
         for p in &config.keys.verify_files {

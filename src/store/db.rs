@@ -65,6 +65,7 @@ fn sqlite_process_settings() {
 /// processes opening a new file at once do not both try to create it.
 pub fn open_write(path: &Path, sync: Synchronous) -> Result<Connection> {
     sqlite_process_settings();
+    refuse_folder(path)?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         fs::create_dir_all(dir).map_err(|source| StoreError::Io {
             context: format!("creating {}", dir.display()),
@@ -91,6 +92,7 @@ pub fn open_write(path: &Path, sync: Synchronous) -> Result<Connection> {
     // The writer keeps one INSERT per power-of-two row count, besides its
     // lookups: room for all of them.
     conn.set_prepared_statement_cache_capacity(64);
+    refuse_foreign(&conn, path)?;
     // 16 KiB pages (taken only when the file is created). A batch of appends
     // dirties a leaf per distinct actor, resource, type… in each index, which
     // favours big pages; a page read at a random depth copies a whole page
@@ -120,6 +122,7 @@ pub fn open_read(path: &Path) -> Result<Connection> {
     if !path.exists() {
         return Err(StoreError::NoDatabase(path.to_owned()));
     }
+    refuse_folder(path)?;
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY
@@ -127,18 +130,91 @@ pub fn open_read(path: &Path) -> Result<Connection> {
             | OpenFlags::SQLITE_OPEN_URI,
     )
     .map_err(StoreError::sqlite("opening the database read-only"))?;
-    configure_reader(&conn)?;
-    let has_events: bool = conn
-        .query_row(
-            "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'events'",
-            [],
-            |r| r.get::<_, i64>(0).map(|n| n > 0),
-        )
-        .map_err(StoreError::sqlite("reading the schema"))?;
-    if !has_events {
-        return Err(StoreError::NoDatabase(path.to_owned()));
+    configure_reader(&conn).map_err(|e| not_sqlite(e, path))?;
+    let tables = table_names(&conn).map_err(|e| not_sqlite(e, path))?;
+    if !tables.iter().any(|t| t == "events") {
+        return Err(if tables.is_empty() {
+            StoreError::NoDatabase(path.to_owned())
+        } else {
+            foreign(path)
+        });
     }
     Ok(conn)
+}
+
+/// Refuses, before anything is created beside it (such as `hmac.key`), a
+/// path that holds something other than a trail database. A missing file is
+/// fine: it will be created.
+pub fn check_target(path: &Path) -> Result<()> {
+    refuse_folder(path)?;
+    if !path.exists() {
+        return Ok(());
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(StoreError::sqlite("opening the database read-only"))
+    .map_err(|e| not_sqlite(e, path))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(StoreError::sqlite("setting busy timeout"))?;
+    refuse_foreign(&conn, path)
+}
+
+fn refuse_folder(path: &Path) -> Result<()> {
+    if path.is_dir() {
+        return Err(StoreError::NotTrail {
+            path: path.to_owned(),
+            why: "it is a folder".into(),
+        });
+    }
+    Ok(())
+}
+
+/// `file is not a database` becomes [`StoreError::NotTrail`]; anything
+/// else stays what it was.
+fn not_sqlite(e: StoreError, path: &Path) -> StoreError {
+    match &e {
+        StoreError::Sqlite { source, .. }
+            if source.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase) =>
+        {
+            StoreError::NotTrail {
+                path: path.to_owned(),
+                why: "the file is not an SQLite database".into(),
+            }
+        }
+        _ => e,
+    }
+}
+
+fn foreign(path: &Path) -> StoreError {
+    StoreError::NotTrail {
+        path: path.to_owned(),
+        why: "it is an SQLite database of another program (it has tables, but not trail's)".into(),
+    }
+}
+
+fn table_names(conn: &Connection) -> Result<Vec<String>> {
+    let mut st = conn
+        .prepare("SELECT name FROM sqlite_schema WHERE type = 'table'")
+        .map_err(StoreError::sqlite("reading the schema"))?;
+    let names = st
+        .query_map([], |r| r.get(0))
+        .and_then(|rows| rows.collect())
+        .map_err(StoreError::sqlite("reading the schema"))?;
+    Ok(names)
+}
+
+/// Before trail adds its tables to a file: the file must be empty, or a
+/// trail database (refinery's history table is there), never another
+/// program's database.
+fn refuse_foreign(conn: &Connection, path: &Path) -> Result<()> {
+    let tables = table_names(conn).map_err(|e| not_sqlite(e, path))?;
+    if tables.is_empty() || tables.iter().any(|t| t == "refinery_schema_history") {
+        Ok(())
+    } else {
+        Err(foreign(path))
+    }
 }
 
 pub(crate) fn configure_reader(conn: &Connection) -> Result<()> {

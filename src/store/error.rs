@@ -21,6 +21,10 @@ pub enum StoreError {
     Closed,
     #[error("no trail database at {0} (append an event first, or check --db / TRAIL_DB)")]
     NoDatabase(PathBuf),
+    /// The path holds something else: a folder, a file that is not SQLite,
+    /// or another program's SQLite database. Nothing is written to it.
+    #[error("{path} is not a trail database: {why} (check --db / TRAIL_DB)")]
+    NotTrail { path: PathBuf, why: String },
     #[error("{context}: {source}")]
     Sqlite {
         context: &'static str,

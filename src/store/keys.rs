@@ -41,6 +41,19 @@ pub fn default_key_path(db: &Path) -> PathBuf {
 pub fn read_key_file(path: &Path) -> Result<HmacKey> {
     let text = fs::read_to_string(path)
         .map_err(|e| StoreError::Key(format!("cannot read key file {}: {e}", path.display())))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = fs::metadata(path) {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    "key file {} can be read by others (mode {mode:o}): whoever reads it can forge seals; chmod 600 it",
+                    path.display()
+                );
+            }
+        }
+    }
     HmacKey::from_hex(&text)
         .map_err(|e| StoreError::Key(format!("key file {}: {e}", path.display())))
 }
