@@ -24,6 +24,10 @@ pub enum ApiError {
     TooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// A `Content-Encoding` other than `identity`: answered with
+    /// `Accept-Encoding: identity` (RFC 9110, section 15.5.16).
+    #[error("{0}")]
+    UnsupportedEncoding(String),
     #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]
@@ -102,7 +106,9 @@ impl ResponseError for ApiError {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::UnsupportedMediaType(_) | ApiError::UnsupportedEncoding(_) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -136,6 +142,12 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType(d) => (
                 "urn:trail:problem:unsupported-media-type",
                 "Unsupported media type",
+                d.clone(),
+                &[],
+            ),
+            ApiError::UnsupportedEncoding(d) => (
+                "urn:trail:problem:unsupported-encoding",
+                "Unsupported content encoding",
                 d.clone(),
                 &[],
             ),
@@ -179,6 +191,9 @@ impl ResponseError for ApiError {
         }
         if let ApiError::Unavailable { retry_after, .. } = self {
             resp.insert_header((header::RETRY_AFTER, retry_after.to_string()));
+        }
+        if let ApiError::UnsupportedEncoding(_) = self {
+            resp.insert_header((header::ACCEPT_ENCODING, "identity"));
         }
         resp.body(body)
     }

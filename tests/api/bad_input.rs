@@ -74,6 +74,13 @@ fn terms(n: usize) -> String {
         .join(",")
 }
 
+/// `{"event":"a"}` compressed with gzip (`printf '{"event":"a"}' | gzip -n`).
+const GZIP_EVENT: &[u8] = &[
+    0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0xab, 0x56, 0x4a, 0x2d, 0x4b, 0xcd,
+    0x2b, 0x51, 0xb2, 0x52, 0x4a, 0x54, 0xaa, 0x05, 0x00, 0x24, 0x04, 0xf8, 0xdc, 0x0d, 0x00, 0x00,
+    0x00,
+];
+
 fn nested(depth: usize) -> Value {
     let mut v = json!({});
     for _ in 1..depth {
@@ -387,6 +394,36 @@ async fn bad_posts_are_refused_with_problems_and_write_nothing() {
             fields: Some(vec![]),
         },
         Case {
+            name: "gzip Content-Encoding".into(),
+            req: Req::Post {
+                ct: Some("application/json"),
+                headers: vec![("Content-Encoding", "gzip".into())],
+                body: GZIP_EVENT.to_vec(),
+            },
+            status: 415,
+            fields: Some(vec![]),
+        },
+        Case {
+            name: "deflate Content-Encoding on plain JSON".into(),
+            req: Req::Post {
+                ct: Some("application/json"),
+                headers: vec![("Content-Encoding", "deflate".into())],
+                body: br#"{"event":"a"}"#.to_vec(),
+            },
+            status: 415,
+            fields: Some(vec![]),
+        },
+        Case {
+            name: "identity then br Content-Encoding".into(),
+            req: Req::Post {
+                ct: Some("application/json"),
+                headers: vec![("Content-Encoding", "identity, br".into())],
+                body: br#"{"event":"a"}"#.to_vec(),
+            },
+            status: 415,
+            fields: Some(vec![]),
+        },
+        Case {
             name: "Idempotency-Key too long".into(),
             req: Req::Post {
                 ct: Some("application/json"),
@@ -410,6 +447,27 @@ async fn bad_posts_are_refused_with_problems_and_write_nothing() {
     for case in &cases {
         let r = run(&app, case).await;
         check(&app, case, &r);
+        if case.name.contains("Content-Encoding") {
+            let p = r.json();
+            assert_eq!(
+                p["type"],
+                json!("urn:trail:problem:unsupported-encoding"),
+                "{}",
+                case.name
+            );
+            let detail = p["detail"].as_str().unwrap();
+            assert!(
+                detail.contains("is not supported; send the JSON uncompressed"),
+                "{}: {detail}",
+                case.name
+            );
+            assert_eq!(
+                r.header("accept-encoding").as_deref(),
+                Some("identity"),
+                "{}",
+                case.name
+            );
+        }
     }
     // The server still works, and the chain is intact.
     app.post(&json!({"event": "after"})).await.expect(201);
