@@ -34,6 +34,10 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    /// The path exists but does not take this method; `allow` lists the
+    /// methods it does take, for the `Allow` header.
+    #[error("{detail}")]
+    MethodNotAllowed { detail: String, allow: String },
     #[error("{0}")]
     Conflict(String),
     #[error("{detail}")]
@@ -112,6 +116,7 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -159,6 +164,12 @@ impl ResponseError for ApiError {
             ),
             ApiError::Forbidden(d) => ("urn:trail:problem:forbidden", "Forbidden", d.clone(), &[]),
             ApiError::NotFound(d) => ("urn:trail:problem:not-found", "Not found", d.clone(), &[]),
+            ApiError::MethodNotAllowed { detail, .. } => (
+                "urn:trail:problem:method-not-allowed",
+                "Method not allowed",
+                detail.clone(),
+                &[],
+            ),
             ApiError::Conflict(d) => ("urn:trail:problem:conflict", "Conflict", d.clone(), &[]),
             ApiError::Unavailable { detail, .. } => (
                 "urn:trail:problem:unavailable",
@@ -191,6 +202,9 @@ impl ResponseError for ApiError {
         }
         if let ApiError::Unavailable { retry_after, .. } = self {
             resp.insert_header((header::RETRY_AFTER, retry_after.to_string()));
+        }
+        if let ApiError::MethodNotAllowed { allow, .. } = self {
+            resp.insert_header((header::ALLOW, allow.as_str()));
         }
         if let ApiError::UnsupportedEncoding(_) = self {
             resp.insert_header((header::ACCEPT_ENCODING, "identity"));

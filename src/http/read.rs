@@ -285,6 +285,22 @@ pub async fn export_events(
         .map_err(|e| ApiError::Internal(format!("export task: {e}")))?
         .map_err(|e| ApiError::Internal(format!("read pool: {e}")))?;
     let now = chrono::Utc::now();
+    let filename = format!(
+        "trail-export-{}.{}",
+        now.format("%Y%m%dT%H%M%SZ"),
+        format.extension()
+    );
+    let mut resp = HttpResponse::Ok();
+    resp.content_type(format.content_type()).insert_header((
+        header::CONTENT_DISPOSITION,
+        format!("attachment; filename=\"{filename}\""),
+    ));
+    if req.method() == actix_web::http::Method::HEAD {
+        // The same headers, and no export: actix-http would run it to the
+        // end only to discard every byte.
+        drop(conn);
+        return Ok(resp.streaming(futures_util::stream::empty::<Result<Bytes, std::io::Error>>()));
+    }
     let generated_at = format_timestamp(now);
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     tokio::task::spawn_blocking(move || {
@@ -307,18 +323,7 @@ pub async fn export_events(
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });
-    let filename = format!(
-        "trail-export-{}.{}",
-        now.format("%Y%m%dT%H%M%SZ"),
-        format.extension()
-    );
-    Ok(HttpResponse::Ok()
-        .content_type(format.content_type())
-        .insert_header((
-            header::CONTENT_DISPOSITION,
-            format!("attachment; filename=\"{filename}\""),
-        ))
-        .streaming(stream))
+    Ok(resp.streaming(stream))
 }
 
 #[utoipa::path(get, path = "/healthz", tag = "probes", responses((status = 200, description = "The process is alive")))]

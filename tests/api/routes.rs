@@ -1,6 +1,7 @@
 //! Every route once, with exact statuses, content types, key headers and
 //! bodies.
 
+use awc::http::Method;
 use hmac::{KeyInit, Mac};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -844,22 +845,166 @@ async fn configured_limits_are_honoured() {
     assert_eq!(error_fields(&p), ["offset"]);
 }
 
-/// Errors are problem documents, also for a method a route does not take.
+/// A path that exists answers a method it does not serve with a 405
+/// problem whose `Allow` lists what it serves (HEAD wherever GET is); a path
+/// that does not exist stays 404, whatever the method.
 #[actix_rt::test]
-async fn wrong_methods_are_problems() {
+async fn wrong_methods_are_405_problems_with_allow() {
     let app = spawn_app().await;
+    app.post(&json!({"event": "a"})).await.expect(201);
+    let seq = app.seq(1);
+    let cases: Vec<(Method, String, &str)> = vec![
+        (Method::DELETE, format!("/v1/events/{seq}"), "GET, HEAD"),
+        (Method::PUT, format!("/v1/events/{seq}"), "GET, HEAD"),
+        (Method::PUT, "/v1/events".into(), "GET, HEAD, POST"),
+        (Method::DELETE, "/v1/events".into(), "GET, HEAD, POST"),
+        (Method::PATCH, "/v1/events".into(), "GET, HEAD, POST"),
+        (Method::OPTIONS, "/v1/events".into(), "GET, HEAD, POST"),
+        (Method::POST, "/v1/summary".into(), "GET, HEAD"),
+        (Method::POST, "/v1/head".into(), "GET, HEAD"),
+        (Method::POST, "/v1/verify".into(), "GET, HEAD"),
+        (Method::DELETE, "/v1/export".into(), "GET, HEAD"),
+        (Method::PATCH, "/healthz".into(), "GET, HEAD"),
+        (Method::POST, "/readyz".into(), "GET, HEAD"),
+        (Method::PUT, "/openapi.json".into(), "GET, HEAD"),
+        (Method::POST, "/metrics".into(), "GET, HEAD"),
+        (Method::PUT, "/v1/tokens".into(), "GET, HEAD, POST"),
+        (Method::GET, "/v1/tokens/someone".into(), "DELETE"),
+        (Method::HEAD, "/v1/tokens/someone".into(), "DELETE"),
+        (Method::POST, "/api/audit".into(), "GET, HEAD"),
+        (Method::DELETE, "/api/audit/summary".into(), "GET, HEAD"),
+        (Method::POST, "/v1/audit".into(), "GET, HEAD"),
+        (Method::PUT, "/v1/audit/stats".into(), "GET, HEAD"),
+        (Method::POST, "/v1/audit/verify".into(), "GET, HEAD"),
+        (
+            Method::DELETE,
+            "/v1/audit/export?format=csv".into(),
+            "GET, HEAD",
+        ),
+    ];
+    for (method, path, allow) in &cases {
+        let r = app.request(method.clone(), path).await;
+        let what = format!("{method} {path}");
+        assert_eq!(r.status, 405, "{what}: body {}", r.text_lossy());
+        assert_eq!(r.header("allow").as_deref(), Some(*allow), "{what}");
+        if *method == Method::HEAD {
+            assert_eq!(r.content_type(), "application/problem+json", "{what}");
+            assert!(r.body.is_empty(), "{what}: HEAD body {:?}", r.text_lossy());
+            continue;
+        }
+        let p = assert_problem(&r, 405);
+        assert_eq!(
+            p["type"],
+            json!("urn:trail:problem:method-not-allowed"),
+            "{what}"
+        );
+        let path_only = path.split('?').next().unwrap();
+        assert_eq!(
+            p["detail"],
+            json!(format!(
+                "{method} is not allowed on {path_only}; it serves {allow}"
+            )),
+            "{what}"
+        );
+    }
+    // Nothing was written by any of them, and the event is still there.
+    assert_eq!(app.count(), 1);
+    app.get(&format!("/v1/events/{seq}")).await.ok_json(200);
+
     for (method, path) in [
-        (awc::http::Method::DELETE, "/v1/events"),
-        (awc::http::Method::PUT, "/v1/events/1"),
-        (awc::http::Method::POST, "/v1/summary"),
-        (awc::http::Method::PATCH, "/healthz"),
+        (Method::DELETE, "/v1/nope"),
+        (Method::PUT, "/v1/events/1/more"),
+        (Method::GET, "/v1/event"),
+        (Method::HEAD, "/v1/event"),
+        (Method::POST, "/v2/events"),
     ] {
         let r = app.request(method.clone(), path).await;
-        assert!(
-            r.status == 404 || r.status == 405,
-            "{method} {path}: status {}",
-            r.status
-        );
-        assert_problem(&r, r.status);
+        assert_eq!(r.status, 404, "{method} {path}");
+        assert_eq!(r.header("allow"), None, "{method} {path}");
+        if method != Method::HEAD {
+            let p = assert_problem(&r, 404);
+            assert_eq!(
+                p["type"],
+                json!("urn:trail:problem:not-found"),
+                "{method} {path}"
+            );
+        }
     }
+}
+
+/// HEAD answers wherever GET does, with the GET's status and headers and no
+/// body, on the wire (read raw, so a body sent anyway would show).
+#[actix_rt::test]
+async fn head_answers_like_get_without_a_body() {
+    let app = spawn_app().await;
+    app.post(&json!([{"event": "a"}, {"event": "b"}]))
+        .await
+        .expect(201);
+    for path in [
+        "/v1/head",
+        "/v1/events",
+        "/v1/events?limit=1",
+        "/api/audit?limit=1",
+        "/healthz",
+        "/openapi.json",
+        "/v1/events?limit=0",
+    ] {
+        let get = app.get(path).await;
+        let head = app.request(Method::HEAD, path).await;
+        assert_eq!(head.status, get.status, "HEAD {path}");
+        assert_eq!(head.content_type(), get.content_type(), "HEAD {path}");
+        assert!(!get.body.is_empty(), "GET {path} has a body");
+        assert_eq!(
+            head.header("content-length"),
+            Some(get.body.len().to_string()),
+            "HEAD {path}"
+        );
+        assert_eq!(head.header("link"), get.header("link"), "HEAD {path}");
+        assert!(
+            head.body.is_empty(),
+            "HEAD {path}: body {:?}",
+            head.text_lossy()
+        );
+    }
+    let head = app.request(Method::HEAD, "/v1/events").await;
+    assert_eq!(head.status, 200);
+    assert_eq!(head.content_type(), "application/json");
+
+    // The streamed export: its headers, no rows.
+    let head = app.request(Method::HEAD, "/v1/export?format=csv").await;
+    assert_eq!(head.status, 200);
+    assert_eq!(head.content_type(), "text/csv; charset=utf-8");
+    assert!(head
+        .header("content-disposition")
+        .unwrap()
+        .starts_with("attachment; filename=\"trail-export-"));
+    assert!(head.body.is_empty());
+
+    // On the wire: the status line and headers, then nothing.
+    for path in ["/v1/head", "/v1/events", "/v1/export?format=csv"] {
+        let raw = raw_request(app.port, &format!("HEAD {path} HTTP/1.1")).await;
+        let (head, rest) = raw.split_once("\r\n\r\n").expect("end of headers");
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert_eq!(rest, "", "HEAD {path} sent a body");
+    }
+    assert_eq!(app.count(), 2, "HEAD writes nothing");
+}
+
+/// Sends `request_line` with `Connection: close` over a plain socket and
+/// returns everything the server sends back.
+async fn raw_request(port: u16, request_line: &str) -> String {
+    let req = format!("{request_line}\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    actix_web::rt::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        s.write_all(req.as_bytes()).unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out)
+            .expect("the server closes the connection");
+        String::from_utf8(out).expect("UTF-8 response")
+    })
+    .await
+    .unwrap()
 }
