@@ -1008,3 +1008,161 @@ async fn raw_request(port: u16, request_line: &str) -> String {
     .await
     .unwrap()
 }
+
+/// Every (path, method) the server registers, once. `/openapi.json` must
+/// document exactly these, and each one is requested here, so the list
+/// cannot name a route that does not exist.
+const SERVED: &[(&str, &str)] = &[
+    ("/v1/events", "get"),
+    ("/v1/events", "post"),
+    ("/v1/events/{id}", "get"),
+    ("/v1/summary", "get"),
+    ("/v1/head", "get"),
+    ("/v1/verify", "get"),
+    ("/v1/export", "get"),
+    ("/healthz", "get"),
+    ("/readyz", "get"),
+    ("/openapi.json", "get"),
+    ("/metrics", "get"),
+    ("/v1/tokens", "get"),
+    ("/v1/tokens", "post"),
+    ("/v1/tokens/{name}", "delete"),
+    ("/api/audit", "get"),
+    ("/api/audit/summary", "get"),
+    ("/v1/audit", "get"),
+    ("/v1/audit/stats", "get"),
+    ("/v1/audit/verify", "get"),
+    ("/v1/audit/export", "get"),
+];
+
+type Pairs = std::collections::BTreeSet<(String, String)>;
+
+#[actix_rt::test]
+async fn openapi_documents_every_route_the_server_serves() {
+    let app = spawn_app().await;
+    let want: Pairs = SERVED
+        .iter()
+        .map(|(p, m)| (p.to_string(), m.to_string()))
+        .collect();
+    assert_eq!(want.len(), SERVED.len(), "no duplicates in SERVED");
+
+    // The document lists exactly these.
+    let doc = app.get("/openapi.json").await.ok_json(200);
+    let documented: Pairs = doc["paths"]
+        .as_object()
+        .expect("paths")
+        .iter()
+        .flat_map(|(path, ops)| {
+            ops.as_object()
+                .expect("operations")
+                .keys()
+                .filter(|k| {
+                    [
+                        "get", "put", "post", "delete", "options", "head", "patch", "trace",
+                    ]
+                    .contains(&k.as_str())
+                })
+                .map(move |m| (path.clone(), m.clone()))
+        })
+        .collect();
+    assert_eq!(documented, want, "documented vs served");
+
+    // The server registers exactly these (and HEAD beside every GET).
+    let mut registered = Pairs::new();
+    for (path, methods) in trail::http::route_table() {
+        let has = |m: &str| methods.iter().any(|x| x.as_str() == m);
+        assert_eq!(has("GET"), has("HEAD"), "{path}: HEAD exactly where GET is");
+        for m in methods.iter().filter(|m| m.as_str() != "HEAD") {
+            registered.insert((path.to_owned(), m.as_str().to_ascii_lowercase()));
+        }
+    }
+    assert_eq!(registered, want, "registered vs SERVED");
+
+    // And each is really served: a request to each, with its expected status.
+    let mut token: Option<String> = None;
+    for (path, method) in SERVED {
+        let (method, concrete, body, status) = match (*path, *method) {
+            ("/v1/events", "post") => (
+                Method::POST,
+                path.to_string(),
+                Some(json!({"event": "a"})),
+                201,
+            ),
+            // seq 1: the server's own server.start.
+            ("/v1/events/{id}", _) => (Method::GET, "/v1/events/1".into(), None, 200),
+            ("/v1/tokens", "post") => (
+                Method::POST,
+                path.to_string(),
+                Some(json!({"name": "routes", "scopes": ["admin"]})),
+                201,
+            ),
+            ("/v1/tokens/{name}", _) => (Method::DELETE, "/v1/tokens/routes".into(), None, 204),
+            (_, "get") => (Method::GET, path.to_string(), None, 200),
+            other => panic!("no request for {other:?}"),
+        };
+        let mut req = app.client.request(method.clone(), app.url(&concrete));
+        if let Some(t) = &token {
+            req = req.insert_header(("authorization", format!("Bearer {t}")));
+        }
+        if body.is_some() {
+            req = req.insert_header(("content-type", "application/json"));
+        }
+        let body = body.map(|b| serde_json::to_vec(&b).unwrap());
+        let r = send(req, body).await;
+        assert_eq!(r.status, status, "{method} {concrete}: {}", r.text_lossy());
+        if concrete == "/v1/tokens" && method == Method::POST {
+            // From now on every request needs a token.
+            token = Some(r.json()["token"].as_str().unwrap().to_owned());
+        }
+    }
+    assert!(token.is_some(), "the token route was exercised");
+
+    // Each seed route under its own parameter names.
+    let names = |path: &str| -> Vec<String> {
+        let mut v: Vec<String> = doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|p| p["name"].as_str().unwrap().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        names("/api/audit"),
+        ["actor", "cursor", "end", "event", "level", "limit", "offset", "start"]
+    );
+    assert_eq!(names("/api/audit/summary"), ["end", "period", "start"]);
+    assert_eq!(names("/v1/audit"), ["cursor", "limit", "type"]);
+    assert_eq!(names("/v1/audit/stats"), ["period"]);
+    assert_eq!(names("/v1/audit/export"), ["format", "type"]);
+    assert_eq!(names("/v1/audit/verify"), Vec::<String>::new());
+
+    // limit with the bounds the server enforces (1 to 1000), offset 0 to 10000.
+    for path in ["/v1/events", "/api/audit", "/v1/audit"] {
+        let params = doc["paths"][path]["get"]["parameters"].as_array().unwrap();
+        let schema = |name: &str| {
+            params
+                .iter()
+                .find(|p| p["name"] == json!(name))
+                .unwrap_or_else(|| panic!("{path} documents {name}"))["schema"]
+                .clone()
+        };
+        let limit = schema("limit");
+        assert_eq!(
+            (&limit["minimum"], &limit["maximum"]),
+            (&json!(1), &json!(1000)),
+            "{path}: limit {limit}"
+        );
+        if path != "/v1/audit" {
+            let offset = schema("offset");
+            assert_eq!(
+                (&offset["minimum"], &offset["maximum"]),
+                (&json!(0), &json!(10000)),
+                "{path}: offset {offset}"
+            );
+        }
+    }
+}
