@@ -334,6 +334,15 @@ pub struct CreateToken {
     scopes: Vec<String>,
 }
 
+#[utoipa::path(
+    post, path = "/v1/tokens", tag = "tokens",
+    request_body(content = serde_json::Value, description = "{\"name\": \"...\", \"scopes\": [\"ingest\"|\"read\"|\"admin\", ...]}", content_type = "application/json"),
+    responses(
+        (status = 201, description = "{\"name\", \"scopes\", \"token\"}: the secret, shown this once"),
+        (status = 400, description = "Malformed body", content_type = "application/problem+json"),
+        (status = 422, description = "A bad or already used name, no scope, or an unknown scope", content_type = "application/problem+json"),
+    )
+)]
 pub async fn create_token(
     req: HttpRequest,
     body: web::Bytes,
@@ -366,11 +375,23 @@ pub async fn create_token(
         .json(serde_json::json!({"name": info.name, "scopes": info.scopes, "token": secret})))
 }
 
+#[utoipa::path(
+    get, path = "/v1/tokens", tag = "tokens",
+    responses((status = 200, description = "{\"tokens\": [...]}: names, scopes, dates; never secrets"))
+)]
 pub async fn list_tokens(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let list = state.read(tokens::list).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({"tokens": list})))
 }
 
+#[utoipa::path(
+    delete, path = "/v1/tokens/{name}", tag = "tokens",
+    params(("name" = String, Path, description = "The token's name")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 404, description = "No active token with that name", content_type = "application/problem+json"),
+    )
+)]
 pub async fn revoke_token(
     req: HttpRequest,
     path: web::Path<String>,

@@ -24,12 +24,20 @@ pub enum ApiError {
     TooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// A `Content-Encoding` other than `identity`: answered with
+    /// `Accept-Encoding: identity` (RFC 9110, section 15.5.16).
+    #[error("{0}")]
+    UnsupportedEncoding(String),
     #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    /// The path exists but does not take this method; `allow` lists the
+    /// methods it does take, for the `Allow` header.
+    #[error("{detail}")]
+    MethodNotAllowed { detail: String, allow: String },
     #[error("{0}")]
     Conflict(String),
     #[error("{detail}")]
@@ -102,10 +110,13 @@ impl ResponseError for ApiError {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::UnsupportedMediaType(_) | ApiError::UnsupportedEncoding(_) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -139,6 +150,12 @@ impl ResponseError for ApiError {
                 d.clone(),
                 &[],
             ),
+            ApiError::UnsupportedEncoding(d) => (
+                "urn:trail:problem:unsupported-encoding",
+                "Unsupported content encoding",
+                d.clone(),
+                &[],
+            ),
             ApiError::Unauthorized(d) => (
                 "urn:trail:problem:unauthorized",
                 "Unauthorized",
@@ -147,6 +164,12 @@ impl ResponseError for ApiError {
             ),
             ApiError::Forbidden(d) => ("urn:trail:problem:forbidden", "Forbidden", d.clone(), &[]),
             ApiError::NotFound(d) => ("urn:trail:problem:not-found", "Not found", d.clone(), &[]),
+            ApiError::MethodNotAllowed { detail, .. } => (
+                "urn:trail:problem:method-not-allowed",
+                "Method not allowed",
+                detail.clone(),
+                &[],
+            ),
             ApiError::Conflict(d) => ("urn:trail:problem:conflict", "Conflict", d.clone(), &[]),
             ApiError::Unavailable { detail, .. } => (
                 "urn:trail:problem:unavailable",
@@ -179,6 +202,12 @@ impl ResponseError for ApiError {
         }
         if let ApiError::Unavailable { retry_after, .. } = self {
             resp.insert_header((header::RETRY_AFTER, retry_after.to_string()));
+        }
+        if let ApiError::MethodNotAllowed { allow, .. } = self {
+            resp.insert_header((header::ALLOW, allow.as_str()));
+        }
+        if let ApiError::UnsupportedEncoding(_) = self {
+            resp.insert_header((header::ACCEPT_ENCODING, "identity"));
         }
         resp.body(body)
     }

@@ -65,6 +65,27 @@ fn check_content_type(req: &HttpRequest) -> Result<(), ApiError> {
     }
 }
 
+/// The body must arrive as sent by the client, uncompressed: a coded body
+/// would otherwise be parsed as JSON and refused as "not UTF-8", which sends
+/// the client looking in the wrong place. `identity` (any number of times,
+/// any case) is the only coding accepted.
+fn check_content_encoding(req: &HttpRequest) -> Result<(), ApiError> {
+    for v in req.headers().get_all(header::CONTENT_ENCODING) {
+        let text = v.to_str().unwrap_or("?");
+        let unsupported = text
+            .split(',')
+            .map(str::trim)
+            .any(|c| !c.is_empty() && !c.eq_ignore_ascii_case("identity"));
+        if unsupported || v.to_str().is_err() {
+            return Err(ApiError::UnsupportedEncoding(format!(
+                "Content-Encoding {:?} is not supported; send the JSON uncompressed (no Content-Encoding)",
+                text.chars().take(80).collect::<String>()
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     let Some(v) = req.headers().get("idempotency-key") else {
         return Ok(None);
@@ -182,7 +203,7 @@ pub fn appended_json(a: &Appended, out: &mut String) {
         (status = 400, description = "Malformed body", content_type = "application/problem+json"),
         (status = 409, description = "Id or Idempotency-Key already used with other content", content_type = "application/problem+json"),
         (status = 413, description = "Body or batch too large", content_type = "application/problem+json"),
-        (status = 415, description = "Not application/json", content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json, or a Content-Encoding other than identity (send the JSON uncompressed)", content_type = "application/problem+json"),
         (status = 422, description = "An event breaks a rule; every problem is listed", content_type = "application/problem+json"),
         (status = 503, description = "Queue full or storage failing; nothing written; see Retry-After", content_type = "application/problem+json"),
     )
@@ -194,6 +215,7 @@ pub async fn post_events(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     check_content_type(&req)?;
+    check_content_encoding(&req)?;
     let idem = idempotency_key(&req)?;
     let body = read_body(&req, payload, state.limits.max_body_bytes).await?;
     let (parsed, is_batch) = parse_events(&body, state.limits.max_batch)?;

@@ -12,12 +12,14 @@ pub mod params;
 pub mod proxy;
 mod read;
 pub mod readers;
+mod seed;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use actix_web::dev::{Server, ServerHandle};
+use actix_web::http::Method;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OpenFlags};
@@ -211,29 +213,143 @@ pub fn read_pool(path: &std::path::Path, size: u32) -> Result<ReadPool, StoreErr
         .map_err(|e| StoreError::Pool(e.to_string()))
 }
 
+/// One path and the methods it serves. Built once in [`table`], which both
+/// [`routes`] (to register them) and [`route_table`] (to list them) read, so
+/// the list cannot differ from what is served.
+struct Route {
+    path: &'static str,
+    methods: Vec<Method>,
+    resource: actix_web::Resource,
+}
+
+impl Route {
+    fn new(path: &'static str) -> Route {
+        Route {
+            path,
+            methods: Vec::new(),
+            resource: web::resource(path),
+        }
+    }
+
+    fn to<F, Args>(mut self, method: Method, handler: F) -> Route
+    where
+        F: actix_web::Handler<Args>,
+        Args: actix_web::FromRequest + 'static,
+        F::Output: actix_web::Responder + 'static,
+    {
+        self.resource = self
+            .resource
+            .route(web::route().method(method.clone()).to(handler));
+        self.methods.push(method);
+        self
+    }
+
+    /// GET, and HEAD with the same handler: actix routes HEAD only where it
+    /// is registered, and actix-http sends HEAD responses without their
+    /// body (keeping status and headers, `Content-Length` included).
+    fn get<F, Args>(self, handler: F) -> Route
+    where
+        F: actix_web::Handler<Args>,
+        Args: actix_web::FromRequest + 'static,
+        F::Output: actix_web::Responder + 'static,
+    {
+        self.to(Method::GET, handler.clone())
+            .to(Method::HEAD, handler)
+    }
+
+    fn post<F, Args>(self, handler: F) -> Route
+    where
+        F: actix_web::Handler<Args>,
+        Args: actix_web::FromRequest + 'static,
+        F::Output: actix_web::Responder + 'static,
+    {
+        self.to(Method::POST, handler)
+    }
+
+    fn delete<F, Args>(self, handler: F) -> Route
+    where
+        F: actix_web::Handler<Args>,
+        Args: actix_web::FromRequest + 'static,
+        F::Output: actix_web::Responder + 'static,
+    {
+        self.to(Method::DELETE, handler)
+    }
+
+    /// Sorted, as sent in `Allow`.
+    fn allowed(&self) -> Vec<Method> {
+        let mut m = self.methods.clone();
+        m.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        m
+    }
+
+    /// The resource, answering any other method with a 405 problem and
+    /// `Allow` (actix's own 405 has an empty body, not problem+json).
+    fn into_resource(self) -> actix_web::Resource {
+        let allow = self
+            .allowed()
+            .iter()
+            .map(Method::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.resource
+            .default_service(web::to(move |req: HttpRequest| {
+                let allow = allow.clone();
+                async move { method_not_allowed(req, allow) }
+            }))
+    }
+}
+
+/// Every route. The seed systems' routes are served by the `/v1` handlers
+/// through the thin wrappers of [`seed`], which carry their documentation.
+fn table() -> Vec<Route> {
+    vec![
+        Route::new("/v1/events")
+            .post(ingest::post_events)
+            .get(read::list_events),
+        Route::new("/v1/events/{id}").get(read::get_event),
+        Route::new("/v1/summary").get(read::summary),
+        Route::new("/v1/head").get(read::head),
+        Route::new("/v1/verify").get(read::verify),
+        Route::new("/v1/export").get(read::export_events),
+        Route::new("/healthz").get(read::healthz),
+        Route::new("/readyz").get(read::readyz),
+        Route::new("/openapi.json").get(openapi::openapi_json),
+        Route::new("/metrics").get(read::metrics),
+        Route::new("/v1/tokens")
+            .post(auth::create_token)
+            .get(auth::list_tokens),
+        Route::new("/v1/tokens/{name}").delete(auth::revoke_token),
+        Route::new("/api/audit").get(seed::api_audit),
+        Route::new("/api/audit/summary").get(seed::api_audit_summary),
+        Route::new("/v1/audit").get(seed::v1_audit),
+        Route::new("/v1/audit/stats").get(seed::v1_audit_stats),
+        Route::new("/v1/audit/verify").get(seed::v1_audit_verify),
+        Route::new("/v1/audit/export").get(seed::v1_audit_export),
+    ]
+}
+
 /// Registers every route under `base_path`.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/events", web::post().to(ingest::post_events))
-        .route("/v1/events", web::get().to(read::list_events))
-        .route("/v1/events/{id}", web::get().to(read::get_event))
-        .route("/v1/summary", web::get().to(read::summary))
-        .route("/v1/head", web::get().to(read::head))
-        .route("/v1/verify", web::get().to(read::verify))
-        .route("/v1/export", web::get().to(read::export_events))
-        .route("/healthz", web::get().to(read::healthz))
-        .route("/readyz", web::get().to(read::readyz))
-        .route("/openapi.json", web::get().to(openapi::openapi_json))
-        .route("/metrics", web::get().to(read::metrics))
-        .route("/v1/tokens", web::post().to(auth::create_token))
-        .route("/v1/tokens", web::get().to(auth::list_tokens))
-        .route("/v1/tokens/{name}", web::delete().to(auth::revoke_token))
-        // The seed systems' routes, served by the same handlers.
-        .route("/api/audit", web::get().to(read::list_events))
-        .route("/api/audit/summary", web::get().to(read::summary))
-        .route("/v1/audit", web::get().to(read::list_events))
-        .route("/v1/audit/stats", web::get().to(read::summary))
-        .route("/v1/audit/verify", web::get().to(read::verify))
-        .route("/v1/audit/export", web::get().to(read::export_events));
+    for route in table() {
+        cfg.service(route.into_resource());
+    }
+}
+
+/// Every path (relative to `base_path`, in the router's `{name}` syntax)
+/// with the methods it serves, sorted: what [`routes`] registers.
+pub fn route_table() -> Vec<(&'static str, Vec<Method>)> {
+    table().into_iter().map(|r| (r.path, r.allowed())).collect()
+}
+
+fn method_not_allowed(req: HttpRequest, allow: String) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed {
+        detail: format!(
+            "{} is not allowed on {}; it serves {allow}",
+            req.method(),
+            req.path()
+        ),
+        allow,
+    })
 }
 
 async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {

@@ -1,16 +1,21 @@
 //! `GET /openapi.json`: the OpenAPI 3 document, generated from the handlers'
-//! annotations so it cannot drift from the routes.
+//! annotations so it cannot drift from the routes. Every handler registered
+//! in [`super::routes`] must be listed here (the `api` tests compare the
+//! document with [`super::route_table`]). HEAD, answered wherever GET is, is
+//! said once in the description rather than repeated on every path.
 
 use actix_web::HttpResponse;
 use utoipa::OpenApi;
 
-use super::{ingest, read};
+use super::{auth, ingest, read, seed};
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "trail",
-        description = "Tamper-evident audit log: append, query, summarise, verify, export."
+        description = "Tamper-evident audit log: append, query, summarise, verify, export. \
+            Every GET route also answers HEAD (same status and headers, no body); a method a \
+            path does not serve is a 405 whose Allow header lists the ones it does."
     ),
     paths(
         ingest::post_events,
@@ -22,11 +27,26 @@ use super::{ingest, read};
         read::export_events,
         read::healthz,
         read::readyz,
+        read::metrics,
+        openapi_json,
+        auth::create_token,
+        auth::list_tokens,
+        auth::revoke_token,
+        seed::api_audit,
+        seed::api_audit_summary,
+        seed::v1_audit,
+        seed::v1_audit_stats,
+        seed::v1_audit_verify,
+        seed::v1_audit_export,
     ),
     components(schemas(read::SummaryDoc, read::HeadDoc, read::ReportDoc))
 )]
 pub struct ApiDoc;
 
+#[utoipa::path(
+    get, path = "/openapi.json", tag = "probes",
+    responses((status = 200, description = "This document", content_type = "application/json"))
+)]
 pub async fn openapi_json() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")

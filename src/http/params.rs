@@ -1,4 +1,5 @@
-//! Query parameters: parsed strictly (unknown or repeated names are errors),
+//! Query parameters: parsed strictly (malformed percent-encoding, names or
+//! values that are not UTF-8, unknown or repeated names are errors),
 //! with the seed systems' names accepted as aliases (`type` for `event`,
 //! `start`/`end` for `since`/`until`), and opaque cursors.
 
@@ -28,11 +29,7 @@ pub struct Params {
 
 impl Params {
     pub fn parse(query: &str, allowed: &[&str]) -> Result<Params, ApiError> {
-        let pairs: Vec<(String, String)> =
-            serde_urlencoded::from_str(query).map_err(|_| ApiError::BadRequest {
-                detail: "the query string is not valid URL encoding".into(),
-                errors: vec![],
-            })?;
+        let pairs = decode_query(query)?;
         for (i, (k, _)) in pairs.iter().enumerate() {
             if !allowed.contains(&k.as_str()) {
                 return Err(ApiError::bad_param(
@@ -126,6 +123,50 @@ impl Params {
             )),
         }
     }
+}
+
+/// Splits `query` on `&` (empty segments skipped) into names and values
+/// (split at the first `=`; none: an empty value) and decodes each strictly:
+/// `+` is a space, `%` must be followed by two hex digits, and the decoded
+/// bytes must be UTF-8. Lenient decoders turn `%ff` into U+FFFD and take
+/// `%zz` literally, so a filter would silently match something other than
+/// what the client sent; here either is a 400 naming the parameter.
+fn decode_query(query: &str) -> Result<Vec<(String, String)>, ApiError> {
+    let mut pairs = Vec::new();
+    for segment in query.split('&').filter(|s| !s.is_empty()) {
+        let (raw_name, raw_value) = segment.split_once('=').unwrap_or((segment, ""));
+        let name = decode_component(raw_name).map_err(|why| ApiError::BadRequest {
+            detail: format!("a query parameter name ({:?}) {why}", clip(raw_name)),
+            errors: vec![],
+        })?;
+        let value = decode_component(raw_value).map_err(|why| ApiError::bad_param(&name, why))?;
+        pairs.push((name, value));
+    }
+    Ok(pairs)
+}
+
+/// One name or value of `application/x-www-form-urlencoded`, decoded; the
+/// error says what is wrong with it.
+fn decode_component(raw: &str) -> Result<String, &'static str> {
+    let b = raw.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = |j: usize| b.get(j).and_then(|c| (*c as char).to_digit(16));
+                let (Some(hi), Some(lo)) = (hex(i + 1), hex(i + 2)) else {
+                    return Err("is not valid percent-encoding: each % must be followed by two hex digits (write a literal % as %25)");
+                };
+                out.push((hi * 16 + lo) as u8);
+                i += 2;
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| "is not valid UTF-8 once percent-decoded")
 }
 
 fn clip(s: &str) -> String {
@@ -229,5 +270,31 @@ impl Cursor {
             ));
         }
         Ok(seq)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decode_component;
+
+    #[test]
+    fn components_decode_strictly() {
+        assert_eq!(decode_component("J%C3%BCrgen+M").as_deref(), Ok("Jürgen M"));
+        assert_eq!(decode_component("a%2Bb%25").as_deref(), Ok("a+b%"));
+        assert_eq!(decode_component("").as_deref(), Ok(""));
+        for bad in ["%zz", "%4", "a%", "%%41", "%g0"] {
+            assert!(
+                decode_component(bad)
+                    .unwrap_err()
+                    .contains("two hex digits"),
+                "{bad}"
+            );
+        }
+        for bad in ["%ff", "%C3", "%C3%28", "%ED%A0%80"] {
+            assert!(
+                decode_component(bad).unwrap_err().contains("UTF-8"),
+                "{bad}"
+            );
+        }
     }
 }

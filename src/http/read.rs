@@ -28,9 +28,9 @@ use super::AppState;
         ("since" = Option<String>, Query, description = "RFC 3339 or YYYY-MM-DD, inclusive (alias: start)"),
         ("until" = Option<String>, Query, description = "RFC 3339 (inclusive) or YYYY-MM-DD (the whole day) (alias: end)"),
         ("order" = Option<String>, Query, description = "desc (default) or asc"),
-        ("limit" = Option<u32>, Query, description = "1 to 1000, default 100"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Page size, default 100 (both bounds configurable; these are the defaults)"),
         ("cursor" = Option<String>, Query, description = "next_cursor from the previous page"),
-        ("offset" = Option<u32>, Query, description = "For old clients; bounded"),
+        ("offset" = Option<u32>, Query, minimum = 0, maximum = 10000, description = "Events to skip, for old clients; not with cursor"),
     ),
     responses(
         (status = 200, description = "{\"events\": [...], \"next_cursor\": \"...\"|null, \"has_more\": bool}, with a Link rel=\"next\" header"),
@@ -255,7 +255,7 @@ impl std::io::Write for ChannelWriter {
 #[utoipa::path(
     get, path = "/v1/export", tag = "export",
     params(
-        ("format" = String, Query, description = "csv, json or jsonl"),
+        ("format" = Option<String>, Query, description = "csv, json (default) or jsonl"),
         ("order" = Option<String>, Query, description = "asc (default) or desc"),
         ("event" = Option<String>, Query), ("level" = Option<String>, Query), ("actor" = Option<String>, Query),
         ("resource" = Option<String>, Query), ("success" = Option<bool>, Query),
@@ -285,6 +285,22 @@ pub async fn export_events(
         .map_err(|e| ApiError::Internal(format!("export task: {e}")))?
         .map_err(|e| ApiError::Internal(format!("read pool: {e}")))?;
     let now = chrono::Utc::now();
+    let filename = format!(
+        "trail-export-{}.{}",
+        now.format("%Y%m%dT%H%M%SZ"),
+        format.extension()
+    );
+    let mut resp = HttpResponse::Ok();
+    resp.content_type(format.content_type()).insert_header((
+        header::CONTENT_DISPOSITION,
+        format!("attachment; filename=\"{filename}\""),
+    ));
+    if req.method() == actix_web::http::Method::HEAD {
+        // The same headers, and no export: actix-http would run it to the
+        // end only to discard every byte.
+        drop(conn);
+        return Ok(resp.streaming(futures_util::stream::empty::<Result<Bytes, std::io::Error>>()));
+    }
     let generated_at = format_timestamp(now);
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     tokio::task::spawn_blocking(move || {
@@ -307,18 +323,7 @@ pub async fn export_events(
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });
-    let filename = format!(
-        "trail-export-{}.{}",
-        now.format("%Y%m%dT%H%M%SZ"),
-        format.extension()
-    );
-    Ok(HttpResponse::Ok()
-        .content_type(format.content_type())
-        .insert_header((
-            header::CONTENT_DISPOSITION,
-            format!("attachment; filename=\"{filename}\""),
-        ))
-        .streaming(stream))
+    Ok(resp.streaming(stream))
 }
 
 #[utoipa::path(get, path = "/healthz", tag = "probes", responses((status = 200, description = "The process is alive")))]
@@ -411,6 +416,13 @@ pub struct ReportDoc {
 }
 
 /// `GET /metrics`: Prometheus text format.
+#[utoipa::path(
+    get, path = "/metrics", tag = "probes",
+    responses(
+        (status = 200, description = "Prometheus text format (admin scope when metrics_require_admin is set)", content_type = "text/plain; version=0.0.4"),
+        (status = 503, description = "Metrics are not available"),
+    )
+)]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let Some(handle) = super::metrics::handle() else {
         return HttpResponse::ServiceUnavailable().body("metrics are not available");

@@ -74,6 +74,13 @@ fn terms(n: usize) -> String {
         .join(",")
 }
 
+/// `{"event":"a"}` compressed with gzip (`printf '{"event":"a"}' | gzip -n`).
+const GZIP_EVENT: &[u8] = &[
+    0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0xab, 0x56, 0x4a, 0x2d, 0x4b, 0xcd,
+    0x2b, 0x51, 0xb2, 0x52, 0x4a, 0x54, 0xaa, 0x05, 0x00, 0x24, 0x04, 0xf8, 0xdc, 0x0d, 0x00, 0x00,
+    0x00,
+];
+
 fn nested(depth: usize) -> Value {
     let mut v = json!({});
     for _ in 1..depth {
@@ -406,6 +413,36 @@ async fn bad_posts_are_refused_with_problems_and_write_nothing() {
             fields: Some(vec![]),
         },
         Case {
+            name: "gzip Content-Encoding".into(),
+            req: Req::Post {
+                ct: Some("application/json"),
+                headers: vec![("Content-Encoding", "gzip".into())],
+                body: GZIP_EVENT.to_vec(),
+            },
+            status: 415,
+            fields: Some(vec![]),
+        },
+        Case {
+            name: "deflate Content-Encoding on plain JSON".into(),
+            req: Req::Post {
+                ct: Some("application/json"),
+                headers: vec![("Content-Encoding", "deflate".into())],
+                body: br#"{"event":"a"}"#.to_vec(),
+            },
+            status: 415,
+            fields: Some(vec![]),
+        },
+        Case {
+            name: "identity then br Content-Encoding".into(),
+            req: Req::Post {
+                ct: Some("application/json"),
+                headers: vec![("Content-Encoding", "identity, br".into())],
+                body: br#"{"event":"a"}"#.to_vec(),
+            },
+            status: 415,
+            fields: Some(vec![]),
+        },
+        Case {
             name: "Idempotency-Key too long".into(),
             req: Req::Post {
                 ct: Some("application/json"),
@@ -429,6 +466,27 @@ async fn bad_posts_are_refused_with_problems_and_write_nothing() {
     for case in &cases {
         let r = run(&app, case).await;
         check(&app, case, &r);
+        if case.name.contains("Content-Encoding") {
+            let p = r.json();
+            assert_eq!(
+                p["type"],
+                json!("urn:trail:problem:unsupported-encoding"),
+                "{}",
+                case.name
+            );
+            let detail = p["detail"].as_str().unwrap();
+            assert!(
+                detail.contains("is not supported; send the JSON uncompressed"),
+                "{}: {detail}",
+                case.name
+            );
+            assert_eq!(
+                r.header("accept-encoding").as_deref(),
+                Some("identity"),
+                "{}",
+                case.name
+            );
+        }
     }
     // The server still works, and the chain is intact.
     app.post(&json!({"event": "after"})).await.expect(201);
@@ -609,6 +667,28 @@ async fn bad_query_parameters_are_400_problems() {
         get("/v1/export?format=csv&order=up", 400, &["order"]),
         get("/v1/export?format=csv&format=json", 400, &["format"]),
         get("/v1/audit/export?format=pdf", 400, &["format"]),
+        // Strict percent-decoding: malformed escapes and bytes that are not
+        // UTF-8 are refused, naming the parameter (when its name decodes).
+        get("/v1/events?actor=%ff", 400, &["actor"]),
+        get("/v1/events?actor=a%FFb", 400, &["actor"]),
+        get("/v1/events?actor=%C3", 400, &["actor"]),
+        get("/v1/events?actor=%C3%28", 400, &["actor"]),
+        get("/v1/events?actor=%ED%A0%80", 400, &["actor"]),
+        get("/v1/events?actor=%zz", 400, &["actor"]),
+        get("/v1/events?actor=%4", 400, &["actor"]),
+        get("/v1/events?actor=abc%", 400, &["actor"]),
+        get("/v1/events?actor=%%41", 400, &["actor"]),
+        get("/v1/events?limit=2&actor=%g1", 400, &["actor"]),
+        get("/v1/events?foo=%zz", 400, &["foo"]),
+        get("/v1/events?%ff=1", 400, &[]),
+        get("/v1/events?act%zzor=1", 400, &[]),
+        get("/v1/events?%4", 400, &[]),
+        get("/api/audit?start=%e2%82", 400, &["start"]),
+        get("/v1/audit?type=%zz", 400, &["type"]),
+        get("/v1/summary?period=%ff", 400, &["period"]),
+        get("/v1/verify?anchor=%zz", 400, &["anchor"]),
+        get("/v1/export?format=csv&actor=%ff", 400, &["actor"]),
+        get("/v1/audit/export?format=%zz", 400, &["format"]),
         get("/v1/events/99999", 404, &[]),
         get("/v1/events/no-such-event", 404, &[]),
     ];
@@ -742,4 +822,37 @@ async fn details_nested_200_deep_is_a_422_naming_details() {
     let p = assert_problem(&r, 422);
     assert_eq!(error_fields(&p), ["details"]);
     assert_eq!(app.count(), 5);
+}
+
+/// Strict decoding keeps correct encodings working: a percent-encoded
+/// non-ASCII actor (and `+` for a space) matches exactly that actor.
+#[actix_rt::test]
+async fn a_percent_encoded_non_ascii_actor_matches_exactly() {
+    let app = spawn_app().await;
+    let batch = json!([
+        {"event": "a", "actor": "Jürgen"},
+        {"event": "a", "actor": "Jurgen"},
+        {"event": "a", "actor": "Jürgen M"},
+        {"event": "a", "actor": "J\u{fffd}rgen"},
+        {"event": "a", "actor": "Jürgen"},
+    ]);
+    app.post(&batch).await.expect(201);
+    let page = app
+        .get("/v1/events?actor=J%C3%BCrgen&order=asc")
+        .await
+        .ok_json(200);
+    assert_eq!(seqs_of(&page["events"]), [app.seq(1), app.seq(5)]);
+    for ev in page["events"].as_array().unwrap() {
+        assert_eq!(ev["actor"], json!("Jürgen"));
+    }
+    let page = app.get("/v1/events?actor=J%C3%BCrgen+M").await.ok_json(200);
+    assert_eq!(seqs_of(&page["events"]), [app.seq(3)]);
+    let page = app
+        .get("/v1/events?actor=J%c3%bcrgen%20M")
+        .await
+        .ok_json(200);
+    assert_eq!(seqs_of(&page["events"]), [app.seq(3)]);
+    // The seed routes decode the same way.
+    let page = app.get("/api/audit?actor=J%C3%BCrgen").await.ok_json(200);
+    assert_eq!(seqs_of(&page["events"]), [app.seq(5), app.seq(1)]);
 }

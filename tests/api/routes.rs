@@ -1,6 +1,7 @@
 //! Every route once, with exact statuses, content types, key headers and
 //! bodies.
 
+use awc::http::Method;
 use hmac::{KeyInit, Mac};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -844,22 +845,324 @@ async fn configured_limits_are_honoured() {
     assert_eq!(error_fields(&p), ["offset"]);
 }
 
-/// Errors are problem documents, also for a method a route does not take.
+/// A path that exists answers a method it does not serve with a 405
+/// problem whose `Allow` lists what it serves (HEAD wherever GET is); a path
+/// that does not exist stays 404, whatever the method.
 #[actix_rt::test]
-async fn wrong_methods_are_problems() {
+async fn wrong_methods_are_405_problems_with_allow() {
     let app = spawn_app().await;
+    app.post(&json!({"event": "a"})).await.expect(201);
+    let seq = app.seq(1);
+    let cases: Vec<(Method, String, &str)> = vec![
+        (Method::DELETE, format!("/v1/events/{seq}"), "GET, HEAD"),
+        (Method::PUT, format!("/v1/events/{seq}"), "GET, HEAD"),
+        (Method::PUT, "/v1/events".into(), "GET, HEAD, POST"),
+        (Method::DELETE, "/v1/events".into(), "GET, HEAD, POST"),
+        (Method::PATCH, "/v1/events".into(), "GET, HEAD, POST"),
+        (Method::OPTIONS, "/v1/events".into(), "GET, HEAD, POST"),
+        (Method::POST, "/v1/summary".into(), "GET, HEAD"),
+        (Method::POST, "/v1/head".into(), "GET, HEAD"),
+        (Method::POST, "/v1/verify".into(), "GET, HEAD"),
+        (Method::DELETE, "/v1/export".into(), "GET, HEAD"),
+        (Method::PATCH, "/healthz".into(), "GET, HEAD"),
+        (Method::POST, "/readyz".into(), "GET, HEAD"),
+        (Method::PUT, "/openapi.json".into(), "GET, HEAD"),
+        (Method::POST, "/metrics".into(), "GET, HEAD"),
+        (Method::PUT, "/v1/tokens".into(), "GET, HEAD, POST"),
+        (Method::GET, "/v1/tokens/someone".into(), "DELETE"),
+        (Method::HEAD, "/v1/tokens/someone".into(), "DELETE"),
+        (Method::POST, "/api/audit".into(), "GET, HEAD"),
+        (Method::DELETE, "/api/audit/summary".into(), "GET, HEAD"),
+        (Method::POST, "/v1/audit".into(), "GET, HEAD"),
+        (Method::PUT, "/v1/audit/stats".into(), "GET, HEAD"),
+        (Method::POST, "/v1/audit/verify".into(), "GET, HEAD"),
+        (
+            Method::DELETE,
+            "/v1/audit/export?format=csv".into(),
+            "GET, HEAD",
+        ),
+    ];
+    for (method, path, allow) in &cases {
+        let r = app.request(method.clone(), path).await;
+        let what = format!("{method} {path}");
+        assert_eq!(r.status, 405, "{what}: body {}", r.text_lossy());
+        assert_eq!(r.header("allow").as_deref(), Some(*allow), "{what}");
+        if *method == Method::HEAD {
+            assert_eq!(r.content_type(), "application/problem+json", "{what}");
+            assert!(r.body.is_empty(), "{what}: HEAD body {:?}", r.text_lossy());
+            continue;
+        }
+        let p = assert_problem(&r, 405);
+        assert_eq!(
+            p["type"],
+            json!("urn:trail:problem:method-not-allowed"),
+            "{what}"
+        );
+        let path_only = path.split('?').next().unwrap();
+        assert_eq!(
+            p["detail"],
+            json!(format!(
+                "{method} is not allowed on {path_only}; it serves {allow}"
+            )),
+            "{what}"
+        );
+    }
+    // Nothing was written by any of them, and the event is still there.
+    assert_eq!(app.count(), 1);
+    app.get(&format!("/v1/events/{seq}")).await.ok_json(200);
+
     for (method, path) in [
-        (awc::http::Method::DELETE, "/v1/events"),
-        (awc::http::Method::PUT, "/v1/events/1"),
-        (awc::http::Method::POST, "/v1/summary"),
-        (awc::http::Method::PATCH, "/healthz"),
+        (Method::DELETE, "/v1/nope"),
+        (Method::PUT, "/v1/events/1/more"),
+        (Method::GET, "/v1/event"),
+        (Method::HEAD, "/v1/event"),
+        (Method::POST, "/v2/events"),
     ] {
         let r = app.request(method.clone(), path).await;
-        assert!(
-            r.status == 404 || r.status == 405,
-            "{method} {path}: status {}",
-            r.status
+        assert_eq!(r.status, 404, "{method} {path}");
+        assert_eq!(r.header("allow"), None, "{method} {path}");
+        if method != Method::HEAD {
+            let p = assert_problem(&r, 404);
+            assert_eq!(
+                p["type"],
+                json!("urn:trail:problem:not-found"),
+                "{method} {path}"
+            );
+        }
+    }
+}
+
+/// HEAD answers wherever GET does, with the GET's status and headers and no
+/// body, on the wire (read raw, so a body sent anyway would show).
+#[actix_rt::test]
+async fn head_answers_like_get_without_a_body() {
+    let app = spawn_app().await;
+    app.post(&json!([{"event": "a"}, {"event": "b"}]))
+        .await
+        .expect(201);
+    for path in [
+        "/v1/head",
+        "/v1/events",
+        "/v1/events?limit=1",
+        "/api/audit?limit=1",
+        "/healthz",
+        "/openapi.json",
+        "/v1/events?limit=0",
+    ] {
+        let get = app.get(path).await;
+        let head = app.request(Method::HEAD, path).await;
+        assert_eq!(head.status, get.status, "HEAD {path}");
+        assert_eq!(head.content_type(), get.content_type(), "HEAD {path}");
+        assert!(!get.body.is_empty(), "GET {path} has a body");
+        assert_eq!(
+            head.header("content-length"),
+            Some(get.body.len().to_string()),
+            "HEAD {path}"
         );
-        assert_problem(&r, r.status);
+        assert_eq!(head.header("link"), get.header("link"), "HEAD {path}");
+        assert!(
+            head.body.is_empty(),
+            "HEAD {path}: body {:?}",
+            head.text_lossy()
+        );
+    }
+    let head = app.request(Method::HEAD, "/v1/events").await;
+    assert_eq!(head.status, 200);
+    assert_eq!(head.content_type(), "application/json");
+
+    // The streamed export: its headers, no rows.
+    let head = app.request(Method::HEAD, "/v1/export?format=csv").await;
+    assert_eq!(head.status, 200);
+    assert_eq!(head.content_type(), "text/csv; charset=utf-8");
+    assert!(head
+        .header("content-disposition")
+        .unwrap()
+        .starts_with("attachment; filename=\"trail-export-"));
+    assert!(head.body.is_empty());
+
+    // On the wire: the status line and headers, then nothing.
+    for path in ["/v1/head", "/v1/events", "/v1/export?format=csv"] {
+        let raw = raw_request(app.port, &format!("HEAD {path} HTTP/1.1")).await;
+        let (head, rest) = raw.split_once("\r\n\r\n").expect("end of headers");
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert_eq!(rest, "", "HEAD {path} sent a body");
+    }
+    assert_eq!(app.count(), 2, "HEAD writes nothing");
+}
+
+/// Sends `request_line` with `Connection: close` over a plain socket and
+/// returns everything the server sends back.
+async fn raw_request(port: u16, request_line: &str) -> String {
+    let req = format!("{request_line}\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    actix_web::rt::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        s.write_all(req.as_bytes()).unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out)
+            .expect("the server closes the connection");
+        String::from_utf8(out).expect("UTF-8 response")
+    })
+    .await
+    .unwrap()
+}
+
+/// Every (path, method) the server registers, once. `/openapi.json` must
+/// document exactly these, and each one is requested here, so the list
+/// cannot name a route that does not exist.
+const SERVED: &[(&str, &str)] = &[
+    ("/v1/events", "get"),
+    ("/v1/events", "post"),
+    ("/v1/events/{id}", "get"),
+    ("/v1/summary", "get"),
+    ("/v1/head", "get"),
+    ("/v1/verify", "get"),
+    ("/v1/export", "get"),
+    ("/healthz", "get"),
+    ("/readyz", "get"),
+    ("/openapi.json", "get"),
+    ("/metrics", "get"),
+    ("/v1/tokens", "get"),
+    ("/v1/tokens", "post"),
+    ("/v1/tokens/{name}", "delete"),
+    ("/api/audit", "get"),
+    ("/api/audit/summary", "get"),
+    ("/v1/audit", "get"),
+    ("/v1/audit/stats", "get"),
+    ("/v1/audit/verify", "get"),
+    ("/v1/audit/export", "get"),
+];
+
+type Pairs = std::collections::BTreeSet<(String, String)>;
+
+#[actix_rt::test]
+async fn openapi_documents_every_route_the_server_serves() {
+    let app = spawn_app().await;
+    let want: Pairs = SERVED
+        .iter()
+        .map(|(p, m)| (p.to_string(), m.to_string()))
+        .collect();
+    assert_eq!(want.len(), SERVED.len(), "no duplicates in SERVED");
+
+    // The document lists exactly these.
+    let doc = app.get("/openapi.json").await.ok_json(200);
+    let documented: Pairs = doc["paths"]
+        .as_object()
+        .expect("paths")
+        .iter()
+        .flat_map(|(path, ops)| {
+            ops.as_object()
+                .expect("operations")
+                .keys()
+                .filter(|k| {
+                    [
+                        "get", "put", "post", "delete", "options", "head", "patch", "trace",
+                    ]
+                    .contains(&k.as_str())
+                })
+                .map(move |m| (path.clone(), m.clone()))
+        })
+        .collect();
+    assert_eq!(documented, want, "documented vs served");
+
+    // The server registers exactly these (and HEAD beside every GET).
+    let mut registered = Pairs::new();
+    for (path, methods) in trail::http::route_table() {
+        let has = |m: &str| methods.iter().any(|x| x.as_str() == m);
+        assert_eq!(has("GET"), has("HEAD"), "{path}: HEAD exactly where GET is");
+        for m in methods.iter().filter(|m| m.as_str() != "HEAD") {
+            registered.insert((path.to_owned(), m.as_str().to_ascii_lowercase()));
+        }
+    }
+    assert_eq!(registered, want, "registered vs SERVED");
+
+    // And each is really served: a request to each, with its expected status.
+    let mut token: Option<String> = None;
+    for (path, method) in SERVED {
+        let (method, concrete, body, status) = match (*path, *method) {
+            ("/v1/events", "post") => (
+                Method::POST,
+                path.to_string(),
+                Some(json!({"event": "a"})),
+                201,
+            ),
+            // seq 1: the server's own server.start.
+            ("/v1/events/{id}", _) => (Method::GET, "/v1/events/1".into(), None, 200),
+            ("/v1/tokens", "post") => (
+                Method::POST,
+                path.to_string(),
+                Some(json!({"name": "routes", "scopes": ["admin"]})),
+                201,
+            ),
+            ("/v1/tokens/{name}", _) => (Method::DELETE, "/v1/tokens/routes".into(), None, 204),
+            (_, "get") => (Method::GET, path.to_string(), None, 200),
+            other => panic!("no request for {other:?}"),
+        };
+        let mut req = app.client.request(method.clone(), app.url(&concrete));
+        if let Some(t) = &token {
+            req = req.insert_header(("authorization", format!("Bearer {t}")));
+        }
+        if body.is_some() {
+            req = req.insert_header(("content-type", "application/json"));
+        }
+        let body = body.map(|b| serde_json::to_vec(&b).unwrap());
+        let r = send(req, body).await;
+        assert_eq!(r.status, status, "{method} {concrete}: {}", r.text_lossy());
+        if concrete == "/v1/tokens" && method == Method::POST {
+            // From now on every request needs a token.
+            token = Some(r.json()["token"].as_str().unwrap().to_owned());
+        }
+    }
+    assert!(token.is_some(), "the token route was exercised");
+
+    // Each seed route under its own parameter names.
+    let names = |path: &str| -> Vec<String> {
+        let mut v: Vec<String> = doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|p| p["name"].as_str().unwrap().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        names("/api/audit"),
+        ["actor", "cursor", "end", "event", "level", "limit", "offset", "start"]
+    );
+    assert_eq!(names("/api/audit/summary"), ["end", "period", "start"]);
+    assert_eq!(names("/v1/audit"), ["cursor", "limit", "type"]);
+    assert_eq!(names("/v1/audit/stats"), ["period"]);
+    assert_eq!(names("/v1/audit/export"), ["format", "type"]);
+    assert_eq!(names("/v1/audit/verify"), Vec::<String>::new());
+
+    // limit with the bounds the server enforces (1 to 1000), offset 0 to 10000.
+    for path in ["/v1/events", "/api/audit", "/v1/audit"] {
+        let params = doc["paths"][path]["get"]["parameters"].as_array().unwrap();
+        let schema = |name: &str| {
+            params
+                .iter()
+                .find(|p| p["name"] == json!(name))
+                .unwrap_or_else(|| panic!("{path} documents {name}"))["schema"]
+                .clone()
+        };
+        let limit = schema("limit");
+        assert_eq!(
+            (&limit["minimum"], &limit["maximum"]),
+            (&json!(1), &json!(1000)),
+            "{path}: limit {limit}"
+        );
+        if path != "/v1/audit" {
+            let offset = schema("offset");
+            assert_eq!(
+                (&offset["minimum"], &offset["maximum"]),
+                (&json!(0), &json!(10000)),
+                "{path}: offset {offset}"
+            );
+        }
     }
 }

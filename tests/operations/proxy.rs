@@ -2,6 +2,7 @@
 //! client address recorded as `source_ip`, absolute `Link` URLs, request
 //! ids, and a base path.
 
+use awc::http::Method;
 use serde_json::{json, Value};
 use trail::config::Cidr;
 use trail::store::tokens::Scope;
@@ -320,6 +321,26 @@ async fn a_base_path_prefixes_every_route_and_url() {
         .call(Req::post("/v1/events", json!({"event": "base.path"})).token(&token))
         .await;
     assert_eq!(r.status, 404, "POST /v1/events with base_path /audit");
+
+    // 405 and HEAD under the prefix; a wrong method without it stays 404.
+    let r = s
+        .call(Req::new(Method::DELETE, format!("/audit/v1/events/{id}")).token(&token))
+        .await;
+    assert_eq!(r.status, 405, "{}", r.text_lossy());
+    assert_eq!(r.header("allow").as_deref(), Some("GET, HEAD"));
+    let r = s
+        .call(Req::new(Method::DELETE, format!("/v1/events/{id}")).token(&token))
+        .await;
+    assert_eq!(r.status, 404, "{}", r.text_lossy());
+    let r = s
+        .call(Req::new(Method::HEAD, "/audit/v1/head").token(&token))
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("content-type").as_deref(),
+        Some("application/json")
+    );
+    assert!(r.body.is_empty(), "HEAD body {:?}", r.text_lossy());
 
     // Probes under the prefix, without a token; other routes need one.
     for path in [
