@@ -12,6 +12,9 @@
 #   BATCH_CONNECTIONS=64 scripts/bench_http.sh   # more batches in flight (default 8)
 #   ONLY_READS=1 / ONLY_WRITES=1                 # phases 3-4 / phases 1-2 only
 #   PAGE_SIZE=4096 scripts/bench_http.sh         # files made with this page size
+#   TRAIL_BIN=/path/to/trail                     # another build (no cargo build)
+#   BIG_DB=/path/to/big.db                       # phases 3-4 on a copy of this file
+#                                                # (EVENTS events), not a new import
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,8 +27,12 @@ if ! command -v wrk >/dev/null 2>&1; then
     echo "(installing wrk)"
     apt-get update -qq && apt-get install -y -qq wrk >/dev/null
 fi
-cargo build --release --quiet
-BIN=$PWD/target/release/trail
+if [ -n "${TRAIL_BIN:-}" ]; then
+    BIN=$TRAIL_BIN
+else
+    cargo build --release --quiet
+    BIN=$PWD/target/release/trail
+fi
 rm -rf "$WORK"
 mkdir -p "$WORK"
 
@@ -82,6 +89,10 @@ if [ -n "${ONLY_WRITES:-}" ]; then exit 0; fi
 
 echo
 echo "== 3. pages at random depths of a ${EVENTS}-event file: 64 connections, ${DURATION}s"
+if [ -n "${BIG_DB:-}" ]; then
+    cp "$BIG_DB" "$WORK/big.db"
+    cp "$(dirname "$BIG_DB")/hmac.key" "$WORK/hmac.key"
+else
 python3 - "$EVENTS" >"$WORK/big.jsonl" <<'PY'
 import json, sys
 n = int(sys.argv[1])
@@ -100,6 +111,7 @@ PY
 new_file "$WORK/big.db"
 "$BIN" --db "$WORK/big.db" import "$WORK/big.jsonl" --batch-size 5000
 rm -f "$WORK/big.jsonl"
+fi
 start_server "$WORK/big.db"
 # Cursors carry an HMAC tag under the database's key; the benchmark holds
 # the key (it made the file), so it can mint cursors at random depths.
