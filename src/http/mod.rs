@@ -257,24 +257,6 @@ impl Route {
             .to(Method::HEAD, handler)
     }
 
-    fn post<F, Args>(self, handler: F) -> Route
-    where
-        F: actix_web::Handler<Args>,
-        Args: actix_web::FromRequest + 'static,
-        F::Output: actix_web::Responder + 'static,
-    {
-        self.to(Method::POST, handler)
-    }
-
-    fn delete<F, Args>(self, handler: F) -> Route
-    where
-        F: actix_web::Handler<Args>,
-        Args: actix_web::FromRequest + 'static,
-        F::Output: actix_web::Responder + 'static,
-    {
-        self.to(Method::DELETE, handler)
-    }
-
     /// Sorted, as sent in `Allow`.
     fn allowed(&self) -> Vec<Method> {
         let mut m = self.methods.clone();
@@ -304,7 +286,7 @@ impl Route {
 fn table() -> Vec<Route> {
     vec![
         Route::new("/v1/events")
-            .post(ingest::post_events)
+            .to(Method::POST, ingest::post_events)
             .get(read::list_events),
         Route::new("/v1/events/{id}").get(read::get_event),
         Route::new("/v1/summary").get(read::summary),
@@ -316,9 +298,9 @@ fn table() -> Vec<Route> {
         Route::new("/openapi.json").get(openapi::openapi_json),
         Route::new("/metrics").get(read::metrics),
         Route::new("/v1/tokens")
-            .post(auth::create_token)
+            .to(Method::POST, auth::create_token)
             .get(auth::list_tokens),
-        Route::new("/v1/tokens/{name}").delete(auth::revoke_token),
+        Route::new("/v1/tokens/{name}").to(Method::DELETE, auth::revoke_token),
         Route::new("/api/audit").get(seed::api_audit),
         Route::new("/api/audit/summary").get(seed::api_audit_summary),
         Route::new("/v1/audit").get(seed::v1_audit),

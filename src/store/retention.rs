@@ -352,6 +352,14 @@ mod tests {
         assert_eq!(count(&conn), 1);
     }
 
+    #[track_caller]
+    fn assert_refused(err: &StoreError, seq: u64, kind: FailureKind) {
+        assert!(
+            matches!(err, StoreError::PruneRefused { seq: s, kind: k } if *s == seq && *k == kind),
+            "{err:?}"
+        );
+    }
+
     /// The state a refused prune must leave untouched.
     fn snapshot(conn: &Connection) -> (u64, u64, Option<String>) {
         let cuts = conn
@@ -394,16 +402,7 @@ mod tests {
 
         let later = Utc::now() + chrono::Duration::seconds(1);
         let err = prune(&mut conn, &db, &key, &ring, later, 7).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                StoreError::PruneRefused {
-                    seq: 10,
-                    kind: FailureKind::Modified
-                }
-            ),
-            "{err:?}"
-        );
+        assert_refused(&err, 10, FailureKind::Modified);
         assert_eq!(
             err.to_string(),
             "refusing to prune: the events to delete do not verify: seq 10 is modified \
@@ -437,16 +436,7 @@ mod tests {
         let later = Utc::now() + chrono::Duration::seconds(1);
 
         let err = prune(&mut conn, &db, &new, &Keyring::new(new.clone()), later, 100).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                StoreError::PruneRefused {
-                    seq: 1,
-                    kind: FailureKind::UnknownKey
-                }
-            ),
-            "{err:?}"
-        );
+        assert_refused(&err, 1, FailureKind::UnknownKey);
         assert_eq!(snapshot(&conn), before);
 
         // Given the old key too, every row verifies and goes.

@@ -48,6 +48,16 @@ fn post(
     }
 }
 
+impl Case {
+    /// The same POST with one more request header.
+    fn with_header(mut self, name: &'static str, value: &str) -> Case {
+        if let Req::Post { headers, .. } = &mut self.req {
+            headers.push((name, value.to_owned()));
+        }
+        self
+    }
+}
+
 fn post_json(name: &str, v: Value, status: u16, fields: &[&'static str]) -> Case {
     post(
         name,
@@ -412,56 +422,41 @@ async fn bad_posts_are_refused_with_problems_and_write_nothing() {
             status: 415,
             fields: Some(vec![]),
         },
-        Case {
-            name: "gzip Content-Encoding".into(),
-            req: Req::Post {
-                ct: Some("application/json"),
-                headers: vec![("Content-Encoding", "gzip".into())],
-                body: GZIP_EVENT.to_vec(),
-            },
-            status: 415,
-            fields: Some(vec![]),
-        },
-        Case {
-            name: "deflate Content-Encoding on plain JSON".into(),
-            req: Req::Post {
-                ct: Some("application/json"),
-                headers: vec![("Content-Encoding", "deflate".into())],
-                body: br#"{"event":"a"}"#.to_vec(),
-            },
-            status: 415,
-            fields: Some(vec![]),
-        },
-        Case {
-            name: "identity then br Content-Encoding".into(),
-            req: Req::Post {
-                ct: Some("application/json"),
-                headers: vec![("Content-Encoding", "identity, br".into())],
-                body: br#"{"event":"a"}"#.to_vec(),
-            },
-            status: 415,
-            fields: Some(vec![]),
-        },
-        Case {
-            name: "Idempotency-Key too long".into(),
-            req: Req::Post {
-                ct: Some("application/json"),
-                headers: vec![("Idempotency-Key", "k".repeat(256))],
-                body: br#"{"event":"a"}"#.to_vec(),
-            },
-            status: 400,
-            fields: Some(vec!["Idempotency-Key"]),
-        },
-        Case {
-            name: "Idempotency-Key with a space".into(),
-            req: Req::Post {
-                ct: Some("application/json"),
-                headers: vec![("Idempotency-Key", "a b".into())],
-                body: br#"{"event":"a"}"#.to_vec(),
-            },
-            status: 400,
-            fields: Some(vec!["Idempotency-Key"]),
-        },
+        post(
+            "gzip Content-Encoding",
+            GZIP_EVENT.to_vec(),
+            415,
+            Some(vec![]),
+        )
+        .with_header("Content-Encoding", "gzip"),
+        post(
+            "deflate Content-Encoding on plain JSON",
+            br#"{"event":"a"}"#.to_vec(),
+            415,
+            Some(vec![]),
+        )
+        .with_header("Content-Encoding", "deflate"),
+        post(
+            "identity then br Content-Encoding",
+            br#"{"event":"a"}"#.to_vec(),
+            415,
+            Some(vec![]),
+        )
+        .with_header("Content-Encoding", "identity, br"),
+        post(
+            "Idempotency-Key too long",
+            br#"{"event":"a"}"#.to_vec(),
+            400,
+            Some(vec!["Idempotency-Key"]),
+        )
+        .with_header("Idempotency-Key", &"k".repeat(256)),
+        post(
+            "Idempotency-Key with a space",
+            br#"{"event":"a"}"#.to_vec(),
+            400,
+            Some(vec!["Idempotency-Key"]),
+        )
+        .with_header("Idempotency-Key", "a b"),
     ];
     for case in &cases {
         let r = run(&app, case).await;

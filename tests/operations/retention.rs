@@ -79,6 +79,16 @@ async fn refusals_reach(n: f64) {
     assert_eq!(refusals(), n, "exactly one more refusal");
 }
 
+/// `GET /v1/verify` names `seq` and `kind` as the first damage.
+async fn assert_verify_fails_at(s: &Server, seq: u64, kind: &str) {
+    let v = s.get("/v1/verify").await.ok_json(200);
+    assert_eq!(
+        (&v["first_bad_seq"], &v["kind"]),
+        (&json!(seq), &json!(kind)),
+        "{v}"
+    );
+}
+
 /// Every row of the file is still there: seqs 1..=n, then what the server
 /// appended itself.
 fn assert_first_rows_kept(s: &Server, n: u64) {
@@ -143,12 +153,7 @@ async fn retention_days_refuses_old_events_that_do_not_verify() {
     let s = start_in(dir, |c| c.retention_days = Some(30)).await;
     refusals_reach(n0 + 1.0).await;
     assert_first_rows_kept(&s, 6);
-    let v = s.get("/v1/verify").await.ok_json(200);
-    assert_eq!(
-        (&v["first_bad_seq"], &v["kind"]),
-        (&json!(3), &json!("modified")),
-        "{v}"
-    );
+    assert_verify_fails_at(&s, 3, "modified").await;
     s.stop().await;
 
     // Sealed with an earlier key: unknown_key, and kept.
@@ -156,12 +161,7 @@ async fn retention_days_refuses_old_events_that_do_not_verify() {
     let s = start_in(dir, |c| c.retention_days = Some(30)).await;
     refusals_reach(n0 + 2.0).await;
     assert_first_rows_kept(&s, 4);
-    let v = s.get("/v1/verify").await.ok_json(200);
-    assert_eq!(
-        (&v["first_bad_seq"], &v["kind"]),
-        (&json!(1), &json!("unknown_key")),
-        "{v}"
-    );
+    assert_verify_fails_at(&s, 1, "unknown_key").await;
     s.stop().await;
 }
 
