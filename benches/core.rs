@@ -10,6 +10,10 @@
 //!
 //! Scale with TRAIL_BENCH_APPEND_EVENTS / TRAIL_BENCH_VERIFY_EVENTS.
 
+// The allocator of the `trail` binary (src/main.rs), so the figures are its.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
