@@ -203,7 +203,15 @@ async fn record_failure(
     metrics::counter!("trail_auth_failures_total", "reason" => r.reason).increment(1);
     let mut details = serde_json::Map::new();
     details.insert("reason".into(), r.reason.into());
-    details.insert("method".into(), req.method().as_str().into());
+    // A client chooses the method's text (any token, any length): keep what
+    // identifies it, not a 100 KB string in a row that can never be deleted.
+    let method: String = req
+        .method()
+        .as_str()
+        .chars()
+        .take(MAX_METHOD_CHARS)
+        .collect();
+    details.insert("method".into(), method.into());
     details.insert("required_scope".into(), needed.as_str().into());
     let mut ev = NewEvent::builder(EventType::parse("auth.fail").expect("valid type"))
         .with_level(crate::domain::Level::Warning)
@@ -230,6 +238,27 @@ async fn record_failure(
             }
         }
         Err(e) => tracing::warn!(error = %e, "auth.fail could not be recorded"),
+    }
+}
+
+/// How much of a method's name `auth.fail` keeps.
+const MAX_METHOD_CHARS: usize = 32;
+
+/// The method as a metrics label and in the log: the registered methods by
+/// name, anything else as `other`, so clients cannot add label values.
+fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
     }
 }
 
@@ -311,7 +340,8 @@ fn finish(
     }
     let status = resp.status().as_u16();
     let elapsed = started.elapsed();
-    metrics::counter!("trail_http_requests_total", "route" => route.to_owned(), "method" => method.to_string(), "status" => status.to_string())
+    let method = method_label(method);
+    metrics::counter!("trail_http_requests_total", "route" => route.to_owned(), "method" => method, "status" => status.to_string())
         .increment(1);
     metrics::histogram!("trail_http_request_duration_seconds").record(elapsed.as_secs_f64());
     tracing::info!(

@@ -2,6 +2,7 @@
 //! requests refused. Counters are process-wide (shared by every server of
 //! this test binary), so only deltas of at least N are asserted.
 
+use awc::http::Method;
 use serde_json::json;
 use trail::store::tokens::Scope;
 
@@ -108,5 +109,55 @@ async fn counters_move_with_appends_requests_and_refusals() {
     ] {
         assert!(after.contains(name), "{name} in /metrics:\n{after}");
     }
+    s.stop().await;
+}
+
+/// A method is any token a client likes: it must not become a label value
+/// (the series would grow with every request) nor be kept whole in an
+/// `auth.fail` row, which can never be deleted.
+#[actix_rt::test]
+async fn methods_chosen_by_clients_add_no_series_and_are_cut_in_auth_fail() {
+    let s = start(|_| {}).await;
+    s.create_token("methods-admin", &[Scope::Admin]);
+    let other0 = metric_sum(
+        &scrape(&s, None).await,
+        "trail_http_requests_total",
+        &["method=\"other\""],
+    );
+
+    let odd = Method::from_bytes(b"RNDMETHOD12345").unwrap();
+    s.call(Req::new(odd.clone(), "/healthz")).await.expect(405);
+    let long = "Q".repeat(6000);
+    let long_method = Method::from_bytes(long.as_bytes()).unwrap();
+    let refused = s.call(Req::new(long_method, "/v1/events")).await;
+    refused.expect(401);
+
+    let after = scrape(&s, None).await;
+    assert!(
+        !after.contains("RNDMETHOD"),
+        "a client's method became a label:\n{after}"
+    );
+    assert!(!after.contains("QQQQ"), "a client's method became a label");
+    assert_eq!(
+        metric_sum(&after, "trail_http_requests_total", &["method=\"other\""]) - other0,
+        2.0,
+        "both requests are counted under method=\"other\""
+    );
+
+    let rid = refused.header("x-request-id").expect("a request id");
+    let found = s.db().by_request_id(&rid);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["event"], "auth.fail");
+    assert_eq!(
+        found[0]["details"]["method"],
+        "Q".repeat(32),
+        "{}",
+        found[0]
+    );
+    assert_eq!(
+        found[0]["details"]["reason"], "missing_token",
+        "{}",
+        found[0]
+    );
     s.stop().await;
 }
