@@ -86,15 +86,25 @@ fn forwarded_chain(req: &HttpRequest) -> (Vec<IpAddr>, Option<String>, Option<St
     (chain, proto, host)
 }
 
+/// Whether the request names a client other than its TCP peer: any header
+/// a proxy sets to pass one on (`Forwarded`, every `X-Forwarded-*`,
+/// `X-Real-IP`, `X-Client-IP`…). Such a request is never a loopback client,
+/// whichever of them a proxy happens to set.
 fn has_proxy_headers(req: &HttpRequest) -> bool {
-    [
-        "forwarded",
-        "x-forwarded-for",
-        "x-forwarded-proto",
-        "x-forwarded-host",
-    ]
-    .iter()
-    .any(|h| req.headers().contains_key(*h))
+    req.headers().keys().any(|name| {
+        let name = name.as_str(); // lowercase
+        name == "forwarded"
+            || name == "via"
+            || name.starts_with("x-forwarded-")
+            || matches!(
+                name,
+                "x-real-ip"
+                    | "x-client-ip"
+                    | "true-client-ip"
+                    | "cf-connecting-ip"
+                    | "x-original-forwarded-for"
+            )
+    })
 }
 
 pub fn resolve(req: &HttpRequest, trusted: &[Cidr]) -> Client {

@@ -441,6 +441,13 @@ async fn with_no_token_only_direct_loopback_clients_are_served() {
         ("forwarded", "for=203.0.113.9;proto=https"),
         ("x-forwarded-proto", "https"),
         ("x-forwarded-host", "audit.example.com"),
+        ("x-forwarded-server", "proxy-1"),
+        ("x-forwarded-port", "443"),
+        ("x-forwarded-prefix", "/audit"),
+        ("x-real-ip", "203.0.113.8"),
+        ("x-client-ip", "203.0.113.10"),
+        ("true-client-ip", "203.0.113.11"),
+        ("via", "1.1 proxy-1"),
     ] {
         let rid = unique("rid");
         let before = db.count();
