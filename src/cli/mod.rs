@@ -511,8 +511,13 @@ fn token_cmd(
                 .collect::<Result<_, _>>()?;
             let secret = tokens::generate_secret();
             let writer = start_writer(db, keys, sync)?;
-            let info =
-                crate::store::tokens::create_audited(&writer, &name, &scopes, &secret, "cli")?;
+            let info = crate::store::tokens::create_audited(
+                &writer,
+                &name,
+                &scopes,
+                &secret,
+                crate::store::tokens::By::named("cli"),
+            )?;
             let list = info
                 .scopes
                 .iter()
@@ -560,7 +565,11 @@ fn token_cmd(
         }
         TokenCommand::Revoke { name } => {
             let writer = start_writer(db, keys, sync)?;
-            if crate::store::tokens::revoke_audited(&writer, &name, "cli")? {
+            if crate::store::tokens::revoke_audited(
+                &writer,
+                &name,
+                crate::store::tokens::By::named("cli"),
+            )? {
                 println!("token {name} revoked");
                 Ok(())
             } else {

@@ -357,6 +357,20 @@ fn finish(
 
 // ---- token routes (admin) ----
 
+/// The token behind a request (or `loopback` in loopback-only mode), its
+/// client's address and its request id, for the token events.
+fn changed_by(req: &HttpRequest) -> tokens::By {
+    let ctx = RequestContext::of(req);
+    tokens::By {
+        actor: ctx
+            .as_ref()
+            .and_then(|c| c.token.clone())
+            .unwrap_or_else(|| "loopback".into()),
+        source_ip: ctx.as_ref().and_then(|c| c.client.ip),
+        request_id: ctx.map(|c| c.request_id),
+    }
+}
+
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
@@ -390,14 +404,12 @@ pub async fn create_token(
         .map(|s| Scope::parse(s))
         .collect::<Result<_, _>>()
         .map_err(|m| ApiError::Invalid(crate::domain::InputError::single("scopes", m)))?;
-    let actor = RequestContext::of(&req)
-        .and_then(|c| c.token)
-        .unwrap_or_else(|| "loopback".into());
+    let by = changed_by(&req);
     let secret = tokens::generate_secret();
     let st = state.clone();
     let s2 = secret.clone();
     let info =
-        web::block(move || tokens::create_audited(&st.writer, &input.name, &scopes, &s2, &actor))
+        web::block(move || tokens::create_audited(&st.writer, &input.name, &scopes, &s2, by))
             .await
             .map_err(|e| ApiError::Internal(format!("token task: {e}")))??;
     state.tokens.invalidate();
@@ -428,12 +440,10 @@ pub async fn revoke_token(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let name = path.into_inner();
-    let actor = RequestContext::of(&req)
-        .and_then(|c| c.token)
-        .unwrap_or_else(|| "loopback".into());
+    let by = changed_by(&req);
     let st = state.clone();
     let n2 = name.clone();
-    let revoked = web::block(move || tokens::revoke_audited(&st.writer, &n2, &actor))
+    let revoked = web::block(move || tokens::revoke_audited(&st.writer, &n2, by))
         .await
         .map_err(|e| ApiError::Internal(format!("token task: {e}")))??;
     state.tokens.invalidate();

@@ -368,6 +368,20 @@ pub enum StartError {
 impl Application {
     pub fn build(config: ServeConfig) -> Result<Application, StartError> {
         crate::store::db::check_target(&config.db)?;
+        // Refusals first, so a refused start leaves no trace: no database,
+        // no migration of an existing one, no `hmac.key`.
+        let public = config
+            .bind
+            .parse::<std::net::SocketAddr>()
+            .is_ok_and(|a| !a.ip().is_loopback())
+            && !config.insecure_no_auth;
+        if public && config.bootstrap_token.is_none() && !any_active_token(&config.db)? {
+            return Err(no_token_refusal(&config.bind, false));
+        }
+        let listener = TcpListener::bind(&config.bind).map_err(|source| StartError::Bind {
+            addr: config.bind.clone(),
+            source,
+        })?;
         let key = config.keys.signing_key(&config.db)?;
         let mut keys = Keyring::new(key.clone());
         for p in &config.keys.verify_files {
@@ -383,32 +397,20 @@ impl Application {
         )?;
         let reads = read_pool(&config.db, config.read_pool_size)?;
 
+        let mut bootstrap_revoked = false;
         if let Some(secret) = &config.bootstrap_token {
-            bootstrap_token(&writer, &reads, secret)?;
+            bootstrap_revoked = bootstrap_token(&writer, &reads, secret)? == Bootstrap::Revoked;
         }
-        let bind_ip = config
-            .bind
-            .parse::<std::net::SocketAddr>()
-            .map(|a| a.ip())
-            .ok();
-        if bind_ip.is_some_and(|ip| !ip.is_loopback()) && !config.insecure_no_auth {
+        if public {
             let conn = reads.get().map_err(|e| StoreError::Pool(e.to_string()))?;
             let active = crate::store::tokens::list(&conn)?
                 .iter()
                 .any(|t| t.revoked_at.is_none());
             if !active {
-                return Err(StartError::Refused(format!(
-                    "refusing to listen on {} with no API token: create one (trail token create NAME --scope admin), \
-                     set TRAIL_BOOTSTRAP_TOKEN, or pass --insecure-no-auth",
-                    config.bind
-                )));
+                return Err(no_token_refusal(&config.bind, bootstrap_revoked));
             }
         }
 
-        let listener = TcpListener::bind(&config.bind).map_err(|source| StartError::Bind {
-            addr: config.bind.clone(),
-            source,
-        })?;
         let port = listener
             .local_addr()
             .map_err(|source| StartError::Bind {
@@ -534,14 +536,85 @@ fn self_event(kind: &str, details: serde_json::Map<String, serde_json::Value>) -
 }
 
 /// Creates the bootstrap admin token unless a token with that secret exists.
-fn bootstrap_token(writer: &Writer, reads: &ReadPool, secret: &Secret) -> Result<(), StoreError> {
-    use crate::store::tokens::{self, Scope};
+fn no_token_refusal(bind: &str, bootstrap_revoked: bool) -> StartError {
+    let why = if bootstrap_revoked {
+        "the bootstrap token given to this server was revoked and no other API token is active: \
+         create one (trail token create NAME --scope admin), set a new TRAIL_BOOTSTRAP_TOKEN, or pass --insecure-no-auth"
+    } else {
+        "create one (trail token create NAME --scope admin), set TRAIL_BOOTSTRAP_TOKEN, or pass --insecure-no-auth"
+    };
+    StartError::Refused(format!(
+        "refusing to listen on {bind} with no API token: {why}"
+    ))
+}
+
+/// Whether the file holds an active API token, read without creating or
+/// migrating anything (a missing file, or one made before tokens existed,
+/// holds none).
+fn any_active_token(path: &std::path::Path) -> Result<bool, StoreError> {
+    if !path.exists() {
+        return Ok(false);
+    }
+    let conn = crate::store::open_read(path)?;
+    let has_table: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'api_tokens'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(StoreError::sqlite("looking for the token table"))?;
+    if has_table == 0 {
+        return Ok(false);
+    }
+    Ok(crate::store::tokens::list(&conn)?
+        .iter()
+        .any(|t| t.revoked_at.is_none()))
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Bootstrap {
+    /// The secret's token exists and is active.
+    Active,
+    /// The secret's token was revoked; it stays revoked.
+    Revoked,
+    /// A new admin token was created for it.
+    Created,
+}
+
+/// Makes the bootstrap secret an admin token. A new secret replaces the
+/// previous bootstrap tokens: rotating a leaked secret through the
+/// environment must stop the old one from working. Which tokens came from a
+/// bootstrap secret is read from the chain (`auth.token.create` by
+/// `bootstrap`). Every change is an audit event.
+fn bootstrap_token(
+    writer: &Writer,
+    reads: &ReadPool,
+    secret: &Secret,
+) -> Result<Bootstrap, StoreError> {
+    use crate::store::tokens::{self, By, Scope};
     let conn = reads.get().map_err(|e| StoreError::Pool(e.to_string()))?;
     let existing = tokens::list(&conn)?;
     let hash = tokens::hash_secret(secret.expose());
-    if existing.iter().any(|t| t.secret_hash == hash) {
-        return Ok(());
+    if let Some(t) = existing.iter().find(|t| t.secret_hash == hash) {
+        if t.revoked_at.is_some() {
+            tracing::warn!(
+                token = %t.name,
+                "the bootstrap token given to this server was revoked; it stays revoked"
+            );
+            return Ok(Bootstrap::Revoked);
+        }
+        return Ok(Bootstrap::Active);
     }
+    let mut stmt = conn
+        .prepare(
+            "SELECT DISTINCT json_extract(entry, '$.details.token') FROM events \
+             WHERE event = 'auth.token.create' AND actor = 'bootstrap'",
+        )
+        .map_err(StoreError::sqlite("finding bootstrap tokens"))?;
+    let earlier: Vec<String> = stmt
+        .query_map([], |r| r.get::<_, Option<String>>(0))
+        .and_then(|rows| rows.filter_map(|r| r.transpose()).collect())
+        .map_err(StoreError::sqlite("finding bootstrap tokens"))?;
     let name = (1..)
         .map(|n| {
             if n == 1 {
@@ -552,8 +625,26 @@ fn bootstrap_token(writer: &Writer, reads: &ReadPool, secret: &Secret) -> Result
         })
         .find(|n| !existing.iter().any(|t| &t.name == n))
         .expect("a free name");
-    tokens::create_audited(writer, &name, &[Scope::Admin], secret.expose(), "bootstrap")?;
-    Ok(())
+    tokens::create_audited(
+        writer,
+        &name,
+        &[Scope::Admin],
+        secret.expose(),
+        By::named("bootstrap"),
+    )?;
+    for old in existing
+        .iter()
+        .filter(|t| t.revoked_at.is_none() && earlier.contains(&t.name))
+    {
+        if tokens::revoke_audited(writer, &old.name, By::named("bootstrap"))? {
+            tracing::warn!(
+                revoked = %old.name,
+                created = %name,
+                "a new bootstrap secret: the previous bootstrap token is revoked"
+            );
+        }
+    }
+    Ok(Bootstrap::Created)
 }
 
 /// One read thread per actix worker (per core by default).

@@ -184,7 +184,26 @@ pub fn revoke(conn: &Connection, name: &str) -> Result<bool> {
     .map_err(StoreError::sqlite("revoking a token"))
 }
 
-fn token_event(kind: &str, name: &str, scopes: &[Scope], actor: &str) -> crate::domain::NewEvent {
+/// Who changes a token, as the audit event records it: the actor, and for
+/// a change made over HTTP the client's address and the request id.
+#[derive(Debug, Clone, Default)]
+pub struct By {
+    pub actor: String,
+    pub source_ip: Option<std::net::IpAddr>,
+    pub request_id: Option<String>,
+}
+
+impl By {
+    /// A change made outside any request (`cli`, `bootstrap`).
+    pub fn named(actor: &str) -> By {
+        By {
+            actor: actor.to_owned(),
+            ..By::default()
+        }
+    }
+}
+
+fn token_event(kind: &str, name: &str, scopes: &[Scope], by: &By) -> crate::domain::NewEvent {
     use crate::domain::{EventType, NewEvent};
     let mut details = serde_json::Map::new();
     details.insert("token".into(), name.into());
@@ -196,9 +215,11 @@ fn token_event(kind: &str, name: &str, scopes: &[Scope], actor: &str) -> crate::
     }
     let ev = NewEvent::builder(EventType::parse(kind).expect("valid type")).with_success(true);
     let ev = ev
-        .with_actor(actor)
+        .with_actor(&by.actor)
         .unwrap_or_else(|_| NewEvent::builder(EventType::parse(kind).expect("valid type")));
-    ev.with_details(details).expect("small details")
+    let mut ev = ev.with_details(details).expect("small details");
+    ev.fill_from_request(by.source_ip, by.request_id.as_deref());
+    ev
 }
 
 /// Creates a token and appends `auth.token.create` to the chain, through
@@ -208,21 +229,16 @@ pub fn create_audited(
     name: &str,
     scopes: &[Scope],
     secret: &str,
-    actor: &str,
+    by: By,
 ) -> Result<TokenInfo> {
-    let (name, scopes, secret, actor) = (
-        name.to_owned(),
-        scopes.to_vec(),
-        secret.to_owned(),
-        actor.to_owned(),
-    );
+    let (name, scopes, secret) = (name.to_owned(), scopes.to_vec(), secret.to_owned());
     writer.exec(move |ctx| {
         let info = create(ctx.conn, &name, &scopes, &secret)?;
         ctx.append(vec![token_event(
             "auth.token.create",
             &name,
             &info.scopes,
-            &actor,
+            &by,
         )])?;
         Ok(info)
     })?
@@ -230,13 +246,13 @@ pub fn create_audited(
 
 /// Revokes a token and appends `auth.token.revoke`; `false` if there was no
 /// such active token (and nothing is appended).
-pub fn revoke_audited(writer: &super::Writer, name: &str, actor: &str) -> Result<bool> {
-    let (name, actor) = (name.to_owned(), actor.to_owned());
+pub fn revoke_audited(writer: &super::Writer, name: &str, by: By) -> Result<bool> {
+    let name = name.to_owned();
     writer.exec(move |ctx| {
         if !revoke(ctx.conn, &name)? {
             return Ok(false);
         }
-        ctx.append(vec![token_event("auth.token.revoke", &name, &[], &actor)])?;
+        ctx.append(vec![token_event("auth.token.revoke", &name, &[], &by)])?;
         Ok(true)
     })?
 }

@@ -574,6 +574,59 @@ async fn a_bootstrap_token_is_an_admin_token_and_its_secret_is_never_stored() {
     assert_eq!(db.events_of("auth.token.create").len(), 1);
     s.stop().await;
     db.assert_absent(secret, "the bootstrap secret");
+
+    // A new secret (a leaked one rotated through the environment): the new
+    // one is admin, the old one stops working, both changes are on record.
+    let rotated = "bootstrap-secret-rotated-9876543210-zyxw";
+    let s = start_in(dir.clone(), |c| {
+        c.bootstrap_token = Some(trail::config::Secret::new(rotated.into()));
+    })
+    .await;
+    s.call(Req::get("/v1/events").token(secret))
+        .await
+        .expect(401);
+    let r = s.call(Req::get("/v1/tokens").token(rotated)).await;
+    let tokens = r.ok_json(200)["tokens"].clone();
+    let state: Vec<(String, bool)> = tokens
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["name"].as_str().unwrap().to_owned(),
+                t["revoked_at"].is_null(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        state,
+        [
+            ("bootstrap".to_owned(), false),
+            ("bootstrap-2".to_owned(), true)
+        ],
+        "{tokens}"
+    );
+    let revoked = db.events_of("auth.token.revoke");
+    assert_eq!(revoked.len(), 1, "{revoked:?}");
+    assert_eq!(revoked[0]["details"]["token"], "bootstrap");
+    assert_eq!(revoked[0]["actor"], "bootstrap");
+    s.stop().await;
+
+    // The revoked secret given again: it stays revoked, nothing is created.
+    let s = start_in(dir.clone(), |c| {
+        c.bootstrap_token = Some(trail::config::Secret::new(secret.into()));
+    })
+    .await;
+    s.call(Req::get("/v1/events").token(secret))
+        .await
+        .expect(401);
+    s.call(Req::get("/v1/events").token(rotated))
+        .await
+        .expect(200);
+    assert_eq!(db.events_of("auth.token.create").len(), 2);
+    assert_eq!(db.events_of("auth.token.revoke").len(), 1);
+    s.stop().await;
+    db.assert_absent(rotated, "the rotated bootstrap secret");
 }
 
 #[actix_rt::test]
@@ -589,10 +642,12 @@ async fn token_create_and_revoke_are_audited_by_name_never_by_secret() {
                 "/v1/tokens",
                 json!({"name": "svc-api", "scopes": ["ingest", "read"]}),
             )
-            .token(&admin),
+            .token(&admin)
+            .header("x-request-id", "create-svc-api-1"),
         )
         .await;
     r.expect(201);
+    let create_rid = "create-svc-api-1";
     let body = r.json();
     assert_eq!(body["name"], "svc-api");
     assert_eq!(body["scopes"], json!(["ingest", "read"]));
@@ -601,8 +656,13 @@ async fn token_create_and_revoke_are_audited_by_name_never_by_secret() {
         .post_event(json!({"event": "svc.post"}), Some(&api_secret))
         .await
         .expect(201);
+    let revoke_rid = "revoke-svc-api-1";
     server
-        .call(Req::new(Method::DELETE, "/v1/tokens/svc-api").token(&admin))
+        .call(
+            Req::new(Method::DELETE, "/v1/tokens/svc-api")
+                .token(&admin)
+                .header("x-request-id", revoke_rid),
+        )
         .await
         .expect(204);
     // Revoked through this server: refused at once.
@@ -640,6 +700,8 @@ async fn token_create_and_revoke_are_audited_by_name_never_by_secret() {
         .find(|e| e["details"]["token"] == "svc-api")
         .expect("auth.token.create for svc-api");
     assert_eq!(create["actor"], "ops-admin", "{create}");
+    assert_eq!(create["source_ip"], "127.0.0.1", "{create}");
+    assert_eq!(create["request_id"], create_rid, "{create}");
     assert_eq!(create["success"], json!(true));
     assert_eq!(create["details"]["scopes"], json!(["ingest", "read"]));
     let revoke = db
@@ -648,6 +710,8 @@ async fn token_create_and_revoke_are_audited_by_name_never_by_secret() {
         .find(|e| e["details"]["token"] == "svc-api")
         .expect("auth.token.revoke for svc-api");
     assert_eq!(revoke["actor"], "ops-admin", "{revoke}");
+    assert_eq!(revoke["source_ip"], "127.0.0.1", "{revoke}");
+    assert_eq!(revoke["request_id"], revoke_rid, "{revoke}");
 
     // Through the CLI, beside the running server.
     let dbp = server.db_path.clone();

@@ -163,15 +163,22 @@ impl Server {
     /// see it at once; returns its secret.
     pub fn create_token(&self, name: &str, scopes: &[Scope]) -> String {
         let secret = tokens::generate_secret();
-        tokens::create_audited(&self.state.writer, name, scopes, &secret, "test")
-            .unwrap_or_else(|e| panic!("create token {name}: {e}"));
+        tokens::create_audited(
+            &self.state.writer,
+            name,
+            scopes,
+            &secret,
+            tokens::By::named("test"),
+        )
+        .unwrap_or_else(|e| panic!("create token {name}: {e}"));
         self.state.tokens.invalidate();
         secret
     }
 
     pub fn revoke_token(&self, name: &str) {
         assert!(
-            tokens::revoke_audited(&self.state.writer, name, "test").expect("revoke"),
+            tokens::revoke_audited(&self.state.writer, name, tokens::By::named("test"))
+                .expect("revoke"),
             "token {name} was active"
         );
         self.state.tokens.invalidate();

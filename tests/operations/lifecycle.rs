@@ -407,6 +407,32 @@ async fn serve_on_a_public_address_needs_a_token() {
     out.expect_code(2);
     assert!(out.stderr.contains("--insecure-no-auth"), "{}", out.stderr);
     assert!(!out.stderr.contains("listening"), "{}", out.stderr);
+    // A refused start leaves nothing behind: no database, no key.
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "a refused start created {left:?}");
+
+    // Nor does a start refused because the port is taken.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dbp = db_path.clone();
+    let out = blocking(move || {
+        run_cmd_within(
+            trail_cmd(&["--db", dbp.to_str().unwrap(), "serve", "--bind", &addr]),
+            Duration::from_secs(20),
+        )
+    })
+    .await;
+    assert_ne!(out.code, Some(0), "{}", out.stderr);
+    assert!(out.stderr.contains("cannot listen on"), "{}", out.stderr);
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "a start on a taken port created {left:?}");
+    drop(taken);
 
     // TRAIL_BOOTSTRAP_TOKEN: serves; the secret is an admin token.
     let secret = "bootstrap-from-env-0123456789abcdef";
