@@ -41,8 +41,75 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
                 .and_then(|b| b.install_recorder())
                 .map_err(|e| tracing::warn!(error = %e, "metrics recorder not installed"))
                 .ok()
+                .inspect(|_| describe())
         })
         .as_ref()
+}
+
+/// `# HELP` for every series, and the counters an alert watches shown at 0
+/// from the start (an alert on their increase then sees the first one).
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(
+        "trail_events_appended_total",
+        "Events committed to the chain by this process"
+    );
+    describe_counter!(
+        "trail_events_dropped_total",
+        "Events accepted but not stored: below min_level, or of an excluded type"
+    );
+    describe_counter!(
+        "trail_commit_failures_total",
+        "Append requests failed by a failed commit (nothing of them acknowledged)"
+    );
+    describe_counter!(
+        "trail_http_requests_total",
+        "HTTP requests by route pattern, method and status"
+    );
+    describe_counter!(
+        "trail_auth_failures_total",
+        "Refused requests by reason (each is an auth.fail event)"
+    );
+    describe_counter!(
+        "trail_verifications_total",
+        "Verifications run over HTTP, by result"
+    );
+    describe_counter!(
+        "trail_retention_refusals_total",
+        "Retention runs that refused to delete rows that do not verify"
+    );
+    describe_histogram!(
+        "trail_append_latency_seconds",
+        Unit::Seconds,
+        "From request parsed to commit answered"
+    );
+    describe_histogram!(
+        "trail_http_request_duration_seconds",
+        Unit::Seconds,
+        "HTTP request duration"
+    );
+    describe_histogram!(
+        "trail_commit_batch_events",
+        Unit::Count,
+        "Events per group commit"
+    );
+    describe_histogram!(
+        "trail_commit_duration_seconds",
+        Unit::Seconds,
+        "Duration of one group commit"
+    );
+    describe_gauge!("trail_chain_head_seq", "Seq of the newest event committed");
+    describe_gauge!("trail_writer_queue_depth", "Jobs waiting for the writer");
+    describe_gauge!(
+        "trail_database_size_bytes",
+        Unit::Bytes,
+        "Database file plus its WAL"
+    );
+    for reason in ["min_level", "excluded"] {
+        metrics::counter!("trail_events_dropped_total", "reason" => reason).increment(0);
+    }
+    metrics::counter!("trail_commit_failures_total").increment(0);
+    metrics::counter!("trail_retention_refusals_total").increment(0);
 }
 
 /// Counts what the writer commits.

@@ -109,6 +109,30 @@ async fn counters_move_with_appends_requests_and_refusals() {
     ] {
         assert!(after.contains(name), "{name} in /metrics:\n{after}");
     }
+    // Every series says what it is; alerting counters exist before they move.
+    for name in [
+        "trail_events_appended_total",
+        "trail_events_dropped_total",
+        "trail_commit_failures_total",
+        "trail_http_requests_total",
+        "trail_auth_failures_total",
+        "trail_append_latency_seconds",
+        "trail_commit_batch_events",
+        "trail_chain_head_seq",
+        "trail_database_size_bytes",
+    ] {
+        assert!(
+            after.contains(&format!("# HELP {name} ")),
+            "# HELP for {name}:\n{after}"
+        );
+    }
+    for series in [
+        "trail_events_dropped_total{reason=\"min_level\"}",
+        "trail_events_dropped_total{reason=\"excluded\"}",
+        "trail_commit_failures_total",
+    ] {
+        assert!(after.contains(series), "{series} in /metrics:\n{after}");
+    }
     s.stop().await;
 }
 
