@@ -693,6 +693,19 @@ fn backup_never_overwrites_a_file() {
     );
     assert_eq!(fs::read(&dest).unwrap(), b"do not touch\n");
 
+    // A folder as DEST: said so, with what to give instead.
+    let folder = env.path("backups");
+    fs::create_dir(&folder).unwrap();
+    let out = env.trail(&["backup", folder.to_str().unwrap()]);
+    out.expect_code(2);
+    assert!(
+        out.stderr
+            .contains(&format!("{} is a folder", folder.display())),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(fs::read_dir(&folder).unwrap().count(), 0);
+
     // Nor into a folder that does not exist, nor from a missing database.
     let out = env.trail(&["backup", env.path("nowhere/x.db").to_str().unwrap()]);
     out.expect_code(2);

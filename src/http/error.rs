@@ -134,7 +134,7 @@ impl ResponseError for ApiError {
             ),
             ApiError::Invalid(e) => (
                 "urn:trail:problem:validation",
-                "The event is not valid",
+                "The input is not valid",
                 format!("{} problem(s) with the input: {e}", e.errors.len()),
                 &e.errors,
             ),

@@ -694,7 +694,13 @@ fn spawn_retention(state: web::Data<AppState>, days: u32, sync: crate::store::Sy
                             .writer_metrics
                             .committed(1, 1, seq, std::time::Duration::ZERO);
                     }
-                    tracing::info!(?report, "retention");
+                    tracing::info!(
+                        days,
+                        up_to_seq = report.up_to_seq,
+                        deleted = report.deleted,
+                        event_seq = report.event_seq,
+                        "retention"
+                    );
                 }
                 Ok(Err(e @ StoreError::PruneRefused { .. })) => {
                     // Kept for the operator and the auditors: nothing of it

@@ -82,11 +82,13 @@ pub fn backup(src: &Path, dest: &Path) -> Result<BackupReport, StoreError> {
 }
 
 fn already_exists(dest: &Path) -> StoreError {
+    let what = if dest.is_dir() {
+        "is a folder; give the path of a new file in it (e.g. DIR/trail-backup.db)"
+    } else {
+        "already exists; a backup never overwrites a file (choose a new name)"
+    };
     StoreError::Io {
-        context: format!(
-            "{} already exists; a backup never overwrites a file (choose a new name)",
-            dest.display()
-        ),
+        context: format!("{} {what}", dest.display()),
         source: io::Error::from(io::ErrorKind::AlreadyExists),
     }
 }
