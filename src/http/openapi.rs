@@ -4,10 +4,10 @@
 //! document with [`super::route_table`]). HEAD, answered wherever GET is, is
 //! said once in the description rather than repeated on every path.
 
-use actix_web::HttpResponse;
+use actix_web::{web, HttpResponse};
 use utoipa::OpenApi;
 
-use super::{auth, ingest, read, seed};
+use super::{auth, ingest, read, seed, AppState};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -47,8 +47,16 @@ pub struct ApiDoc;
     get, path = "/openapi.json", tag = "probes",
     responses((status = 200, description = "This document", content_type = "application/json"))
 )]
-pub async fn openapi_json() -> HttpResponse {
+pub async fn openapi_json(state: web::Data<AppState>) -> HttpResponse {
+    let mut doc = ApiDoc::openapi();
+    // Under a base path, the paths above are relative to it: say so, or a
+    // client generated from this document would call the wrong URLs.
+    if !state.base_path.is_empty() {
+        doc.servers = Some(vec![utoipa::openapi::server::Server::new(
+            state.base_path.clone(),
+        )]);
+    }
     HttpResponse::Ok()
         .content_type("application/json")
-        .body(ApiDoc::openapi().to_json().unwrap_or_default())
+        .body(doc.to_json().unwrap_or_default())
 }

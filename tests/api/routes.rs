@@ -695,6 +695,8 @@ async fn probes_and_openapi() {
     let doc = r.ok_json(200);
     let version = doc["openapi"].as_str().expect("openapi version");
     assert!(version.starts_with("3."), "{version}");
+    // No base path: the paths are the URLs, no `servers` to add.
+    assert!(doc.get("servers").is_none(), "{}", doc["servers"]);
     let paths = doc["paths"].as_object().expect("paths");
     for p in [
         "/v1/events",

@@ -351,6 +351,15 @@ async fn a_base_path_prefixes_every_route_and_url() {
     ] {
         assert_eq!(s.get(path).await.status, 200, "{path}");
     }
+    // The document's paths are relative to the base path, and it says so.
+    let doc = s.get("/audit/openapi.json").await.ok_json(200);
+    assert_eq!(
+        doc["servers"],
+        json!([{"url": "/audit"}]),
+        "{}",
+        doc["servers"]
+    );
+    assert!(doc["paths"]["/v1/events"].is_object());
     let rid = unique("rid");
     let r = s
         .call(Req::get("/audit/v1/events").header("x-request-id", &rid))
