@@ -967,6 +967,8 @@ fn the_default_key_is_created_private_and_a_readable_one_is_warned_about() {
     let out = util::run_cmd(cmd);
     out.expect_code(0);
     out.stderr_has(&["can be read by others (mode 644)", "chmod 600"]);
+    // Written to a pipe, not a terminal: no colour codes in the log line.
+    assert!(!out.stderr.contains('\u{1b}'), "{:?}", out.stderr);
 }
 
 /// A folder, a file that is not SQLite, or another program's SQLite

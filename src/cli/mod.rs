@@ -379,8 +379,10 @@ fn init_logging(serving: bool, format: LogFormat) {
     let default = if serving { "info" } else { "warn" };
     let filter =
         tracing_subscriber::EnvFilter::try_from_env("TRAIL_LOG").unwrap_or_else(|_| default.into());
+    // Colours only on a terminal: a log file or `docker logs` gets plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
         .with_writer(io::stderr);
     let _ = if serving && format == LogFormat::Json {
         builder
