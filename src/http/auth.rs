@@ -307,7 +307,8 @@ pub async fn gate<B: MessageBody + 'static>(
             Err(refusal) => {
                 record_failure(&state, &req, &client, &rid, needed, &refusal).await;
                 let mut resp = refusal.error.error_response();
-                finish(&mut resp, &rid, &method, "(refused)", started, &client);
+                let route = super::route_pattern(&path).unwrap_or("(unmatched)");
+                finish(&mut resp, &rid, &method, route, started, &client);
                 return Ok(req.into_response(resp));
             }
         }

@@ -323,6 +323,30 @@ pub fn route_table() -> Vec<(&'static str, Vec<Method>)> {
     table().into_iter().map(|r| (r.path, r.allowed())).collect()
 }
 
+/// The route pattern a path (without the base path) falls under, as actix
+/// would match it: `{name}` stands for one non-empty segment. For requests
+/// answered before routing (refused by the gate), so logs and metrics still
+/// say which route was asked for.
+pub(crate) fn route_pattern(path: &str) -> Option<&'static str> {
+    static PATTERNS: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    let patterns = PATTERNS.get_or_init(|| table().into_iter().map(|r| r.path).collect());
+    patterns.iter().copied().find(|pattern| {
+        let (mut want, mut got) = (pattern.split('/'), path.split('/'));
+        loop {
+            match (want.next(), got.next()) {
+                (None, None) => return true,
+                (Some(w), Some(g)) if w.starts_with('{') && w.ends_with('}') => {
+                    if g.is_empty() {
+                        return false;
+                    }
+                }
+                (Some(w), Some(g)) if w == g => {}
+                _ => return false,
+            }
+        }
+    })
+}
+
 fn method_not_allowed(req: HttpRequest, allow: String) -> Result<HttpResponse, ApiError> {
     Err(ApiError::MethodNotAllowed {
         detail: format!(
@@ -713,4 +737,25 @@ fn spawn_retention(state: web::Data<AppState>, days: u32, sync: crate::store::Sy
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::route_pattern;
+
+    #[test]
+    fn paths_fall_under_the_route_patterns_actix_would_match() {
+        assert_eq!(route_pattern("/v1/events"), Some("/v1/events"));
+        assert_eq!(route_pattern("/v1/events/42"), Some("/v1/events/{id}"));
+        assert_eq!(
+            route_pattern("/v1/tokens/ci-bot"),
+            Some("/v1/tokens/{name}")
+        );
+        assert_eq!(route_pattern("/healthz"), Some("/healthz"));
+        assert_eq!(route_pattern("/v1/events/"), None, "an empty segment");
+        assert_eq!(route_pattern("/v1/events/1/2"), None);
+        assert_eq!(route_pattern("/v1/event"), None);
+        assert_eq!(route_pattern("/"), None);
+        assert_eq!(route_pattern(""), None);
+    }
 }

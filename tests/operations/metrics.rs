@@ -32,6 +32,11 @@ async fn counters_move_with_appends_requests_and_refusals() {
         "trail_http_requests_total",
         &["route=\"/v1/events\""],
     );
+    let refused0 = metric_sum(
+        &before,
+        "trail_http_requests_total",
+        &["route=\"/v1/events\"", "method=\"GET\"", "status=\"401\""],
+    );
     let fails0 = metric_sum(&before, "trail_auth_failures_total", &[]);
     let missing0 = metric_sum(
         &before,
@@ -81,6 +86,13 @@ async fn counters_move_with_appends_requests_and_refusals() {
         &["route=\"/v1/events\""],
     );
     assert!(route1 - route0 >= (N + 1) as f64, "{route0} -> {route1}");
+    // Refused before routing, and still counted under the route asked for.
+    let refused1 = metric_sum(
+        &after,
+        "trail_http_requests_total",
+        &["route=\"/v1/events\"", "method=\"GET\"", "status=\"401\""],
+    );
+    assert!(refused1 - refused0 >= 2.0, "{refused0} -> {refused1}");
     let fails1 = metric_sum(&after, "trail_auth_failures_total", &[]);
     assert!(
         fails1 - fails0 >= 2.0,
