@@ -212,11 +212,28 @@ enum Raw {
 }
 
 /// The layers, highest priority last.
-#[derive(Debug, Default, Clone)]
+#[derive(Default, Clone)]
 pub struct Layers {
     file: Option<(PathBuf, toml::Table)>,
     env: BTreeMap<String, String>,
     flags: BTreeMap<String, String>,
+}
+
+/// Names only: the values may be secrets.
+impl fmt::Debug for Layers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Layers")
+            .field(
+                "file",
+                &self
+                    .file
+                    .as_ref()
+                    .map(|(p, t)| (p, t.keys().collect::<Vec<_>>())),
+            )
+            .field("env", &self.env.keys().collect::<Vec<_>>())
+            .field("flags", &self.flags.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 impl Layers {
@@ -247,18 +264,11 @@ impl Layers {
                 };
                 let text = std::fs::read_to_string(&p)
                     .map_err(|e| err(format!("cannot read {}: {e}", p.display())))?;
-                let table: toml::Table = toml::from_str(&text)
-                    .map_err(|e| err(format!("{} is not valid TOML: {e}", p.display())))?;
+                let table: toml::Table =
+                    toml::from_str(&text).map_err(|e| err(toml_error(&p, &text, &e)))?;
                 for k in table.keys() {
                     if !SETTINGS.contains(&k.as_str()) {
-                        return Err(ConfigError {
-                            setting: k.clone(),
-                            origin: Source::File(p.clone()).to_string(),
-                            message: format!(
-                                "unknown setting; known settings are {}",
-                                SETTINGS.join(", ")
-                            ),
-                        });
+                        return Err(unknown_key(k, &p));
                     }
                 }
                 Some((p, table))
@@ -478,6 +488,53 @@ fn toml_to_json(v: &toml::Value) -> Value {
                 .map(|(k, v)| (k.clone(), toml_to_json(v)))
                 .collect(),
         ),
+    }
+}
+
+/// A TOML syntax error as file, line, column and the parser's message. Never
+/// the parser's excerpt of the file: the line may hold `hmac_key` or
+/// `bootstrap_token`.
+fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> String {
+    let at = match e.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+            format!(" at line {line}, column {column}")
+        }
+        None => String::new(),
+    };
+    format!(
+        "{} is not valid TOML{at}: {}",
+        path.display(),
+        e.message().trim_end()
+    )
+}
+
+/// A config file's key that is no setting. Named, unless it does not look
+/// like a setting's name at all: then it may be a secret pasted in the wrong
+/// place, and is not printed.
+fn unknown_key(key: &str, file: &Path) -> ConfigError {
+    let known = format!("known settings are {}", SETTINGS.join(", "));
+    let looks_like_a_name = key.len() <= 32
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    let (setting, message) = if looks_like_a_name {
+        (key.to_owned(), format!("unknown setting; {known}"))
+    } else {
+        (
+            "(a key not shown)".to_owned(),
+            format!(
+                "unknown setting of {} characters, not printed in case it is a secret; {known}",
+                key.chars().count()
+            ),
+        )
+    };
+    ConfigError {
+        setting,
+        origin: Source::File(file.to_owned()).to_string(),
+        message,
     }
 }
 

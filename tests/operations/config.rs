@@ -415,3 +415,90 @@ fn an_unknown_key_in_the_file_is_refused_by_name() {
     ]));
     out.expect_code(2);
 }
+
+/// `trail ARGS` (with `env`), within 20 s: `serve` refused or not.
+fn trail_env(args: &[&str], env: &[(&str, &str)]) -> Out {
+    let mut c = trail_cmd(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    run_cmd_within(c, Duration::from_secs(20))
+}
+
+/// Exit 2 and exactly `line` (plus a newline) on standard error; nothing
+/// on standard output.
+#[track_caller]
+fn refused(out: &Out, line: &str) {
+    out.expect_code(2);
+    assert_eq!(out.stderr, format!("{line}\n"), "{}", out.what);
+    assert_eq!(out.stdout, "", "{}", out.what);
+}
+
+/// Audit finding: a TOML syntax error printed the parser's excerpt of the
+/// file, which showed the line holding the HMAC key (an unclosed string) or
+/// the bootstrap token (a key given twice). The message is the file, line,
+/// column and the parser's own words, for `config` and `serve` alike.
+#[test]
+fn a_toml_syntax_error_names_file_line_and_column_and_never_shows_the_text() {
+    let dir = temp_dir();
+    let data = dir.path().join("data");
+    let db = data.join("trail.db");
+    let dbs = db.to_str().unwrap();
+    for (name, text, at, secret) in [
+        (
+            "unclosed.toml",
+            format!("hmac_key = \"{HMAC_HEX}\n"),
+            "at line 1, column 77: invalid basic string, expected `\"`",
+            HMAC_HEX,
+        ),
+        (
+            "twice.toml",
+            format!(
+                "queue_depth = 10\nbootstrap_token = \"{BOOT}\"\nbootstrap_token = \"{BOOT}\"\n"
+            ),
+            "at line 3, column 1: duplicate key",
+            BOOT,
+        ),
+    ] {
+        let file = dir.path().join(name);
+        std::fs::write(&file, text).unwrap();
+        let f = file.to_str().unwrap();
+        for (args, env, origin) in [
+            (
+                vec!["--config", f, "--db", dbs, "config"],
+                vec![],
+                "flag --config",
+            ),
+            (
+                vec!["--db", dbs, "serve", "--bind", "127.0.0.1:0"],
+                vec![("TRAIL_CONFIG", f)],
+                "environment variable TRAIL_CONFIG",
+            ),
+            (
+                vec!["--config", f, "--db", dbs, "serve", "--bind", "127.0.0.1:0"],
+                vec![],
+                "flag --config",
+            ),
+        ] {
+            let out = trail_env(&args, &env);
+            refused(
+                &out,
+                &format!("trail: setting config (from {origin}): {f} is not valid TOML {at}"),
+            );
+            // Not even a part of it.
+            assert!(!out.stderr.contains(&secret[..12]), "{}", out.stderr);
+        }
+    }
+    // A key pasted as a setting's name is refused without being shown.
+    let file = dir.path().join("pasted.toml");
+    std::fs::write(&file, format!("\"{HMAC_HEX}\" = 1\n")).unwrap();
+    let f = file.to_str().unwrap();
+    refused(
+        &trail_env(&["--config", f, "--db", dbs, "config"], &[]),
+        &format!(
+            "trail: setting (a key not shown) (from config file {f}): unknown setting of 64 characters, not printed in case it is a secret; known settings are {}",
+            trail::config::SETTINGS.join(", ")
+        ),
+    );
+    assert!(!data.exists(), "nothing created");
+}
