@@ -28,6 +28,18 @@ pub enum Source {
     Flag(String),
 }
 
+impl Source {
+    /// The layer's rank: a value from a higher layer beats a lower one.
+    fn level(&self) -> u8 {
+        match self {
+            Source::Default => 0,
+            Source::File(_) => 1,
+            Source::Env(_) => 2,
+            Source::Flag(_) => 3,
+        }
+    }
+}
+
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -335,6 +347,35 @@ impl Layers {
         if db.source == Source::Default && data_dir.source != Source::Default {
             db.source = data_dir.source.clone();
         }
+        let mut hmac_key = self.get("hmac_key", None, |r| {
+            let s = text(r)?;
+            crate::domain::HmacKey::from_hex(&s).map_err(|e| e.to_string())?;
+            Ok(Some(Secret(s)))
+        })?;
+        let mut hmac_key_file = self.get("hmac_key_file", None, path)?;
+        one_of(
+            ("hmac_key", &mut hmac_key),
+            ("hmac_key_file", &mut hmac_key_file),
+        )?;
+        // Read now, so that a missing or bad key file stops every command
+        // before it creates anything, with the setting named.
+        if let Some(p) = &hmac_key_file.value {
+            key_file(p).map_err(|message| ConfigError {
+                setting: "hmac_key_file".into(),
+                origin: hmac_key_file.source.to_string(),
+                message,
+            })?;
+        }
+        let mut bootstrap_token = self.get("bootstrap_token", None, |r| {
+            let s = text(r)?;
+            crate::store::tokens::check_secret(&s)?;
+            Ok(Some(Secret(s)))
+        })?;
+        let mut bootstrap_token_file = self.get("bootstrap_token_file", None, path)?;
+        one_of(
+            ("bootstrap_token", &mut bootstrap_token),
+            ("bootstrap_token_file", &mut bootstrap_token_file),
+        )?;
         Ok(Config {
             config_file: self.file.as_ref().map(|(p, _)| p.clone()),
             bind: self.get("bind", "127.0.0.1:8080".to_owned(), |r| {
@@ -345,18 +386,14 @@ impl Layers {
             })?,
             db,
             synchronous: self.get("synchronous", Synchronous::Full, |r| Synchronous::parse(&text(r)?))?,
-            hmac_key: self.get("hmac_key", None, |r| {
-                let s = text(r)?;
-                crate::domain::HmacKey::from_hex(&s).map_err(|e| e.to_string())?;
-                Ok(Some(Secret(s)))
-            })?,
-            hmac_key_file: self.get("hmac_key_file", None, |r| text(r).map(|s| Some(PathBuf::from(s))))?,
+            hmac_key,
+            hmac_key_file,
             verify_key_files: self.get("verify_key_files", Vec::new(), |r| {
                 list(r)?
                     .into_iter()
                     .map(|s| {
                         let p = PathBuf::from(s);
-                        crate::store::keys::read_key_file(&p).map_err(|e| e.to_string())?;
+                        key_file(&p)?;
                         Ok(p)
                     })
                     .collect()
@@ -413,12 +450,8 @@ impl Layers {
             })?,
             metrics_require_admin: self.get("metrics_require_admin", false, boolean)?,
             insecure_no_auth: self.get("insecure_no_auth", false, boolean)?,
-            bootstrap_token: self.get("bootstrap_token", None, |r| {
-                let s = text(r)?;
-                crate::store::tokens::check_secret(&s)?;
-                Ok(Some(Secret(s)))
-            })?,
-            bootstrap_token_file: self.get("bootstrap_token_file", None, |r| text(r).map(|s| Some(PathBuf::from(s))))?,
+            bootstrap_token,
+            bootstrap_token_file,
         })
     }
 }
@@ -430,6 +463,15 @@ fn text(r: &Raw) -> Result<String, String> {
         Raw::Toml(toml::Value::Integer(i)) => Ok(i.to_string()),
         Raw::Toml(other) => Err(format!("must be a string, not {}", other.type_str())),
     }
+}
+
+/// A file name: an empty one is a mistake (`TRAIL_HMAC_KEY_FILE=`), not "none".
+fn path(r: &Raw) -> Result<Option<PathBuf>, String> {
+    let s = text(r)?;
+    if s.trim().is_empty() {
+        return Err("is empty: name a file, or leave the setting out".into());
+    }
+    Ok(Some(PathBuf::from(s)))
 }
 
 fn uint(r: &Raw, min: u64, max: u64) -> Result<usize, String> {
@@ -471,6 +513,43 @@ fn list(r: &Raw) -> Result<Vec<String>, String> {
             .map(str::to_owned)
             .collect()),
     }
+}
+
+/// Reads and checks a key file, for the error to name the setting.
+fn key_file(p: &Path) -> Result<(), String> {
+    match crate::store::keys::read_key_file(p) {
+        Ok(_) => Ok(()),
+        Err(crate::store::StoreError::Key(m)) => Err(m),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Two settings that are one choice, a secret or the file holding it: the
+/// one set at the higher layer wins and the other is dropped (its source
+/// kept, so `trail config` can say it was overridden); both at the same
+/// layer is an error naming both.
+fn one_of<A, B>(
+    (a_name, a): (&str, &mut Setting<Option<A>>),
+    (b_name, b): (&str, &mut Setting<Option<B>>),
+) -> Result<(), ConfigError> {
+    if a.value.is_none() || b.value.is_none() {
+        return Ok(());
+    }
+    match a.source.level().cmp(&b.source.level()) {
+        std::cmp::Ordering::Greater => b.value = None,
+        std::cmp::Ordering::Less => a.value = None,
+        std::cmp::Ordering::Equal => {
+            return Err(ConfigError {
+                setting: a_name.to_owned(),
+                origin: a.source.to_string(),
+                message: format!(
+                    "{b_name} is set too (from {}); set one of them, not both",
+                    b.source
+                ),
+            })
+        }
+    }
+    Ok(())
 }
 
 fn toml_to_json(v: &toml::Value) -> Value {
@@ -592,17 +671,24 @@ impl Config {
         ) -> (String, String, String) {
             (name.to_owned(), show(&s.value), s.source.to_string())
         }
-        let opt_path = |p: &Option<PathBuf>| {
-            p.as_ref()
-                .map_or("(none)".into(), |p| p.display().to_string())
-        };
-        let opt_secret = |s: &Option<Secret>| {
-            if s.is_some() {
-                "[redacted]".into()
-            } else {
-                "(none)".to_string()
-            }
-        };
+        /// One of a secret and the file holding it (see `one_of`): its
+        /// value, or that the other, set at a higher layer, overrode it.
+        fn one_row<T, U>(
+            name: &str,
+            s: &Setting<Option<T>>,
+            other: &Setting<Option<U>>,
+            other_name: &str,
+            show: impl Fn(&T) -> String,
+        ) -> (String, String, String) {
+            let value = match &s.value {
+                Some(v) => show(v),
+                None if s.source != Source::Default => {
+                    format!("(overridden by {other_name} from {})", other.source)
+                }
+                None => "(none)".into(),
+            };
+            (name.to_owned(), value, s.source.to_string())
+        }
         vec![
             row("bind", &self.bind, |v| v.clone()),
             row("db", &self.db, |v| v.display().to_string()),
@@ -617,8 +703,20 @@ impl Config {
             row("synchronous", &self.synchronous, |v| {
                 format!("{v:?}").to_lowercase()
             }),
-            row("hmac_key", &self.hmac_key, opt_secret),
-            row("hmac_key_file", &self.hmac_key_file, opt_path),
+            one_row(
+                "hmac_key",
+                &self.hmac_key,
+                &self.hmac_key_file,
+                "hmac_key_file",
+                |_| "[redacted]".into(),
+            ),
+            one_row(
+                "hmac_key_file",
+                &self.hmac_key_file,
+                &self.hmac_key,
+                "hmac_key",
+                |p| p.display().to_string(),
+            ),
             row("verify_key_files", &self.verify_key_files, |v| {
                 if v.is_empty() {
                     "(none)".into()
@@ -667,8 +765,20 @@ impl Config {
             row("insecure_no_auth", &self.insecure_no_auth, |v| {
                 v.to_string()
             }),
-            row("bootstrap_token", &self.bootstrap_token, opt_secret),
-            row("bootstrap_token_file", &self.bootstrap_token_file, opt_path),
+            one_row(
+                "bootstrap_token",
+                &self.bootstrap_token,
+                &self.bootstrap_token_file,
+                "bootstrap_token_file",
+                |_| "[redacted]".into(),
+            ),
+            one_row(
+                "bootstrap_token_file",
+                &self.bootstrap_token_file,
+                &self.bootstrap_token,
+                "bootstrap_token",
+                |p| p.display().to_string(),
+            ),
         ]
     }
 }
@@ -752,6 +862,43 @@ mod tests {
         let printed = format!("{:?} {:?}", c, c.describe());
         assert!(!printed.contains(&"ab".repeat(32)), "{printed}");
         assert!(printed.contains("[redacted]"));
+    }
+
+    #[test]
+    fn a_secret_and_its_file_are_one_choice() {
+        let dir = tempfile::tempdir().unwrap();
+        let token_file = dir.path().join("token");
+        std::fs::write(&token_file, "a-token-from-the-file-0123456789\n").unwrap();
+        let file = dir.path().join("t.toml");
+        std::fs::write(
+            &file,
+            "bootstrap_token = \"a-token-from-the-config-file-0123\"\n",
+        )
+        .unwrap();
+        let tf = token_file.to_str().unwrap();
+        // The environment's file beats the config file's token.
+        let c = Layers::from_parts(Some(&file), env(&[("TRAIL_BOOTSTRAP_TOKEN_FILE", tf)]))
+            .unwrap()
+            .resolve()
+            .unwrap();
+        assert_eq!(
+            c.bootstrap_secret().unwrap().unwrap().expose(),
+            "a-token-from-the-file-0123456789"
+        );
+        assert_eq!(c.bootstrap_token.value, None);
+        // Both in the environment: refused, naming both.
+        let err = Layers::from_parts(
+            None,
+            env(&[
+                ("TRAIL_BOOTSTRAP_TOKEN_FILE", tf),
+                ("TRAIL_BOOTSTRAP_TOKEN", "a-token-from-the-environment-01"),
+            ]),
+        )
+        .unwrap()
+        .resolve()
+        .unwrap_err();
+        assert_eq!(err.setting, "bootstrap_token");
+        assert!(err.message.contains("bootstrap_token_file"), "{err}");
     }
 
     #[test]

@@ -502,3 +502,253 @@ fn a_toml_syntax_error_names_file_line_and_column_and_never_shows_the_text() {
     );
     assert!(!data.exists(), "nothing created");
 }
+
+/// Audit finding: key-file errors said `key: cannot read key file …`
+/// without the setting or where it was set. Now every one names
+/// `hmac_key_file` (or `hmac_key`) and its source like any other setting,
+/// for `serve` and for a writing command, before anything is created: no
+/// folder, no database, no `hmac.key`.
+#[test]
+fn a_bad_key_file_names_the_setting_and_its_source_and_creates_nothing() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp_dir();
+    let p = |n: &str| dir.path().join(n).display().to_string();
+    let missing = "/nonexistent/hmac.key";
+    let folder = p("a-folder");
+    std::fs::create_dir(&folder).unwrap();
+    let junk = p("junk.key");
+    std::fs::write(&junk, "not a key\n").unwrap();
+    let toml_file = p("key.toml");
+    std::fs::write(&toml_file, format!("hmac_key_file = \"{missing}\"\n")).unwrap();
+    let toml_key = p("hmac.toml");
+    std::fs::write(&toml_key, format!("hmac_key = \"{}\"\n", "zz".repeat(32))).unwrap();
+    let no_such = "No such file or directory (os error 2)";
+
+    // Flags, environment, and the message after `trail: `.
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, String);
+    let mut cases: Vec<Case> = vec![
+        (
+            vec!["--hmac-key-file", missing],
+            vec![],
+            format!("setting hmac_key_file (from flag --hmac-key-file): cannot read key file {missing}: {no_such}"),
+        ),
+        (
+            vec![],
+            vec![("TRAIL_HMAC_KEY_FILE", missing)],
+            format!("setting hmac_key_file (from environment variable TRAIL_HMAC_KEY_FILE): cannot read key file {missing}: {no_such}"),
+        ),
+        (
+            vec!["--config", &toml_file],
+            vec![],
+            format!("setting hmac_key_file (from config file {toml_file}): cannot read key file {missing}: {no_such}"),
+        ),
+        (
+            vec!["--hmac-key-file", &folder],
+            vec![],
+            format!("setting hmac_key_file (from flag --hmac-key-file): cannot read key file {folder}: Is a directory (os error 21)"),
+        ),
+        (
+            vec![],
+            vec![("TRAIL_HMAC_KEY_FILE", &junk)],
+            format!("setting hmac_key_file (from environment variable TRAIL_HMAC_KEY_FILE): key file {junk}: a key must be 64 hexadecimal digits (32 bytes); got 9 characters"),
+        ),
+        (
+            vec![],
+            vec![("TRAIL_HMAC_KEY_FILE", "")],
+            "setting hmac_key_file (from environment variable TRAIL_HMAC_KEY_FILE): is empty: name a file, or leave the setting out".into(),
+        ),
+        (
+            vec!["--config", &toml_key],
+            vec![],
+            format!("setting hmac_key (from config file {toml_key}): a key must be 64 hexadecimal digits; found a character that is not one"),
+        ),
+    ];
+    // A file its reader may not open: not when the tests run as root,
+    // who may read any file.
+    let unreadable = p("unreadable.key");
+    std::fs::write(&unreadable, format!("{HMAC_HEX}\n")).unwrap();
+    std::fs::set_permissions(&unreadable, std::fs::Permissions::from_mode(0o000)).unwrap();
+    if std::fs::read(&unreadable).is_err() {
+        cases.push((
+            vec!["--hmac-key-file", &unreadable],
+            vec![],
+            format!("setting hmac_key_file (from flag --hmac-key-file): cannot read key file {unreadable}: Permission denied (os error 13)"),
+        ));
+    }
+
+    let data = dir.path().join("data");
+    let db = data.join("trail.db");
+    let dbs = db.to_str().unwrap();
+    for (flags, env, message) in &cases {
+        for command in [
+            vec!["serve", "--bind", "127.0.0.1:0"],
+            vec!["append", "x.y"],
+            vec!["config"],
+        ] {
+            let mut args = flags.clone();
+            args.extend(["--db", dbs]);
+            args.extend(command);
+            let out = trail_env(&args, env);
+            refused(&out, &format!("trail: {message}"));
+            assert!(!data.exists(), "`{}` created {}", out.what, data.display());
+        }
+    }
+}
+
+/// Audit finding: `TRAIL_HMAC_KEY` silently beat `--hmac-key-file`, so the
+/// rows were sealed with a key the operator had not chosen. A key and its
+/// file are one choice: the higher layer wins, the same layer is refused.
+#[test]
+fn a_key_and_its_file_are_one_choice_and_the_higher_layer_wins() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp_dir();
+    let key_file = dir.path().join("flag.key");
+    std::fs::write(&key_file, format!("{}\n", "ab".repeat(32))).unwrap();
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let kf = key_file.to_str().unwrap();
+    let db = dir.path().join("d").join("trail.db");
+    let dbs = db.to_str().unwrap();
+    let env_key = [("TRAIL_HMAC_KEY", HMAC_HEX)];
+
+    // The flag's file over the environment's key: it seals.
+    trail_env(
+        &["--db", dbs, "--hmac-key-file", kf, "append", "x.y"],
+        &env_key,
+    )
+    .expect_code(0);
+    trail_env(&["--db", dbs, "--hmac-key-file", kf, "verify"], &[]).expect_code(0);
+    let out = trail_env(&["--db", dbs, "verify"], &env_key);
+    out.expect_code(1);
+    assert!(out.stdout.contains("unknown_key"), "{}", out.stdout);
+    assert!(
+        !db.with_file_name("hmac.key").exists(),
+        "no default key made"
+    );
+    let cfg = config_json(&["--db", dbs, "--hmac-key-file", kf], &env_key);
+    assert_eq!(
+        setting(&cfg, "hmac_key"),
+        (
+            "(overridden by hmac_key_file from flag --hmac-key-file)".into(),
+            "environment variable TRAIL_HMAC_KEY".into()
+        )
+    );
+    assert_eq!(
+        setting(&cfg, "hmac_key_file"),
+        (kf.to_owned(), "flag --hmac-key-file".into())
+    );
+
+    // The environment's key over the file's key file, which is not read.
+    let file = dir.path().join("trail.toml");
+    std::fs::write(&file, "hmac_key_file = \"/nonexistent/hmac.key\"\n").unwrap();
+    let f = file.to_str().unwrap();
+    let cfg = config_json(&["--config", f, "--db", dbs], &env_key);
+    assert_eq!(
+        setting(&cfg, "hmac_key"),
+        (
+            "[redacted]".into(),
+            "environment variable TRAIL_HMAC_KEY".into()
+        )
+    );
+    assert_eq!(
+        setting(&cfg, "hmac_key_file"),
+        (
+            "(overridden by hmac_key from environment variable TRAIL_HMAC_KEY)".into(),
+            file_source(&file)
+        )
+    );
+
+    // Both at one layer: refused, naming both and the layer.
+    let other = dir.path().join("other").join("trail.db");
+    let os = other.to_str().unwrap();
+    let env_both = [("TRAIL_HMAC_KEY", HMAC_HEX), ("TRAIL_HMAC_KEY_FILE", kf)];
+    for command in [
+        vec!["append", "x.y"],
+        vec!["serve", "--bind", "127.0.0.1:0"],
+    ] {
+        let mut args = vec!["--db", os];
+        args.extend(command);
+        let out = trail_env(&args, &env_both);
+        refused(
+            &out,
+            "trail: setting hmac_key (from environment variable TRAIL_HMAC_KEY): hmac_key_file is set too (from environment variable TRAIL_HMAC_KEY_FILE); set one of them, not both",
+        );
+        assert!(!out.stderr.contains(HMAC_HEX));
+    }
+    std::fs::write(
+        &file,
+        format!("hmac_key = \"{HMAC_HEX}\"\nhmac_key_file = \"{kf}\"\n"),
+    )
+    .unwrap();
+    refused(
+        &trail_env(&["--config", f, "--db", os, "append", "x.y"], &[]),
+        &format!("trail: setting hmac_key (from config file {f}): hmac_key_file is set too (from config file {f}); set one of them, not both"),
+    );
+    assert!(!other.parent().unwrap().exists(), "nothing created");
+}
+
+/// Audit finding: `bootstrap_token` beat `bootstrap_token_file` whatever
+/// their layers, and both at once was accepted with the file ignored. The
+/// same rule as the key: the higher layer wins, the same layer is refused.
+#[actix_rt::test]
+async fn a_bootstrap_token_and_its_file_are_one_choice() {
+    use crate::util::spawn_listening;
+    let dir = temp_dir();
+    let db = dir.path().join("trail.db");
+    let dbs = db.to_str().unwrap();
+    let from_file = "bootstrap-secret-from-the-file-0123456789";
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{from_file}\n")).unwrap();
+    let tf = token_file.to_str().unwrap();
+    let file = dir.path().join("trail.toml");
+    std::fs::write(&file, format!("bootstrap_token = \"{BOOT}\"\n")).unwrap();
+    let f = file.to_str().unwrap();
+
+    // The environment's file over the config file's token.
+    let cfg = config_json(
+        &["--config", f, "--db", dbs],
+        &[("TRAIL_BOOTSTRAP_TOKEN_FILE", tf)],
+    );
+    assert_eq!(
+        setting(&cfg, "bootstrap_token"),
+        (
+            "(overridden by bootstrap_token_file from environment variable TRAIL_BOOTSTRAP_TOKEN_FILE)".into(),
+            file_source(&file)
+        )
+    );
+    let mut cmd = trail_cmd(&["--config", f, "--db", dbs, "serve", "--bind", "127.0.0.1:0"]);
+    cmd.env("TRAIL_BOOTSTRAP_TOKEN_FILE", tf);
+    let serving = spawn_listening(cmd);
+    let client = client();
+    for (secret, status) in [(from_file, 200), (BOOT, 401)] {
+        send(
+            client
+                .get(format!("{}/v1/tokens", serving.base))
+                .insert_header(("authorization", format!("Bearer {secret}"))),
+            None,
+        )
+        .await
+        .expect(status);
+    }
+    drop(serving);
+
+    // Both at one layer: refused before anything is created.
+    let other = dir.path().join("other").join("trail.db");
+    let out = trail_env(
+        &[
+            "--db",
+            other.to_str().unwrap(),
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+        ],
+        &[
+            ("TRAIL_BOOTSTRAP_TOKEN", BOOT),
+            ("TRAIL_BOOTSTRAP_TOKEN_FILE", tf),
+        ],
+    );
+    refused(
+        &out,
+        "trail: setting bootstrap_token (from environment variable TRAIL_BOOTSTRAP_TOKEN): bootstrap_token_file is set too (from environment variable TRAIL_BOOTSTRAP_TOKEN_FILE); set one of them, not both",
+    );
+    assert!(!other.parent().unwrap().exists(), "nothing created");
+}
