@@ -710,13 +710,28 @@ impl Config {
                 "hmac_key_file",
                 |_| "[redacted]".into(),
             ),
-            one_row(
-                "hmac_key_file",
-                &self.hmac_key_file,
-                &self.hmac_key,
-                "hmac_key",
-                |p| p.display().to_string(),
-            ),
+            if self.hmac_key.value.is_none() && self.hmac_key_file.value.is_none() {
+                // Neither: the key beside the database (see `store::keys`).
+                let p = crate::store::keys::default_key_path(&self.db.value);
+                let how = if p.exists() {
+                    ""
+                } else {
+                    ", created on first use"
+                };
+                (
+                    "hmac_key_file".to_owned(),
+                    format!("(default: {}{how})", p.display()),
+                    Source::Default.to_string(),
+                )
+            } else {
+                one_row(
+                    "hmac_key_file",
+                    &self.hmac_key_file,
+                    &self.hmac_key,
+                    "hmac_key",
+                    |p| p.display().to_string(),
+                )
+            },
             row("verify_key_files", &self.verify_key_files, |v| {
                 if v.is_empty() {
                     "(none)".into()

@@ -752,3 +752,39 @@ async fn a_bootstrap_token_and_its_file_are_one_choice() {
     );
     assert!(!other.parent().unwrap().exists(), "nothing created");
 }
+
+/// Audit finding: `trail config` said `hmac_key_file = (none)` when the key
+/// in use is `hmac.key` beside the database. It shows that file, and
+/// whether it is yet to be made, without creating it or printing the key.
+#[test]
+fn config_shows_where_the_key_comes_from() {
+    let dir = temp_dir();
+    let data = dir.path().join("d");
+    let db = data.join("trail.db");
+    let dbs = db.to_str().unwrap();
+    let key = data.join("hmac.key");
+    let cfg = config_json(&["--db", dbs], &[]);
+    assert_eq!(
+        setting(&cfg, "hmac_key_file"),
+        (
+            format!("(default: {}, created on first use)", key.display()),
+            "default".into()
+        )
+    );
+    assert!(!data.exists(), "trail config creates nothing");
+    trail_env(&["--db", dbs, "append", "x.y"], &[]).expect_code(0);
+    let out = run_cmd(trail_cmd(&["--db", dbs, "config", "--json"]));
+    out.expect_code(0);
+    assert_eq!(
+        setting(&out.json(), "hmac_key_file"),
+        (format!("(default: {})", key.display()), "default".into())
+    );
+    let hex = std::fs::read_to_string(&key).unwrap();
+    assert!(!out.stdout.contains(hex.trim()), "{}", out.stdout);
+    // A key given in full: no file at all.
+    let cfg = config_json(&["--db", dbs], &[("TRAIL_HMAC_KEY", HMAC_HEX)]);
+    assert_eq!(
+        setting(&cfg, "hmac_key_file"),
+        ("(none)".into(), "default".into())
+    );
+}
