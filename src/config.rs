@@ -415,7 +415,7 @@ impl Layers {
                     Ok(Value::Object(m)) => Ok(m),
                     _ => Err("must be a JSON object such as {\"env\":\"prod\"} (or a table in the config file)".into()),
                 },
-                _ => Err("must be a table of keys and values".into()),
+                Raw::Toml(other) => Err(format!("must be a table of keys and values, not {}", kind(other))),
             })?,
             host_metadata: self.get("host_metadata", true, boolean)?,
             max_body_bytes: self.get("max_body_bytes", 1 << 20, |r| uint(r, 1024, 64 << 20))?,
@@ -429,20 +429,7 @@ impl Layers {
             trusted_proxies: self.get("trusted_proxies", Vec::new(), |r| {
                 list(r)?.iter().map(|s| Cidr::parse(s)).collect()
             })?,
-            base_path: self.get("base_path", String::new(), |r| {
-                let s = text(r)?;
-                let s = s.trim_end_matches('/');
-                if s.is_empty() {
-                    return Ok(String::new());
-                }
-                if !s.starts_with('/')
-                    || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/-_.~".contains(&b))
-                    || s.contains("//")
-                {
-                    return Err(format!("must be a path such as /audit (got {s:?})"));
-                }
-                Ok(s.to_owned())
-            })?,
+            base_path: self.get("base_path", String::new(), base_path)?,
             log_format: self.get("log_format", LogFormat::Json, |r| match text(r)?.as_str() {
                 "json" => Ok(LogFormat::Json),
                 "pretty" => Ok(LogFormat::Pretty),
@@ -456,12 +443,25 @@ impl Layers {
     }
 }
 
+/// A TOML value's type as a message names it: "not a float".
+fn kind(v: &toml::Value) -> &'static str {
+    match v {
+        toml::Value::String(_) => "a string",
+        toml::Value::Integer(_) => "an integer",
+        toml::Value::Float(_) => "a float",
+        toml::Value::Boolean(_) => "a boolean",
+        toml::Value::Datetime(_) => "a date-time",
+        toml::Value::Array(_) => "a list",
+        toml::Value::Table(_) => "a table",
+    }
+}
+
 fn text(r: &Raw) -> Result<String, String> {
     match r {
         Raw::Text(s) => Ok(s.clone()),
         Raw::Toml(toml::Value::String(s)) => Ok(s.clone()),
         Raw::Toml(toml::Value::Integer(i)) => Ok(i.to_string()),
-        Raw::Toml(other) => Err(format!("must be a string, not {}", other.type_str())),
+        Raw::Toml(other) => Err(format!("must be a string, not {}", kind(other))),
     }
 }
 
@@ -475,44 +475,104 @@ fn path(r: &Raw) -> Result<Option<PathBuf>, String> {
 }
 
 fn uint(r: &Raw, min: u64, max: u64) -> Result<usize, String> {
+    let want = format!("must be a whole number from {min} to {max}");
     let n = match r {
         Raw::Toml(toml::Value::Integer(i)) => u64::try_from(*i).ok(),
-        other => text(other)?.trim().parse::<u64>().ok(),
+        Raw::Toml(toml::Value::String(s)) | Raw::Text(s) => s.trim().parse::<u64>().ok(),
+        Raw::Toml(other) => return Err(format!("{want}, not {}", kind(other))),
     };
     match n {
         Some(n) if (min..=max).contains(&n) => Ok(n as usize),
-        _ => Err(format!("must be a whole number from {min} to {max}")),
+        _ => Err(want),
     }
 }
 
 fn boolean(r: &Raw) -> Result<bool, String> {
-    match r {
-        Raw::Toml(toml::Value::Boolean(b)) => Ok(*b),
-        other => match text(other)?.to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" | "on" => Ok(true),
-            "false" | "0" | "no" | "off" => Ok(false),
-            s => Err(format!("must be true or false (got {s:?})")),
-        },
+    let s = match r {
+        Raw::Toml(toml::Value::Boolean(b)) => return Ok(*b),
+        Raw::Toml(toml::Value::Integer(i)) => i.to_string(),
+        Raw::Toml(toml::Value::String(s)) | Raw::Text(s) => s.clone(),
+        Raw::Toml(other) => return Err(format!("must be true or false, not {}", kind(other))),
+    };
+    match s.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        s => Err(format!("must be true or false (got {s:?})")),
     }
 }
 
+/// A list: a TOML array of strings, or comma-separated text. An empty text
+/// is the empty list; an empty item (`10.0.0.1,,`) is refused, as a typo
+/// would otherwise pass unseen.
 fn list(r: &Raw) -> Result<Vec<String>, String> {
-    match r {
+    let items: Vec<String> = match r {
         Raw::Toml(toml::Value::Array(items)) => items
             .iter()
-            .map(|v| {
-                v.as_str()
-                    .map(str::to_owned)
-                    .ok_or_else(|| "must be a list of strings".to_string())
+            .enumerate()
+            .map(|(i, v)| {
+                v.as_str().map(str::to_owned).ok_or_else(|| {
+                    format!("must be a list of strings; item {} is {}", i + 1, kind(v))
+                })
             })
-            .collect(),
-        other => Ok(text(other)?
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect()),
+            .collect::<Result<_, _>>()?,
+        Raw::Toml(toml::Value::String(s)) | Raw::Text(s) => {
+            if s.trim().is_empty() {
+                return Ok(Vec::new());
+            }
+            s.split(',').map(str::to_owned).collect()
+        }
+        Raw::Toml(other) => {
+            return Err(format!(
+                "must be a list of strings (or one comma-separated string), not {}",
+                kind(other)
+            ))
+        }
+    };
+    let n = items.len();
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let s = s.trim();
+            if s.is_empty() {
+                Err(format!("item {} of {n} is empty", i + 1))
+            } else {
+                Ok(s.to_owned())
+            }
+        })
+        .collect()
+}
+
+/// A URL path prefix such as `/audit` or `/a/b`: segments of letters,
+/// digits and `-_.~`, none empty, `.` or `..`. `/` alone (or nothing) is the
+/// root; one trailing `/` is dropped.
+fn base_path(r: &Raw) -> Result<String, String> {
+    let s = text(r)?;
+    if s.is_empty() || s == "/" {
+        return Ok(String::new());
     }
+    let want =
+        "must be a path such as /audit: segments of letters, digits and -_.~ after single slashes";
+    let Some(rest) = s.strip_prefix('/') else {
+        return Err(format!("{want} (got {s:?}, which does not start with /)"));
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    for seg in rest.split('/') {
+        let why = if seg.is_empty() {
+            "an empty segment (//)".to_owned()
+        } else if seg == "." || seg == ".." {
+            format!("a {seg:?} segment")
+        } else if let Some(c) = seg
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || "-_.~".contains(*c)))
+        {
+            format!("the character {c:?}")
+        } else {
+            continue;
+        };
+        return Err(format!("{want} (got {s:?}, which has {why})"));
+    }
+    Ok(format!("/{rest}"))
 }
 
 /// Reads and checks a key file, for the error to name the setting.
@@ -914,6 +974,33 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.setting, "bootstrap_token");
         assert!(err.message.contains("bootstrap_token_file"), "{err}");
+    }
+
+    #[test]
+    fn lists_refuse_empty_items_but_not_an_empty_value() {
+        let t = |s: &str| list(&Raw::Text(s.into()));
+        assert_eq!(t("a, b").unwrap(), ["a", "b"]);
+        assert_eq!(t(" ").unwrap(), Vec::<String>::new());
+        assert_eq!(t("a,,").unwrap_err(), "item 2 of 3 is empty");
+        assert_eq!(t(",a").unwrap_err(), "item 1 of 2 is empty");
+    }
+
+    #[test]
+    fn base_paths() {
+        let b = |s: &str| base_path(&Raw::Text(s.into()));
+        for (given, kept) in [
+            ("", ""),
+            ("/", ""),
+            ("/audit/", "/audit"),
+            ("/a/b.c", "/a/b.c"),
+        ] {
+            assert_eq!(b(given).unwrap(), kept, "{given}");
+        }
+        for bad in [
+            "audit", "//", "/a//", "/a//b", "/.", "/a/..", "/a b", "/a%2e", "/a?b",
+        ] {
+            assert!(b(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -753,6 +753,139 @@ async fn a_bootstrap_token_and_its_file_are_one_choice() {
     assert!(!other.parent().unwrap().exists(), "nothing created");
 }
 
+/// Audit findings: an empty item in a list (`10.0.0.1,,`) and `base_path`
+/// with `.`, `..` or empty segments were accepted. Each is refused, naming
+/// the setting, its source and what is wrong.
+#[test]
+fn empty_list_items_and_bad_base_paths_are_refused() {
+    let dir = temp_dir();
+    let db = dir.path().join("d").join("trail.db");
+    let dbs = db.to_str().unwrap();
+    let out = trail_env(
+        &[
+            "--db",
+            dbs,
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--trusted-proxies",
+            "10.0.0.1,,",
+        ],
+        &[],
+    );
+    refused(
+        &out,
+        "trail: setting trusted_proxies (from flag --trusted-proxies): item 2 of 3 is empty",
+    );
+    refused(
+        &trail_env(&["--db", dbs, "config"], &[("TRAIL_TRUSTED_PROXIES", ",10.0.0.1")]),
+        "trail: setting trusted_proxies (from environment variable TRAIL_TRUSTED_PROXIES): item 1 of 2 is empty",
+    );
+    refused(
+        &trail_env(&["--db", dbs, "config"], &[("TRAIL_VERIFY_KEY_FILES", "a.key, ,b.key")]),
+        "trail: setting verify_key_files (from environment variable TRAIL_VERIFY_KEY_FILES): item 2 of 3 is empty",
+    );
+    let file = dir.path().join("list.toml");
+    std::fs::write(&file, "exclude_events = [\"debug.*\", \"\"]\n").unwrap();
+    refused(
+        &trail_env(
+            &["--config", file.to_str().unwrap(), "--db", dbs, "config"],
+            &[],
+        ),
+        &format!(
+            "trail: setting exclude_events (from {}): item 2 of 2 is empty",
+            file_source(&file)
+        ),
+    );
+    // An empty value is still the empty list.
+    let cfg = config_json(&["--db", dbs], &[("TRAIL_TRUSTED_PROXIES", "")]);
+    assert_eq!(
+        setting(&cfg, "trusted_proxies"),
+        (
+            "".into(),
+            "environment variable TRAIL_TRUSTED_PROXIES".into()
+        )
+    );
+
+    let want =
+        "must be a path such as /audit: segments of letters, digits and -_.~ after single slashes";
+    for (value, why) in [
+        ("/audit/./x", "a \".\" segment"),
+        ("/audit/..", "a \"..\" segment"),
+        ("/..", "a \"..\" segment"),
+        ("/audit//x", "an empty segment (//)"),
+        ("/audit//", "an empty segment (//)"),
+        ("//", "an empty segment (//)"),
+        ("/a b", "the character ' '"),
+        ("/a%2e", "the character '%'"),
+        ("/caf\u{e9}", "the character '\u{e9}'"),
+        ("audit", "which does not start with /"),
+    ] {
+        let why = if why.starts_with("which") {
+            why.to_owned()
+        } else {
+            format!("which has {why}")
+        };
+        refused(
+            &trail_env(&["--db", dbs, "config"], &[("TRAIL_BASE_PATH", value)]),
+            &format!("trail: setting base_path (from environment variable TRAIL_BASE_PATH): {want} (got {value:?}, {why})"),
+        );
+    }
+    for (value, shown) in [("/audit/", "/audit"), ("/a/b.c/~d", "/a/b.c/~d"), ("/", "")] {
+        let cfg = config_json(&["--db", dbs], &[("TRAIL_BASE_PATH", value)]);
+        assert_eq!(setting(&cfg, "base_path").0, shown, "{value}");
+    }
+    assert!(!db.parent().unwrap().exists(), "nothing created");
+}
+
+/// Audit finding: a value of the wrong type in the file said "must be a
+/// string, not float" for a number and "not boolean" for a number of days.
+/// Each message says what the setting wants, and what it got instead.
+#[test]
+fn a_wrong_type_in_the_file_says_what_the_setting_wants() {
+    let dir = temp_dir();
+    let file = dir.path().join("types.toml");
+    let f = file.to_str().unwrap();
+    let db = dir.path().join("d").join("trail.db");
+    for (line, message) in [
+        ("queue_depth = 5.5", "queue_depth: must be a whole number from 1 to 1000000, not a float"),
+        ("retention_days = true", "retention_days: must be a whole number from 0 to 100000, not a boolean"),
+        ("max_body_bytes = [1]", "max_body_bytes: must be a whole number from 1024 to 67108864, not a list"),
+        ("max_batch = 1979-05-27", "max_batch: must be a whole number from 1 to 100000, not a date-time"),
+        ("workers = { n = 1 }", "workers: must be a whole number from 0 to 1024, not a table"),
+        ("queue_depth = -1", "queue_depth: must be a whole number from 1 to 1000000"),
+        ("host_metadata = 1.0", "host_metadata: must be true or false, not a float"),
+        ("metrics_require_admin = [true]", "metrics_require_admin: must be true or false, not a list"),
+        ("insecure_no_auth = \"maybe\"", "insecure_no_auth: must be true or false (got \"maybe\")"),
+        ("trusted_proxies = true", "trusted_proxies: must be a list of strings (or one comma-separated string), not a boolean"),
+        ("exclude_events = 5", "exclude_events: must be a list of strings (or one comma-separated string), not an integer"),
+        ("verify_key_files = [1]", "verify_key_files: must be a list of strings; item 1 is an integer"),
+        ("metadata = 5", "metadata: must be a table of keys and values, not an integer"),
+        ("synchronous = true", "synchronous: must be a string, not a boolean"),
+    ] {
+        std::fs::write(&file, format!("{line}\n")).unwrap();
+        let (name, rest) = message.split_once(": ").unwrap();
+        refused(
+            &trail_env(&["--config", f, "--db", db.to_str().unwrap(), "config"], &[]),
+            &format!("trail: setting {name} (from config file {f}): {rest}"),
+        );
+    }
+    // The right types still pass, numbers and booleans also as strings.
+    std::fs::write(
+        &file,
+        "queue_depth = \"12\"\nretention_days = 30\nhost_metadata = \"off\"\ninsecure_no_auth = false\ntrusted_proxies = \"10.0.0.1, 10.0.0.2\"\n",
+    )
+    .unwrap();
+    let cfg = config_json(&["--config", f, "--db", db.to_str().unwrap()], &[]);
+    assert_eq!(setting(&cfg, "queue_depth").0, "12");
+    assert_eq!(setting(&cfg, "retention_days").0, "30");
+    assert_eq!(setting(&cfg, "host_metadata").0, "false");
+    assert_eq!(
+        setting(&cfg, "trusted_proxies").0,
+        "10.0.0.1/32,10.0.0.2/32"
+    );
+}
+
 /// Audit finding: `trail config` said `hmac_key_file = (none)` when the key
 /// in use is `hmac.key` beside the database. It shows that file, and
 /// whether it is yet to be made, without creating it or printing the key.
