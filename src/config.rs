@@ -223,12 +223,20 @@ enum Raw {
     Toml(toml::Value),
 }
 
+/// `TRAIL_*` variables that are not settings but are read all the same: by
+/// the program (`TRAIL_CONFIG`, `TRAIL_LOG`) or by the project's tests and
+/// scripts, which may leave them in the environment of the `trail` they run.
+const OTHER_VARS: &[&str] = &["TRAIL_CONFIG", "TRAIL_LOG", "TRAIL_BIN", "TRAIL_BLESS"];
+/// Prefixes of such variables (the benchmarks' knobs).
+const OTHER_PREFIXES: &[&str] = &["TRAIL_BENCH_"];
+
 /// The layers, highest priority last.
 #[derive(Default, Clone)]
 pub struct Layers {
     file: Option<(PathBuf, toml::Table)>,
     env: BTreeMap<String, String>,
     flags: BTreeMap<String, String>,
+    warnings: Vec<String>,
 }
 
 /// Names only: the values may be secrets.
@@ -244,6 +252,7 @@ impl fmt::Debug for Layers {
             )
             .field("env", &self.env.keys().collect::<Vec<_>>())
             .field("flags", &self.flags.keys().collect::<Vec<_>>())
+            .field("warnings", &self.warnings)
             .finish()
     }
 }
@@ -286,11 +295,19 @@ impl Layers {
                 Some((p, table))
             }
         };
+        let warnings = env.keys().filter_map(|k| unknown_var(k)).collect();
         Ok(Layers {
             file,
             env,
             flags: BTreeMap::new(),
+            warnings,
         })
+    }
+
+    /// What start-up should print but not refuse: `TRAIL_*` variables that
+    /// name no setting (a typo would otherwise be silently ignored).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// Sets a flag's value (`name` as in [`SETTINGS`]).
@@ -650,9 +667,32 @@ fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> String {
     )
 }
 
-/// A config file's key that is no setting. Named, unless it does not look
-/// like a setting's name at all: then it may be a secret pasted in the wrong
-/// place, and is not printed.
+/// The warning for a `TRAIL_*` variable that is neither a setting nor one of
+/// [`OTHER_VARS`], with the nearest name if one is close. Names only, never
+/// the value: it may be a secret.
+fn unknown_var(var: &str) -> Option<String> {
+    let known: Vec<String> = SETTINGS
+        .iter()
+        .map(|s| format!("TRAIL_{}", s.to_ascii_uppercase()))
+        .chain(OTHER_VARS.iter().map(|v| (*v).to_owned()))
+        .collect();
+    if known.iter().any(|k| k == var) || OTHER_PREFIXES.iter().any(|p| var.starts_with(p)) {
+        return None;
+    }
+    let upper = var.to_ascii_uppercase();
+    let hint = nearest(
+        upper.strip_prefix("TRAIL_").unwrap_or(&upper),
+        known.iter().map(|k| &k["TRAIL_".len()..]),
+    )
+    .map_or(String::new(), |k| format!("; did you mean TRAIL_{k}?"));
+    Some(format!(
+        "environment variable {var} is not a trail setting and is ignored{hint}"
+    ))
+}
+
+/// A config file's key that is no setting. Named, with the nearest setting
+/// if one is close, unless it does not look like a setting's name at all:
+/// then it may be a secret pasted in the wrong place, and is not printed.
 fn unknown_key(key: &str, file: &Path) -> ConfigError {
     let known = format!("known settings are {}", SETTINGS.join(", "));
     let looks_like_a_name = key.len() <= 32
@@ -660,7 +700,9 @@ fn unknown_key(key: &str, file: &Path) -> ConfigError {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     let (setting, message) = if looks_like_a_name {
-        (key.to_owned(), format!("unknown setting; {known}"))
+        let hint = nearest(&key.to_ascii_lowercase(), SETTINGS.iter().copied())
+            .map_or(String::new(), |k| format!("did you mean {k}? "));
+        (key.to_owned(), format!("unknown setting; {hint}{known}"))
     } else {
         (
             "(a key not shown)".to_owned(),
@@ -675,6 +717,40 @@ fn unknown_key(key: &str, file: &Path) -> ConfigError {
         origin: Source::File(file.to_owned()).to_string(),
         message,
     }
+}
+
+/// The known name closest to `name`, if it is close enough to be a typo:
+/// one edit for short names, two otherwise.
+fn nearest<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    known
+        .map(|k| (edit_distance(name, k), k))
+        .min()
+        .filter(|(d, k)| *d <= if k.len() <= 4 { 1 } else { 2 })
+        .map(|(_, k)| k)
+}
+
+/// Edits (insert, delete, substitute, swap two neighbours) from `a` to `b`.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            d[i][j] = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 impl Config {
@@ -1001,6 +1077,24 @@ mod tests {
         ] {
             assert!(b(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn near_names_are_suggested() {
+        assert_eq!(edit_distance("QUEUE_DEPHT", "QUEUE_DEPTH"), 1);
+        assert_eq!(edit_distance("", "DB"), 2);
+        let hint = |v: &str| unknown_var(v);
+        assert_eq!(hint("TRAIL_LOG"), None);
+        assert_eq!(hint("TRAIL_BENCH_ANYTHING"), None);
+        assert!(hint("TRAIL_WORKER")
+            .unwrap()
+            .ends_with("did you mean TRAIL_WORKERS?"));
+        assert!(hint("TRAIL_SOMETHING").unwrap().ends_with("is ignored"));
+        assert_eq!(
+            nearest("queue_dept", SETTINGS.iter().copied()),
+            Some("queue_depth")
+        );
+        assert_eq!(nearest("colour", SETTINGS.iter().copied()), None);
     }
 
     #[test]

@@ -838,6 +838,70 @@ fn empty_list_items_and_bad_base_paths_are_refused() {
     assert!(!db.parent().unwrap().exists(), "nothing created");
 }
 
+/// Audit finding: a misspelt `TRAIL_*` variable was silently ignored. It is
+/// a warning at start-up (not an error), naming the variable and the
+/// nearest setting if one is close, never its value; the variables trail
+/// reads that are not settings give none.
+#[test]
+fn an_unknown_trail_variable_is_warned_about_by_name() {
+    let dir = temp_dir();
+    let db = dir.path().join("d").join("trail.db");
+    let dbs = db.to_str().unwrap();
+    let value = "a-value-that-must-not-be-printed";
+    let out = trail_env(
+        &["--db", dbs, "config", "--json"],
+        &[("TRAIL_QUEUE_DEPHT", value), ("TRAIL_COLOUR", value)],
+    );
+    out.expect_code(0);
+    assert_eq!(
+        out.stderr,
+        "trail: warning: environment variable TRAIL_COLOUR is not a trail setting and is ignored\n\
+         trail: warning: environment variable TRAIL_QUEUE_DEPHT is not a trail setting and is ignored; did you mean TRAIL_QUEUE_DEPTH?\n"
+    );
+    assert_eq!(
+        setting(&out.json(), "queue_depth"),
+        ("4096".into(), "default".into())
+    );
+    // At start-up of the server too, even when it then refuses.
+    let out = trail_env(
+        &[
+            "--db",
+            dbs,
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--queue-depth",
+            "lots",
+        ],
+        &[("TRAIL_HMAC_KEYFILE", value)],
+    );
+    out.expect_code(2);
+    assert_eq!(
+        out.stderr,
+        "trail: warning: environment variable TRAIL_HMAC_KEYFILE is not a trail setting and is ignored; did you mean TRAIL_HMAC_KEY_FILE?\n\
+         trail: setting queue_depth (from flag --queue-depth): must be a whole number from 1 to 1000000\n"
+    );
+    assert!(!out.stderr.contains(value));
+
+    // What trail (or its tests and benchmarks) reads besides the settings.
+    let file = dir.path().join("trail.toml");
+    std::fs::write(&file, "queue_depth = 7\n").unwrap();
+    let out = trail_env(
+        &["--db", dbs, "config"],
+        &[
+            ("TRAIL_CONFIG", file.to_str().unwrap()),
+            ("TRAIL_LOG", "warn"),
+            ("TRAIL_DATA_DIR", dir.path().to_str().unwrap()),
+            ("TRAIL_BIN", "/usr/bin/true"),
+            ("TRAIL_BLESS", "1"),
+            ("TRAIL_BENCH_PAGE_SIZE", "4096"),
+        ],
+    );
+    out.expect_code(0);
+    assert_eq!(out.stderr, "");
+    assert!(!db.parent().unwrap().exists(), "nothing created");
+}
+
 /// Audit finding: a value of the wrong type in the file said "must be a
 /// string, not float" for a number and "not boolean" for a number of days.
 /// Each message says what the setting wants, and what it got instead.
