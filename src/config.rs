@@ -3,8 +3,15 @@
 //!
 //! Every setting remembers where its value came from, so a bad value fails
 //! start-up with a message naming the setting and its source, and
-//! `trail config` can show both. Secrets are wrapped in [`Secret`], whose
-//! `Debug` and `Display` print `[redacted]`.
+//! `trail config` can show both. A secret and the file holding it
+//! (`hmac_key` / `hmac_key_file`, `bootstrap_token` / `bootstrap_token_file`)
+//! are one choice: the higher layer wins, both at one layer is an error.
+//! A `TRAIL_*` variable that names no setting is a warning, not an error.
+//!
+//! Never printed, in a value, an error or a warning: secrets (wrapped in
+//! [`Secret`], whose `Debug` and `Display` print `[redacted]`), the text of
+//! the config file (a syntax error gives its line and column, not the
+//! parser's excerpt) and the values of environment variables.
 
 use std::collections::BTreeMap;
 use std::fmt;
