@@ -3,8 +3,15 @@
 //!
 //! Every setting remembers where its value came from, so a bad value fails
 //! start-up with a message naming the setting and its source, and
-//! `trail config` can show both. Secrets are wrapped in [`Secret`], whose
-//! `Debug` and `Display` print `[redacted]`.
+//! `trail config` can show both. A secret and the file holding it
+//! (`hmac_key` / `hmac_key_file`, `bootstrap_token` / `bootstrap_token_file`)
+//! are one choice: the higher layer wins, both at one layer is an error.
+//! A `TRAIL_*` variable that names no setting is a warning, not an error.
+//!
+//! Never printed, in a value, an error or a warning: secrets (wrapped in
+//! [`Secret`], whose `Debug` and `Display` print `[redacted]`), the text of
+//! the config file (a syntax error gives its line and column, not the
+//! parser's excerpt) and the values of environment variables.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -26,6 +33,18 @@ pub enum Source {
     File(PathBuf),
     Env(String),
     Flag(String),
+}
+
+impl Source {
+    /// The layer's rank: a value from a higher layer beats a lower one.
+    fn level(&self) -> u8 {
+        match self {
+            Source::Default => 0,
+            Source::File(_) => 1,
+            Source::Env(_) => 2,
+            Source::Flag(_) => 3,
+        }
+    }
 }
 
 impl fmt::Display for Source {
@@ -211,12 +230,38 @@ enum Raw {
     Toml(toml::Value),
 }
 
+/// `TRAIL_*` variables that are not settings but are read all the same: by
+/// the program (`TRAIL_CONFIG`, `TRAIL_LOG`) or by the project's tests and
+/// scripts, which may leave them in the environment of the `trail` they run.
+const OTHER_VARS: &[&str] = &["TRAIL_CONFIG", "TRAIL_LOG", "TRAIL_BIN", "TRAIL_BLESS"];
+/// Prefixes of such variables (the benchmarks' knobs).
+const OTHER_PREFIXES: &[&str] = &["TRAIL_BENCH_"];
+
 /// The layers, highest priority last.
-#[derive(Debug, Default, Clone)]
+#[derive(Default, Clone)]
 pub struct Layers {
     file: Option<(PathBuf, toml::Table)>,
     env: BTreeMap<String, String>,
     flags: BTreeMap<String, String>,
+    warnings: Vec<String>,
+}
+
+/// Names only: the values may be secrets.
+impl fmt::Debug for Layers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Layers")
+            .field(
+                "file",
+                &self
+                    .file
+                    .as_ref()
+                    .map(|(p, t)| (p, t.keys().collect::<Vec<_>>())),
+            )
+            .field("env", &self.env.keys().collect::<Vec<_>>())
+            .field("flags", &self.flags.keys().collect::<Vec<_>>())
+            .field("warnings", &self.warnings)
+            .finish()
+    }
 }
 
 impl Layers {
@@ -247,28 +292,29 @@ impl Layers {
                 };
                 let text = std::fs::read_to_string(&p)
                     .map_err(|e| err(format!("cannot read {}: {e}", p.display())))?;
-                let table: toml::Table = toml::from_str(&text)
-                    .map_err(|e| err(format!("{} is not valid TOML: {e}", p.display())))?;
+                let table: toml::Table =
+                    toml::from_str(&text).map_err(|e| err(toml_error(&p, &text, &e)))?;
                 for k in table.keys() {
                     if !SETTINGS.contains(&k.as_str()) {
-                        return Err(ConfigError {
-                            setting: k.clone(),
-                            origin: Source::File(p.clone()).to_string(),
-                            message: format!(
-                                "unknown setting; known settings are {}",
-                                SETTINGS.join(", ")
-                            ),
-                        });
+                        return Err(unknown_key(k, &p));
                     }
                 }
                 Some((p, table))
             }
         };
+        let warnings = env.keys().filter_map(|k| unknown_var(k)).collect();
         Ok(Layers {
             file,
             env,
             flags: BTreeMap::new(),
+            warnings,
         })
+    }
+
+    /// What start-up should print but not refuse: `TRAIL_*` variables that
+    /// name no setting (a typo would otherwise be silently ignored).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// Sets a flag's value (`name` as in [`SETTINGS`]).
@@ -325,6 +371,35 @@ impl Layers {
         if db.source == Source::Default && data_dir.source != Source::Default {
             db.source = data_dir.source.clone();
         }
+        let mut hmac_key = self.get("hmac_key", None, |r| {
+            let s = text(r)?;
+            crate::domain::HmacKey::from_hex(&s).map_err(|e| e.to_string())?;
+            Ok(Some(Secret(s)))
+        })?;
+        let mut hmac_key_file = self.get("hmac_key_file", None, path)?;
+        one_of(
+            ("hmac_key", &mut hmac_key),
+            ("hmac_key_file", &mut hmac_key_file),
+        )?;
+        // Read now, so that a missing or bad key file stops every command
+        // before it creates anything, with the setting named.
+        if let Some(p) = &hmac_key_file.value {
+            key_file(p).map_err(|message| ConfigError {
+                setting: "hmac_key_file".into(),
+                origin: hmac_key_file.source.to_string(),
+                message,
+            })?;
+        }
+        let mut bootstrap_token = self.get("bootstrap_token", None, |r| {
+            let s = text(r)?;
+            crate::store::tokens::check_secret(&s)?;
+            Ok(Some(Secret(s)))
+        })?;
+        let mut bootstrap_token_file = self.get("bootstrap_token_file", None, path)?;
+        one_of(
+            ("bootstrap_token", &mut bootstrap_token),
+            ("bootstrap_token_file", &mut bootstrap_token_file),
+        )?;
         Ok(Config {
             config_file: self.file.as_ref().map(|(p, _)| p.clone()),
             bind: self.get("bind", "127.0.0.1:8080".to_owned(), |r| {
@@ -335,18 +410,14 @@ impl Layers {
             })?,
             db,
             synchronous: self.get("synchronous", Synchronous::Full, |r| Synchronous::parse(&text(r)?))?,
-            hmac_key: self.get("hmac_key", None, |r| {
-                let s = text(r)?;
-                crate::domain::HmacKey::from_hex(&s).map_err(|e| e.to_string())?;
-                Ok(Some(Secret(s)))
-            })?,
-            hmac_key_file: self.get("hmac_key_file", None, |r| text(r).map(|s| Some(PathBuf::from(s))))?,
+            hmac_key,
+            hmac_key_file,
             verify_key_files: self.get("verify_key_files", Vec::new(), |r| {
                 list(r)?
                     .into_iter()
                     .map(|s| {
                         let p = PathBuf::from(s);
-                        crate::store::keys::read_key_file(&p).map_err(|e| e.to_string())?;
+                        key_file(&p)?;
                         Ok(p)
                     })
                     .collect()
@@ -368,7 +439,7 @@ impl Layers {
                     Ok(Value::Object(m)) => Ok(m),
                     _ => Err("must be a JSON object such as {\"env\":\"prod\"} (or a table in the config file)".into()),
                 },
-                _ => Err("must be a table of keys and values".into()),
+                Raw::Toml(other) => Err(format!("must be a table of keys and values, not {}", kind(other))),
             })?,
             host_metadata: self.get("host_metadata", true, boolean)?,
             max_body_bytes: self.get("max_body_bytes", 1 << 20, |r| uint(r, 1024, 64 << 20))?,
@@ -382,20 +453,7 @@ impl Layers {
             trusted_proxies: self.get("trusted_proxies", Vec::new(), |r| {
                 list(r)?.iter().map(|s| Cidr::parse(s)).collect()
             })?,
-            base_path: self.get("base_path", String::new(), |r| {
-                let s = text(r)?;
-                let s = s.trim_end_matches('/');
-                if s.is_empty() {
-                    return Ok(String::new());
-                }
-                if !s.starts_with('/')
-                    || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/-_.~".contains(&b))
-                    || s.contains("//")
-                {
-                    return Err(format!("must be a path such as /audit (got {s:?})"));
-                }
-                Ok(s.to_owned())
-            })?,
+            base_path: self.get("base_path", String::new(), base_path)?,
             log_format: self.get("log_format", LogFormat::Json, |r| match text(r)?.as_str() {
                 "json" => Ok(LogFormat::Json),
                 "pretty" => Ok(LogFormat::Pretty),
@@ -403,13 +461,22 @@ impl Layers {
             })?,
             metrics_require_admin: self.get("metrics_require_admin", false, boolean)?,
             insecure_no_auth: self.get("insecure_no_auth", false, boolean)?,
-            bootstrap_token: self.get("bootstrap_token", None, |r| {
-                let s = text(r)?;
-                crate::store::tokens::check_secret(&s)?;
-                Ok(Some(Secret(s)))
-            })?,
-            bootstrap_token_file: self.get("bootstrap_token_file", None, |r| text(r).map(|s| Some(PathBuf::from(s))))?,
+            bootstrap_token,
+            bootstrap_token_file,
         })
+    }
+}
+
+/// A TOML value's type as a message names it: "not a float".
+fn kind(v: &toml::Value) -> &'static str {
+    match v {
+        toml::Value::String(_) => "a string",
+        toml::Value::Integer(_) => "an integer",
+        toml::Value::Float(_) => "a float",
+        toml::Value::Boolean(_) => "a boolean",
+        toml::Value::Datetime(_) => "a date-time",
+        toml::Value::Array(_) => "a list",
+        toml::Value::Table(_) => "a table",
     }
 }
 
@@ -418,49 +485,155 @@ fn text(r: &Raw) -> Result<String, String> {
         Raw::Text(s) => Ok(s.clone()),
         Raw::Toml(toml::Value::String(s)) => Ok(s.clone()),
         Raw::Toml(toml::Value::Integer(i)) => Ok(i.to_string()),
-        Raw::Toml(other) => Err(format!("must be a string, not {}", other.type_str())),
+        Raw::Toml(other) => Err(format!("must be a string, not {}", kind(other))),
     }
 }
 
+/// A file name: an empty one is a mistake (`TRAIL_HMAC_KEY_FILE=`), not "none".
+fn path(r: &Raw) -> Result<Option<PathBuf>, String> {
+    let s = text(r)?;
+    if s.trim().is_empty() {
+        return Err("is empty: name a file, or leave the setting out".into());
+    }
+    Ok(Some(PathBuf::from(s)))
+}
+
 fn uint(r: &Raw, min: u64, max: u64) -> Result<usize, String> {
+    let want = format!("must be a whole number from {min} to {max}");
     let n = match r {
         Raw::Toml(toml::Value::Integer(i)) => u64::try_from(*i).ok(),
-        other => text(other)?.trim().parse::<u64>().ok(),
+        Raw::Toml(toml::Value::String(s)) | Raw::Text(s) => s.trim().parse::<u64>().ok(),
+        Raw::Toml(other) => return Err(format!("{want}, not {}", kind(other))),
     };
     match n {
         Some(n) if (min..=max).contains(&n) => Ok(n as usize),
-        _ => Err(format!("must be a whole number from {min} to {max}")),
+        _ => Err(want),
     }
 }
 
 fn boolean(r: &Raw) -> Result<bool, String> {
-    match r {
-        Raw::Toml(toml::Value::Boolean(b)) => Ok(*b),
-        other => match text(other)?.to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" | "on" => Ok(true),
-            "false" | "0" | "no" | "off" => Ok(false),
-            s => Err(format!("must be true or false (got {s:?})")),
-        },
+    let s = match r {
+        Raw::Toml(toml::Value::Boolean(b)) => return Ok(*b),
+        Raw::Toml(toml::Value::Integer(i)) => i.to_string(),
+        Raw::Toml(toml::Value::String(s)) | Raw::Text(s) => s.clone(),
+        Raw::Toml(other) => return Err(format!("must be true or false, not {}", kind(other))),
+    };
+    match s.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        s => Err(format!("must be true or false (got {s:?})")),
     }
 }
 
+/// A list: a TOML array of strings, or comma-separated text. An empty text
+/// is the empty list; an empty item (`10.0.0.1,,`) is refused, as a typo
+/// would otherwise pass unseen.
 fn list(r: &Raw) -> Result<Vec<String>, String> {
-    match r {
+    let items: Vec<String> = match r {
         Raw::Toml(toml::Value::Array(items)) => items
             .iter()
-            .map(|v| {
-                v.as_str()
-                    .map(str::to_owned)
-                    .ok_or_else(|| "must be a list of strings".to_string())
+            .enumerate()
+            .map(|(i, v)| {
+                v.as_str().map(str::to_owned).ok_or_else(|| {
+                    format!("must be a list of strings; item {} is {}", i + 1, kind(v))
+                })
             })
-            .collect(),
-        other => Ok(text(other)?
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect()),
+            .collect::<Result<_, _>>()?,
+        Raw::Toml(toml::Value::String(s)) | Raw::Text(s) => {
+            if s.trim().is_empty() {
+                return Ok(Vec::new());
+            }
+            s.split(',').map(str::to_owned).collect()
+        }
+        Raw::Toml(other) => {
+            return Err(format!(
+                "must be a list of strings (or one comma-separated string), not {}",
+                kind(other)
+            ))
+        }
+    };
+    let n = items.len();
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let s = s.trim();
+            if s.is_empty() {
+                Err(format!("item {} of {n} is empty", i + 1))
+            } else {
+                Ok(s.to_owned())
+            }
+        })
+        .collect()
+}
+
+/// A URL path prefix such as `/audit` or `/a/b`: segments of letters,
+/// digits and `-_.~`, none empty, `.` or `..`. `/` alone (or nothing) is the
+/// root; one trailing `/` is dropped.
+fn base_path(r: &Raw) -> Result<String, String> {
+    let s = text(r)?;
+    if s.is_empty() || s == "/" {
+        return Ok(String::new());
     }
+    let want =
+        "must be a path such as /audit: segments of letters, digits and -_.~ after single slashes";
+    let Some(rest) = s.strip_prefix('/') else {
+        return Err(format!("{want} (got {s:?}, which does not start with /)"));
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    for seg in rest.split('/') {
+        let why = if seg.is_empty() {
+            "an empty segment (//)".to_owned()
+        } else if seg == "." || seg == ".." {
+            format!("a {seg:?} segment")
+        } else if let Some(c) = seg
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || "-_.~".contains(*c)))
+        {
+            format!("the character {c:?}")
+        } else {
+            continue;
+        };
+        return Err(format!("{want} (got {s:?}, which has {why})"));
+    }
+    Ok(format!("/{rest}"))
+}
+
+/// Reads and checks a key file, for the error to name the setting.
+fn key_file(p: &Path) -> Result<(), String> {
+    match crate::store::keys::read_key_file(p) {
+        Ok(_) => Ok(()),
+        Err(crate::store::StoreError::Key(m)) => Err(m),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Two settings that are one choice, a secret or the file holding it: the
+/// one set at the higher layer wins and the other is dropped (its source
+/// kept, so `trail config` can say it was overridden); both at the same
+/// layer is an error naming both.
+fn one_of<A, B>(
+    (a_name, a): (&str, &mut Setting<Option<A>>),
+    (b_name, b): (&str, &mut Setting<Option<B>>),
+) -> Result<(), ConfigError> {
+    if a.value.is_none() || b.value.is_none() {
+        return Ok(());
+    }
+    match a.source.level().cmp(&b.source.level()) {
+        std::cmp::Ordering::Greater => b.value = None,
+        std::cmp::Ordering::Less => a.value = None,
+        std::cmp::Ordering::Equal => {
+            return Err(ConfigError {
+                setting: a_name.to_owned(),
+                origin: a.source.to_string(),
+                message: format!(
+                    "{b_name} is set too (from {}); set one of them, not both",
+                    b.source
+                ),
+            })
+        }
+    }
+    Ok(())
 }
 
 fn toml_to_json(v: &toml::Value) -> Value {
@@ -479,6 +652,112 @@ fn toml_to_json(v: &toml::Value) -> Value {
                 .collect(),
         ),
     }
+}
+
+/// A TOML syntax error as file, line, column and the parser's message. Never
+/// the parser's excerpt of the file: the line may hold `hmac_key` or
+/// `bootstrap_token`.
+fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> String {
+    let at = match e.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+            format!(" at line {line}, column {column}")
+        }
+        None => String::new(),
+    };
+    format!(
+        "{} is not valid TOML{at}: {}",
+        path.display(),
+        e.message().trim_end()
+    )
+}
+
+/// The warning for a `TRAIL_*` variable that is neither a setting nor one of
+/// [`OTHER_VARS`], with the nearest name if one is close. Names only, never
+/// the value: it may be a secret.
+fn unknown_var(var: &str) -> Option<String> {
+    let known: Vec<String> = SETTINGS
+        .iter()
+        .map(|s| format!("TRAIL_{}", s.to_ascii_uppercase()))
+        .chain(OTHER_VARS.iter().map(|v| (*v).to_owned()))
+        .collect();
+    if known.iter().any(|k| k == var) || OTHER_PREFIXES.iter().any(|p| var.starts_with(p)) {
+        return None;
+    }
+    let upper = var.to_ascii_uppercase();
+    let hint = nearest(
+        upper.strip_prefix("TRAIL_").unwrap_or(&upper),
+        known.iter().map(|k| &k["TRAIL_".len()..]),
+    )
+    .map_or(String::new(), |k| format!("; did you mean TRAIL_{k}?"));
+    Some(format!(
+        "environment variable {var} is not a trail setting and is ignored{hint}"
+    ))
+}
+
+/// A config file's key that is no setting. Named, with the nearest setting
+/// if one is close, unless it does not look like a setting's name at all:
+/// then it may be a secret pasted in the wrong place, and is not printed.
+fn unknown_key(key: &str, file: &Path) -> ConfigError {
+    let known = format!("known settings are {}", SETTINGS.join(", "));
+    let looks_like_a_name = key.len() <= 32
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    let (setting, message) = if looks_like_a_name {
+        let hint = nearest(&key.to_ascii_lowercase(), SETTINGS.iter().copied())
+            .map_or(String::new(), |k| format!("did you mean {k}? "));
+        (key.to_owned(), format!("unknown setting; {hint}{known}"))
+    } else {
+        (
+            "(a key not shown)".to_owned(),
+            format!(
+                "unknown setting of {} characters, not printed in case it is a secret; {known}",
+                key.chars().count()
+            ),
+        )
+    };
+    ConfigError {
+        setting,
+        origin: Source::File(file.to_owned()).to_string(),
+        message,
+    }
+}
+
+/// The known name closest to `name`, if it is close enough to be a typo:
+/// one edit for short names, two otherwise.
+fn nearest<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    known
+        .map(|k| (edit_distance(name, k), k))
+        .min()
+        .filter(|(d, k)| *d <= if k.len() <= 4 { 1 } else { 2 })
+        .map(|(_, k)| k)
+}
+
+/// Edits (insert, delete, substitute, swap two neighbours) from `a` to `b`.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            d[i][j] = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 impl Config {
@@ -535,17 +814,24 @@ impl Config {
         ) -> (String, String, String) {
             (name.to_owned(), show(&s.value), s.source.to_string())
         }
-        let opt_path = |p: &Option<PathBuf>| {
-            p.as_ref()
-                .map_or("(none)".into(), |p| p.display().to_string())
-        };
-        let opt_secret = |s: &Option<Secret>| {
-            if s.is_some() {
-                "[redacted]".into()
-            } else {
-                "(none)".to_string()
-            }
-        };
+        /// One of a secret and the file holding it (see `one_of`): its
+        /// value, or that the other, set at a higher layer, overrode it.
+        fn one_row<T, U>(
+            name: &str,
+            s: &Setting<Option<T>>,
+            other: &Setting<Option<U>>,
+            other_name: &str,
+            show: impl Fn(&T) -> String,
+        ) -> (String, String, String) {
+            let value = match &s.value {
+                Some(v) => show(v),
+                None if s.source != Source::Default => {
+                    format!("(overridden by {other_name} from {})", other.source)
+                }
+                None => "(none)".into(),
+            };
+            (name.to_owned(), value, s.source.to_string())
+        }
         vec![
             row("bind", &self.bind, |v| v.clone()),
             row("db", &self.db, |v| v.display().to_string()),
@@ -560,8 +846,35 @@ impl Config {
             row("synchronous", &self.synchronous, |v| {
                 format!("{v:?}").to_lowercase()
             }),
-            row("hmac_key", &self.hmac_key, opt_secret),
-            row("hmac_key_file", &self.hmac_key_file, opt_path),
+            one_row(
+                "hmac_key",
+                &self.hmac_key,
+                &self.hmac_key_file,
+                "hmac_key_file",
+                |_| "[redacted]".into(),
+            ),
+            if self.hmac_key.value.is_none() && self.hmac_key_file.value.is_none() {
+                // Neither: the key beside the database (see `store::keys`).
+                let p = crate::store::keys::default_key_path(&self.db.value);
+                let how = if p.exists() {
+                    ""
+                } else {
+                    ", created on first use"
+                };
+                (
+                    "hmac_key_file".to_owned(),
+                    format!("(default: {}{how})", p.display()),
+                    Source::Default.to_string(),
+                )
+            } else {
+                one_row(
+                    "hmac_key_file",
+                    &self.hmac_key_file,
+                    &self.hmac_key,
+                    "hmac_key",
+                    |p| p.display().to_string(),
+                )
+            },
             row("verify_key_files", &self.verify_key_files, |v| {
                 if v.is_empty() {
                     "(none)".into()
@@ -610,8 +923,20 @@ impl Config {
             row("insecure_no_auth", &self.insecure_no_auth, |v| {
                 v.to_string()
             }),
-            row("bootstrap_token", &self.bootstrap_token, opt_secret),
-            row("bootstrap_token_file", &self.bootstrap_token_file, opt_path),
+            one_row(
+                "bootstrap_token",
+                &self.bootstrap_token,
+                &self.bootstrap_token_file,
+                "bootstrap_token_file",
+                |_| "[redacted]".into(),
+            ),
+            one_row(
+                "bootstrap_token_file",
+                &self.bootstrap_token_file,
+                &self.bootstrap_token,
+                "bootstrap_token",
+                |p| p.display().to_string(),
+            ),
         ]
     }
 }
@@ -695,6 +1020,88 @@ mod tests {
         let printed = format!("{:?} {:?}", c, c.describe());
         assert!(!printed.contains(&"ab".repeat(32)), "{printed}");
         assert!(printed.contains("[redacted]"));
+    }
+
+    #[test]
+    fn a_secret_and_its_file_are_one_choice() {
+        let dir = tempfile::tempdir().unwrap();
+        let token_file = dir.path().join("token");
+        std::fs::write(&token_file, "a-token-from-the-file-0123456789\n").unwrap();
+        let file = dir.path().join("t.toml");
+        std::fs::write(
+            &file,
+            "bootstrap_token = \"a-token-from-the-config-file-0123\"\n",
+        )
+        .unwrap();
+        let tf = token_file.to_str().unwrap();
+        // The environment's file beats the config file's token.
+        let c = Layers::from_parts(Some(&file), env(&[("TRAIL_BOOTSTRAP_TOKEN_FILE", tf)]))
+            .unwrap()
+            .resolve()
+            .unwrap();
+        assert_eq!(
+            c.bootstrap_secret().unwrap().unwrap().expose(),
+            "a-token-from-the-file-0123456789"
+        );
+        assert_eq!(c.bootstrap_token.value, None);
+        // Both in the environment: refused, naming both.
+        let err = Layers::from_parts(
+            None,
+            env(&[
+                ("TRAIL_BOOTSTRAP_TOKEN_FILE", tf),
+                ("TRAIL_BOOTSTRAP_TOKEN", "a-token-from-the-environment-01"),
+            ]),
+        )
+        .unwrap()
+        .resolve()
+        .unwrap_err();
+        assert_eq!(err.setting, "bootstrap_token");
+        assert!(err.message.contains("bootstrap_token_file"), "{err}");
+    }
+
+    #[test]
+    fn lists_refuse_empty_items_but_not_an_empty_value() {
+        let t = |s: &str| list(&Raw::Text(s.into()));
+        assert_eq!(t("a, b").unwrap(), ["a", "b"]);
+        assert_eq!(t(" ").unwrap(), Vec::<String>::new());
+        assert_eq!(t("a,,").unwrap_err(), "item 2 of 3 is empty");
+        assert_eq!(t(",a").unwrap_err(), "item 1 of 2 is empty");
+    }
+
+    #[test]
+    fn base_paths() {
+        let b = |s: &str| base_path(&Raw::Text(s.into()));
+        for (given, kept) in [
+            ("", ""),
+            ("/", ""),
+            ("/audit/", "/audit"),
+            ("/a/b.c", "/a/b.c"),
+        ] {
+            assert_eq!(b(given).unwrap(), kept, "{given}");
+        }
+        for bad in [
+            "audit", "//", "/a//", "/a//b", "/.", "/a/..", "/a b", "/a%2e", "/a?b",
+        ] {
+            assert!(b(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn near_names_are_suggested() {
+        assert_eq!(edit_distance("QUEUE_DEPHT", "QUEUE_DEPTH"), 1);
+        assert_eq!(edit_distance("", "DB"), 2);
+        let hint = |v: &str| unknown_var(v);
+        assert_eq!(hint("TRAIL_LOG"), None);
+        assert_eq!(hint("TRAIL_BENCH_ANYTHING"), None);
+        assert!(hint("TRAIL_WORKER")
+            .unwrap()
+            .ends_with("did you mean TRAIL_WORKERS?"));
+        assert!(hint("TRAIL_SOMETHING").unwrap().ends_with("is ignored"));
+        assert_eq!(
+            nearest("queue_dept", SETTINGS.iter().copied()),
+            Some("queue_depth")
+        );
+        assert_eq!(nearest("colour", SETTINGS.iter().copied()), None);
     }
 
     #[test]

@@ -398,6 +398,11 @@ fn init_logging(serving: bool, format: LogFormat) {
 pub fn run(cli: Cli) -> Result<(), CliError> {
     let mut layers =
         Layers::load(cli.config.as_deref()).map_err(|e| CliError::Input(e.to_string()))?;
+    // Printed whatever `TRAIL_LOG` says, and before a refusal: a misspelt
+    // variable is often why another setting is not what was meant.
+    for w in layers.warnings() {
+        eprintln!("trail: warning: {w}");
+    }
     if let Some(db) = &cli.db {
         layers.flag("db", db.display().to_string());
     }

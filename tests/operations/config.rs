@@ -415,3 +415,573 @@ fn an_unknown_key_in_the_file_is_refused_by_name() {
     ]));
     out.expect_code(2);
 }
+
+/// `trail ARGS` (with `env`), within 20 s: `serve` refused or not.
+fn trail_env(args: &[&str], env: &[(&str, &str)]) -> Out {
+    let mut c = trail_cmd(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    run_cmd_within(c, Duration::from_secs(20))
+}
+
+/// Exit 2 and exactly `line` (plus a newline) on standard error; nothing
+/// on standard output.
+#[track_caller]
+fn refused(out: &Out, line: &str) {
+    out.expect_code(2);
+    assert_eq!(out.stderr, format!("{line}\n"), "{}", out.what);
+    assert_eq!(out.stdout, "", "{}", out.what);
+}
+
+/// Audit finding: a TOML syntax error printed the parser's excerpt of the
+/// file, which showed the line holding the HMAC key (an unclosed string) or
+/// the bootstrap token (a key given twice). The message is the file, line,
+/// column and the parser's own words, for `config` and `serve` alike.
+#[test]
+fn a_toml_syntax_error_names_file_line_and_column_and_never_shows_the_text() {
+    let dir = temp_dir();
+    let data = dir.path().join("data");
+    let db = data.join("trail.db");
+    let dbs = db.to_str().unwrap();
+    for (name, text, at, secret) in [
+        (
+            "unclosed.toml",
+            format!("hmac_key = \"{HMAC_HEX}\n"),
+            "at line 1, column 77: invalid basic string, expected `\"`",
+            HMAC_HEX,
+        ),
+        (
+            "twice.toml",
+            format!(
+                "queue_depth = 10\nbootstrap_token = \"{BOOT}\"\nbootstrap_token = \"{BOOT}\"\n"
+            ),
+            "at line 3, column 1: duplicate key",
+            BOOT,
+        ),
+    ] {
+        let file = dir.path().join(name);
+        std::fs::write(&file, text).unwrap();
+        let f = file.to_str().unwrap();
+        for (args, env, origin) in [
+            (
+                vec!["--config", f, "--db", dbs, "config"],
+                vec![],
+                "flag --config",
+            ),
+            (
+                vec!["--db", dbs, "serve", "--bind", "127.0.0.1:0"],
+                vec![("TRAIL_CONFIG", f)],
+                "environment variable TRAIL_CONFIG",
+            ),
+            (
+                vec!["--config", f, "--db", dbs, "serve", "--bind", "127.0.0.1:0"],
+                vec![],
+                "flag --config",
+            ),
+        ] {
+            let out = trail_env(&args, &env);
+            refused(
+                &out,
+                &format!("trail: setting config (from {origin}): {f} is not valid TOML {at}"),
+            );
+            // Not even a part of it.
+            assert!(!out.stderr.contains(&secret[..12]), "{}", out.stderr);
+        }
+    }
+    // A key pasted as a setting's name is refused without being shown.
+    let file = dir.path().join("pasted.toml");
+    std::fs::write(&file, format!("\"{HMAC_HEX}\" = 1\n")).unwrap();
+    let f = file.to_str().unwrap();
+    refused(
+        &trail_env(&["--config", f, "--db", dbs, "config"], &[]),
+        &format!(
+            "trail: setting (a key not shown) (from config file {f}): unknown setting of 64 characters, not printed in case it is a secret; known settings are {}",
+            trail::config::SETTINGS.join(", ")
+        ),
+    );
+    assert!(!data.exists(), "nothing created");
+}
+
+/// Audit finding: key-file errors said `key: cannot read key file …`
+/// without the setting or where it was set. Now every one names
+/// `hmac_key_file` (or `hmac_key`) and its source like any other setting,
+/// for `serve` and for a writing command, before anything is created: no
+/// folder, no database, no `hmac.key`.
+#[test]
+fn a_bad_key_file_names_the_setting_and_its_source_and_creates_nothing() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp_dir();
+    let p = |n: &str| dir.path().join(n).display().to_string();
+    let missing = "/nonexistent/hmac.key";
+    let folder = p("a-folder");
+    std::fs::create_dir(&folder).unwrap();
+    let junk = p("junk.key");
+    std::fs::write(&junk, "not a key\n").unwrap();
+    let toml_file = p("key.toml");
+    std::fs::write(&toml_file, format!("hmac_key_file = \"{missing}\"\n")).unwrap();
+    let toml_key = p("hmac.toml");
+    std::fs::write(&toml_key, format!("hmac_key = \"{}\"\n", "zz".repeat(32))).unwrap();
+    let no_such = "No such file or directory (os error 2)";
+
+    // Flags, environment, and the message after `trail: `.
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, String);
+    let mut cases: Vec<Case> = vec![
+        (
+            vec!["--hmac-key-file", missing],
+            vec![],
+            format!("setting hmac_key_file (from flag --hmac-key-file): cannot read key file {missing}: {no_such}"),
+        ),
+        (
+            vec![],
+            vec![("TRAIL_HMAC_KEY_FILE", missing)],
+            format!("setting hmac_key_file (from environment variable TRAIL_HMAC_KEY_FILE): cannot read key file {missing}: {no_such}"),
+        ),
+        (
+            vec!["--config", &toml_file],
+            vec![],
+            format!("setting hmac_key_file (from config file {toml_file}): cannot read key file {missing}: {no_such}"),
+        ),
+        (
+            vec!["--hmac-key-file", &folder],
+            vec![],
+            format!("setting hmac_key_file (from flag --hmac-key-file): cannot read key file {folder}: Is a directory (os error 21)"),
+        ),
+        (
+            vec![],
+            vec![("TRAIL_HMAC_KEY_FILE", &junk)],
+            format!("setting hmac_key_file (from environment variable TRAIL_HMAC_KEY_FILE): key file {junk}: a key must be 64 hexadecimal digits (32 bytes); got 9 characters"),
+        ),
+        (
+            vec![],
+            vec![("TRAIL_HMAC_KEY_FILE", "")],
+            "setting hmac_key_file (from environment variable TRAIL_HMAC_KEY_FILE): is empty: name a file, or leave the setting out".into(),
+        ),
+        (
+            vec!["--config", &toml_key],
+            vec![],
+            format!("setting hmac_key (from config file {toml_key}): a key must be 64 hexadecimal digits; found a character that is not one"),
+        ),
+    ];
+    // A file its reader may not open: not when the tests run as root,
+    // who may read any file.
+    let unreadable = p("unreadable.key");
+    std::fs::write(&unreadable, format!("{HMAC_HEX}\n")).unwrap();
+    std::fs::set_permissions(&unreadable, std::fs::Permissions::from_mode(0o000)).unwrap();
+    if std::fs::read(&unreadable).is_err() {
+        cases.push((
+            vec!["--hmac-key-file", &unreadable],
+            vec![],
+            format!("setting hmac_key_file (from flag --hmac-key-file): cannot read key file {unreadable}: Permission denied (os error 13)"),
+        ));
+    }
+
+    let data = dir.path().join("data");
+    let db = data.join("trail.db");
+    let dbs = db.to_str().unwrap();
+    for (flags, env, message) in &cases {
+        for command in [
+            vec!["serve", "--bind", "127.0.0.1:0"],
+            vec!["append", "x.y"],
+            vec!["config"],
+        ] {
+            let mut args = flags.clone();
+            args.extend(["--db", dbs]);
+            args.extend(command);
+            let out = trail_env(&args, env);
+            refused(&out, &format!("trail: {message}"));
+            assert!(!data.exists(), "`{}` created {}", out.what, data.display());
+        }
+    }
+}
+
+/// Audit finding: `TRAIL_HMAC_KEY` silently beat `--hmac-key-file`, so the
+/// rows were sealed with a key the operator had not chosen. A key and its
+/// file are one choice: the higher layer wins, the same layer is refused.
+#[test]
+fn a_key_and_its_file_are_one_choice_and_the_higher_layer_wins() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp_dir();
+    let key_file = dir.path().join("flag.key");
+    std::fs::write(&key_file, format!("{}\n", "ab".repeat(32))).unwrap();
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let kf = key_file.to_str().unwrap();
+    let db = dir.path().join("d").join("trail.db");
+    let dbs = db.to_str().unwrap();
+    let env_key = [("TRAIL_HMAC_KEY", HMAC_HEX)];
+
+    // The flag's file over the environment's key: it seals.
+    trail_env(
+        &["--db", dbs, "--hmac-key-file", kf, "append", "x.y"],
+        &env_key,
+    )
+    .expect_code(0);
+    trail_env(&["--db", dbs, "--hmac-key-file", kf, "verify"], &[]).expect_code(0);
+    let out = trail_env(&["--db", dbs, "verify"], &env_key);
+    out.expect_code(1);
+    assert!(out.stdout.contains("unknown_key"), "{}", out.stdout);
+    assert!(
+        !db.with_file_name("hmac.key").exists(),
+        "no default key made"
+    );
+    let cfg = config_json(&["--db", dbs, "--hmac-key-file", kf], &env_key);
+    assert_eq!(
+        setting(&cfg, "hmac_key"),
+        (
+            "(overridden by hmac_key_file from flag --hmac-key-file)".into(),
+            "environment variable TRAIL_HMAC_KEY".into()
+        )
+    );
+    assert_eq!(
+        setting(&cfg, "hmac_key_file"),
+        (kf.to_owned(), "flag --hmac-key-file".into())
+    );
+
+    // The environment's key over the file's key file, which is not read.
+    let file = dir.path().join("trail.toml");
+    std::fs::write(&file, "hmac_key_file = \"/nonexistent/hmac.key\"\n").unwrap();
+    let f = file.to_str().unwrap();
+    let cfg = config_json(&["--config", f, "--db", dbs], &env_key);
+    assert_eq!(
+        setting(&cfg, "hmac_key"),
+        (
+            "[redacted]".into(),
+            "environment variable TRAIL_HMAC_KEY".into()
+        )
+    );
+    assert_eq!(
+        setting(&cfg, "hmac_key_file"),
+        (
+            "(overridden by hmac_key from environment variable TRAIL_HMAC_KEY)".into(),
+            file_source(&file)
+        )
+    );
+
+    // Both at one layer: refused, naming both and the layer.
+    let other = dir.path().join("other").join("trail.db");
+    let os = other.to_str().unwrap();
+    let env_both = [("TRAIL_HMAC_KEY", HMAC_HEX), ("TRAIL_HMAC_KEY_FILE", kf)];
+    for command in [
+        vec!["append", "x.y"],
+        vec!["serve", "--bind", "127.0.0.1:0"],
+    ] {
+        let mut args = vec!["--db", os];
+        args.extend(command);
+        let out = trail_env(&args, &env_both);
+        refused(
+            &out,
+            "trail: setting hmac_key (from environment variable TRAIL_HMAC_KEY): hmac_key_file is set too (from environment variable TRAIL_HMAC_KEY_FILE); set one of them, not both",
+        );
+        assert!(!out.stderr.contains(HMAC_HEX));
+    }
+    std::fs::write(
+        &file,
+        format!("hmac_key = \"{HMAC_HEX}\"\nhmac_key_file = \"{kf}\"\n"),
+    )
+    .unwrap();
+    refused(
+        &trail_env(&["--config", f, "--db", os, "append", "x.y"], &[]),
+        &format!("trail: setting hmac_key (from config file {f}): hmac_key_file is set too (from config file {f}); set one of them, not both"),
+    );
+    assert!(!other.parent().unwrap().exists(), "nothing created");
+}
+
+/// Audit finding: `bootstrap_token` beat `bootstrap_token_file` whatever
+/// their layers, and both at once was accepted with the file ignored. The
+/// same rule as the key: the higher layer wins, the same layer is refused.
+#[actix_rt::test]
+async fn a_bootstrap_token_and_its_file_are_one_choice() {
+    use crate::util::spawn_listening;
+    let dir = temp_dir();
+    let db = dir.path().join("trail.db");
+    let dbs = db.to_str().unwrap();
+    let from_file = "bootstrap-secret-from-the-file-0123456789";
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{from_file}\n")).unwrap();
+    let tf = token_file.to_str().unwrap();
+    let file = dir.path().join("trail.toml");
+    std::fs::write(&file, format!("bootstrap_token = \"{BOOT}\"\n")).unwrap();
+    let f = file.to_str().unwrap();
+
+    // The environment's file over the config file's token.
+    let cfg = config_json(
+        &["--config", f, "--db", dbs],
+        &[("TRAIL_BOOTSTRAP_TOKEN_FILE", tf)],
+    );
+    assert_eq!(
+        setting(&cfg, "bootstrap_token"),
+        (
+            "(overridden by bootstrap_token_file from environment variable TRAIL_BOOTSTRAP_TOKEN_FILE)".into(),
+            file_source(&file)
+        )
+    );
+    let mut cmd = trail_cmd(&["--config", f, "--db", dbs, "serve", "--bind", "127.0.0.1:0"]);
+    cmd.env("TRAIL_BOOTSTRAP_TOKEN_FILE", tf);
+    let serving = spawn_listening(cmd);
+    let client = client();
+    for (secret, status) in [(from_file, 200), (BOOT, 401)] {
+        send(
+            client
+                .get(format!("{}/v1/tokens", serving.base))
+                .insert_header(("authorization", format!("Bearer {secret}"))),
+            None,
+        )
+        .await
+        .expect(status);
+    }
+    drop(serving);
+
+    // Both at one layer: refused before anything is created.
+    let other = dir.path().join("other").join("trail.db");
+    let out = trail_env(
+        &[
+            "--db",
+            other.to_str().unwrap(),
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+        ],
+        &[
+            ("TRAIL_BOOTSTRAP_TOKEN", BOOT),
+            ("TRAIL_BOOTSTRAP_TOKEN_FILE", tf),
+        ],
+    );
+    refused(
+        &out,
+        "trail: setting bootstrap_token (from environment variable TRAIL_BOOTSTRAP_TOKEN): bootstrap_token_file is set too (from environment variable TRAIL_BOOTSTRAP_TOKEN_FILE); set one of them, not both",
+    );
+    assert!(!other.parent().unwrap().exists(), "nothing created");
+}
+
+/// Audit findings: an empty item in a list (`10.0.0.1,,`) and `base_path`
+/// with `.`, `..` or empty segments were accepted. Each is refused, naming
+/// the setting, its source and what is wrong.
+#[test]
+fn empty_list_items_and_bad_base_paths_are_refused() {
+    let dir = temp_dir();
+    let db = dir.path().join("d").join("trail.db");
+    let dbs = db.to_str().unwrap();
+    let out = trail_env(
+        &[
+            "--db",
+            dbs,
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--trusted-proxies",
+            "10.0.0.1,,",
+        ],
+        &[],
+    );
+    refused(
+        &out,
+        "trail: setting trusted_proxies (from flag --trusted-proxies): item 2 of 3 is empty",
+    );
+    refused(
+        &trail_env(&["--db", dbs, "config"], &[("TRAIL_TRUSTED_PROXIES", ",10.0.0.1")]),
+        "trail: setting trusted_proxies (from environment variable TRAIL_TRUSTED_PROXIES): item 1 of 2 is empty",
+    );
+    refused(
+        &trail_env(&["--db", dbs, "config"], &[("TRAIL_VERIFY_KEY_FILES", "a.key, ,b.key")]),
+        "trail: setting verify_key_files (from environment variable TRAIL_VERIFY_KEY_FILES): item 2 of 3 is empty",
+    );
+    let file = dir.path().join("list.toml");
+    std::fs::write(&file, "exclude_events = [\"debug.*\", \"\"]\n").unwrap();
+    refused(
+        &trail_env(
+            &["--config", file.to_str().unwrap(), "--db", dbs, "config"],
+            &[],
+        ),
+        &format!(
+            "trail: setting exclude_events (from {}): item 2 of 2 is empty",
+            file_source(&file)
+        ),
+    );
+    // An empty value is still the empty list.
+    let cfg = config_json(&["--db", dbs], &[("TRAIL_TRUSTED_PROXIES", "")]);
+    assert_eq!(
+        setting(&cfg, "trusted_proxies"),
+        (
+            "".into(),
+            "environment variable TRAIL_TRUSTED_PROXIES".into()
+        )
+    );
+
+    let want =
+        "must be a path such as /audit: segments of letters, digits and -_.~ after single slashes";
+    for (value, why) in [
+        ("/audit/./x", "a \".\" segment"),
+        ("/audit/..", "a \"..\" segment"),
+        ("/..", "a \"..\" segment"),
+        ("/audit//x", "an empty segment (//)"),
+        ("/audit//", "an empty segment (//)"),
+        ("//", "an empty segment (//)"),
+        ("/a b", "the character ' '"),
+        ("/a%2e", "the character '%'"),
+        ("/caf\u{e9}", "the character '\u{e9}'"),
+        ("audit", "which does not start with /"),
+    ] {
+        let why = if why.starts_with("which") {
+            why.to_owned()
+        } else {
+            format!("which has {why}")
+        };
+        refused(
+            &trail_env(&["--db", dbs, "config"], &[("TRAIL_BASE_PATH", value)]),
+            &format!("trail: setting base_path (from environment variable TRAIL_BASE_PATH): {want} (got {value:?}, {why})"),
+        );
+    }
+    for (value, shown) in [("/audit/", "/audit"), ("/a/b.c/~d", "/a/b.c/~d"), ("/", "")] {
+        let cfg = config_json(&["--db", dbs], &[("TRAIL_BASE_PATH", value)]);
+        assert_eq!(setting(&cfg, "base_path").0, shown, "{value}");
+    }
+    assert!(!db.parent().unwrap().exists(), "nothing created");
+}
+
+/// Audit finding: a misspelt `TRAIL_*` variable was silently ignored. It is
+/// a warning at start-up (not an error), naming the variable and the
+/// nearest setting if one is close, never its value; the variables trail
+/// reads that are not settings give none.
+#[test]
+fn an_unknown_trail_variable_is_warned_about_by_name() {
+    let dir = temp_dir();
+    let db = dir.path().join("d").join("trail.db");
+    let dbs = db.to_str().unwrap();
+    let value = "a-value-that-must-not-be-printed";
+    let out = trail_env(
+        &["--db", dbs, "config", "--json"],
+        &[("TRAIL_QUEUE_DEPHT", value), ("TRAIL_COLOUR", value)],
+    );
+    out.expect_code(0);
+    assert_eq!(
+        out.stderr,
+        "trail: warning: environment variable TRAIL_COLOUR is not a trail setting and is ignored\n\
+         trail: warning: environment variable TRAIL_QUEUE_DEPHT is not a trail setting and is ignored; did you mean TRAIL_QUEUE_DEPTH?\n"
+    );
+    assert_eq!(
+        setting(&out.json(), "queue_depth"),
+        ("4096".into(), "default".into())
+    );
+    // At start-up of the server too, even when it then refuses.
+    let out = trail_env(
+        &[
+            "--db",
+            dbs,
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--queue-depth",
+            "lots",
+        ],
+        &[("TRAIL_HMAC_KEYFILE", value)],
+    );
+    out.expect_code(2);
+    assert_eq!(
+        out.stderr,
+        "trail: warning: environment variable TRAIL_HMAC_KEYFILE is not a trail setting and is ignored; did you mean TRAIL_HMAC_KEY_FILE?\n\
+         trail: setting queue_depth (from flag --queue-depth): must be a whole number from 1 to 1000000\n"
+    );
+    assert!(!out.stderr.contains(value));
+
+    // What trail (or its tests and benchmarks) reads besides the settings.
+    let file = dir.path().join("trail.toml");
+    std::fs::write(&file, "queue_depth = 7\n").unwrap();
+    let out = trail_env(
+        &["--db", dbs, "config"],
+        &[
+            ("TRAIL_CONFIG", file.to_str().unwrap()),
+            ("TRAIL_LOG", "warn"),
+            ("TRAIL_DATA_DIR", dir.path().to_str().unwrap()),
+            ("TRAIL_BIN", "/usr/bin/true"),
+            ("TRAIL_BLESS", "1"),
+            ("TRAIL_BENCH_PAGE_SIZE", "4096"),
+        ],
+    );
+    out.expect_code(0);
+    assert_eq!(out.stderr, "");
+    assert!(!db.parent().unwrap().exists(), "nothing created");
+}
+
+/// Audit finding: a value of the wrong type in the file said "must be a
+/// string, not float" for a number and "not boolean" for a number of days.
+/// Each message says what the setting wants, and what it got instead.
+#[test]
+fn a_wrong_type_in_the_file_says_what_the_setting_wants() {
+    let dir = temp_dir();
+    let file = dir.path().join("types.toml");
+    let f = file.to_str().unwrap();
+    let db = dir.path().join("d").join("trail.db");
+    for (line, message) in [
+        ("queue_depth = 5.5", "queue_depth: must be a whole number from 1 to 1000000, not a float"),
+        ("retention_days = true", "retention_days: must be a whole number from 0 to 100000, not a boolean"),
+        ("max_body_bytes = [1]", "max_body_bytes: must be a whole number from 1024 to 67108864, not a list"),
+        ("max_batch = 1979-05-27", "max_batch: must be a whole number from 1 to 100000, not a date-time"),
+        ("workers = { n = 1 }", "workers: must be a whole number from 0 to 1024, not a table"),
+        ("queue_depth = -1", "queue_depth: must be a whole number from 1 to 1000000"),
+        ("host_metadata = 1.0", "host_metadata: must be true or false, not a float"),
+        ("metrics_require_admin = [true]", "metrics_require_admin: must be true or false, not a list"),
+        ("insecure_no_auth = \"maybe\"", "insecure_no_auth: must be true or false (got \"maybe\")"),
+        ("trusted_proxies = true", "trusted_proxies: must be a list of strings (or one comma-separated string), not a boolean"),
+        ("exclude_events = 5", "exclude_events: must be a list of strings (or one comma-separated string), not an integer"),
+        ("verify_key_files = [1]", "verify_key_files: must be a list of strings; item 1 is an integer"),
+        ("metadata = 5", "metadata: must be a table of keys and values, not an integer"),
+        ("synchronous = true", "synchronous: must be a string, not a boolean"),
+    ] {
+        std::fs::write(&file, format!("{line}\n")).unwrap();
+        let (name, rest) = message.split_once(": ").unwrap();
+        refused(
+            &trail_env(&["--config", f, "--db", db.to_str().unwrap(), "config"], &[]),
+            &format!("trail: setting {name} (from config file {f}): {rest}"),
+        );
+    }
+    // The right types still pass, numbers and booleans also as strings.
+    std::fs::write(
+        &file,
+        "queue_depth = \"12\"\nretention_days = 30\nhost_metadata = \"off\"\ninsecure_no_auth = false\ntrusted_proxies = \"10.0.0.1, 10.0.0.2\"\n",
+    )
+    .unwrap();
+    let cfg = config_json(&["--config", f, "--db", db.to_str().unwrap()], &[]);
+    assert_eq!(setting(&cfg, "queue_depth").0, "12");
+    assert_eq!(setting(&cfg, "retention_days").0, "30");
+    assert_eq!(setting(&cfg, "host_metadata").0, "false");
+    assert_eq!(
+        setting(&cfg, "trusted_proxies").0,
+        "10.0.0.1/32,10.0.0.2/32"
+    );
+}
+
+/// Audit finding: `trail config` said `hmac_key_file = (none)` when the key
+/// in use is `hmac.key` beside the database. It shows that file, and
+/// whether it is yet to be made, without creating it or printing the key.
+#[test]
+fn config_shows_where_the_key_comes_from() {
+    let dir = temp_dir();
+    let data = dir.path().join("d");
+    let db = data.join("trail.db");
+    let dbs = db.to_str().unwrap();
+    let key = data.join("hmac.key");
+    let cfg = config_json(&["--db", dbs], &[]);
+    assert_eq!(
+        setting(&cfg, "hmac_key_file"),
+        (
+            format!("(default: {}, created on first use)", key.display()),
+            "default".into()
+        )
+    );
+    assert!(!data.exists(), "trail config creates nothing");
+    trail_env(&["--db", dbs, "append", "x.y"], &[]).expect_code(0);
+    let out = run_cmd(trail_cmd(&["--db", dbs, "config", "--json"]));
+    out.expect_code(0);
+    assert_eq!(
+        setting(&out.json(), "hmac_key_file"),
+        (format!("(default: {})", key.display()), "default".into())
+    );
+    let hex = std::fs::read_to_string(&key).unwrap();
+    assert!(!out.stdout.contains(hex.trim()), "{}", out.stdout);
+    // A key given in full: no file at all.
+    let cfg = config_json(&["--db", dbs], &[("TRAIL_HMAC_KEY", HMAC_HEX)]);
+    assert_eq!(
+        setting(&cfg, "hmac_key_file"),
+        ("(none)".into(), "default".into())
+    );
+}
