@@ -133,23 +133,28 @@ def build_keyring(db_path: str, key_files) -> Keyring:
 # Entries
 
 
-_NO_SEQ = object()
+_HEX16 = re.compile(rb"[0-9a-fA-F]{16}")
 
 
-def entry_head_slow(entry: bytes):
-    """(seq, key_id) from an entry's JSON; seq is _NO_SEQ when there is no
-    such member, key_id None when it is absent or not a string."""
-    try:
-        obj = json.loads(entry.decode("utf-8"))  # strict UTF-8: no BOM, no other encodings
-    except (ValueError, RecursionError):
-        return _NO_SEQ, None
-    if not isinstance(obj, dict):
-        return _NO_SEQ, None
-    seq = obj.get("seq", _NO_SEQ)
-    key_id = obj.get("key_id")
-    if not isinstance(key_id, str):
-        key_id = None
-    return seq, key_id
+def entry_head(entry: bytes):
+    """(seq, key_id) read from the layout of the chain format: `{"v":1,"seq":N,`
+    first and `,"key_id":"<16 hex>"}` last; None for an entry in any other
+    layout (trail writes no other, so such an entry is `modified`)."""
+    m = _FAST_HEAD.match(entry)
+    if m is None or len(entry) < _TAIL_LEN:
+        return None
+    tail = entry[-_TAIL_LEN:]
+    if not (tail.startswith(_TAIL_OPEN) and tail.endswith(_TAIL_CLOSE)):
+        return None
+    kid = tail[len(_TAIL_OPEN):-len(_TAIL_CLOSE)]
+    if not _HEX16.fullmatch(kid):
+        return None
+    return int(m.group(1)), kid.decode("ascii")
+
+
+def hash_of(v):
+    """A stored hash as trail reads it: 32 bytes of a BLOB or TEXT, else None."""
+    return v if isinstance(v, bytes) and len(v) == 32 else None
 
 
 def as_bytes(v) -> bytes:
@@ -215,11 +220,12 @@ def check_cut(ring: Keyring, cut):
 
 
 def read_head(conn, cut_seq: int, cut_hash: bytes):
-    row = conn.execute("SELECT seq, chain_hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+    row = conn.execute(
+        "SELECT seq, chain_hash FROM events WHERE seq >= 1 ORDER BY seq DESC LIMIT 1"
+    ).fetchone()
     if row is None:
         return cut_seq, cut_hash
-    h = row[1] if isinstance(row[1], bytes) and len(row[1]) == 32 else GENESIS
-    return int(row[0]), h
+    return int(row[0]), hash_of(row[1]) or GENESIS
 
 
 def verify_db(conn, ring: Keyring, from_seq, to_seq, anchor):
@@ -234,15 +240,24 @@ def verify_db(conn, ring: Keyring, from_seq, to_seq, anchor):
             cut_seq = cut[0]
             cut_hash = cut[1] if len(cut[1]) == 32 else GENESIS
         head_seq, head_hash = read_head(conn, cut_seq, cut_hash)
-        start = max(from_seq if from_seq is not None else 1, cut_seq + 1)
-        end = min(to_seq if to_seq is not None else U64_MAX, head_seq)
         checked = 0
+        # A row below seq 1: no chain starts there.
+        if conn.execute("SELECT EXISTS (SELECT 1 FROM events WHERE seq < 1)").fetchone()[0]:
+            return checked, (0, BROKEN_LINK), head_seq, head_hash
         # Rows after a cut are only as trustworthy as the cut they link to.
         failure = check_cut(ring, cut) if cut is not None else None
         if failure is not None:
             return checked, failure, head_seq, head_hash
+        if cut_seq > 0 and (from_seq is None or from_seq <= cut_seq) \
+                and (to_seq is None or to_seq >= cut_seq):
+            checked, failure = check_below_cut(conn, ring, cut_seq, cut_hash)
+            if failure is not None:
+                return checked, failure, head_seq, head_hash
+        start = max(from_seq if from_seq is not None else 1, cut_seq + 1)
+        end = min(to_seq if to_seq is not None else U64_MAX, head_seq)
         if start <= end:
-            checked, failure = check_range(conn, ring, start, end, cut_seq, cut_hash)
+            n, failure = check_range(conn, ring, start, end, cut_seq, cut_hash)
+            checked += n
         if failure is None and anchor is not None:
             failure = check_anchor(conn, anchor, head_seq, cut_seq, cut_hash)
     finally:
@@ -253,6 +268,80 @@ def verify_db(conn, ring: Keyring, from_seq, to_seq, anchor):
     return checked, failure, head_seq, head_hash
 
 
+def _rows(cur):
+    while True:
+        batch = cur.fetchmany(4096)
+        if not batch:
+            return
+        yield from batch
+
+
+def check_rows(rows, ring: Keyring, expected: int, prev):
+    """Checks rows (seq, entry, chain_hash, signature) in seq order, the first
+    expected at `expected`; `prev` is its predecessor's hash, or None when
+    that row is gone (its link is then not checked). Returns
+    (checked, failure or None, next expected seq, last hash)."""
+    macs = ring.macs
+    sha256 = hashlib.sha256
+    compare = hmac.compare_digest
+    checked = 0
+    for seq, entry, ch, sig in rows:
+        if type(seq) is not int:
+            seq = 0  # as trail reads a seq that is not an integer
+        if seq > expected:
+            return checked, (expected, MISSING), expected, prev
+        if seq < expected:
+            return checked, (seq, BROKEN_LINK), expected, prev
+        entry = as_bytes(entry)
+        head = entry_head(entry)
+        if head is not None and head[0] != seq:
+            return checked, (seq, BROKEN_LINK), expected, prev
+        if type(ch) is not bytes or len(ch) != 32 or \
+                (prev is not None and sha256(prev + entry).digest() != ch):
+            return checked, (seq, MODIFIED), expected, prev
+        if head is None:
+            return checked, (seq, MODIFIED), expected, prev
+        mac = macs.get(head[1])
+        if mac is None:
+            return checked, (seq, UNKNOWN_KEY), expected, prev
+        mac = mac.copy()
+        mac.update(ch)
+        if type(sig) is not bytes or not compare(mac.digest(), sig):
+            return checked, (seq, BAD_SEAL), expected, prev
+        prev = ch
+        expected += 1
+        checked += 1
+    return checked, None, expected, prev
+
+
+def check_below_cut(conn, ring: Keyring, cut_seq: int, cut_hash: bytes):
+    """Rows still at or below the newest cut (a prune deletes them in batches
+    after recording it): a run ending at the cut with the cut's hash, each
+    row checked but the first one's link (row 1 still links to the genesis)."""
+    cur = conn.execute(
+        "SELECT seq, entry, chain_hash, signature FROM events WHERE seq BETWEEN 1 AND ? ORDER BY seq",
+        (cut_seq,),
+    )
+    first = cur.fetchone()
+    if first is None:
+        return 0, None
+    seq0 = int(first[0])
+    rows = _rows(cur)
+    checked, failure, expected, last = check_rows(
+        [first], ring, seq0, GENESIS if seq0 == 1 else None
+    )
+    if failure is None:
+        n, failure, expected, last = check_rows(rows, ring, expected, last)
+        checked += n
+    if failure is not None:
+        return checked, failure
+    if expected <= cut_seq:
+        return checked, (expected, MISSING)
+    if last != cut_hash:
+        return checked, (cut_seq, MODIFIED)
+    return checked, None
+
+
 def check_range(conn, ring: Keyring, start: int, end: int, cut_seq: int, cut_hash: bytes):
     row = conn.execute(
         "SELECT seq, chain_hash FROM events WHERE seq < ? AND seq > ? ORDER BY seq DESC LIMIT 1",
@@ -261,62 +350,16 @@ def check_range(conn, ring: Keyring, start: int, end: int, cut_seq: int, cut_has
     if row is None:
         prev_seq, prev = cut_seq, cut_hash
     else:
-        prev_seq, prev = int(row[0]), as_bytes(row[1])
+        prev_seq, prev = int(row[0]), hash_of(row[1]) or GENESIS
     if prev_seq + 1 != start:
         return 0, (prev_seq + 1, MISSING)
-
-    macs = ring.macs
-    sha256 = hashlib.sha256
-    compare = hmac.compare_digest
-    fast_head = _FAST_HEAD.match
-    expected = start
-    checked = 0
     cur = conn.execute(
         "SELECT seq, entry, chain_hash, signature FROM events WHERE seq BETWEEN ? AND ? ORDER BY seq",
         (start, end),
     )
-    while True:
-        batch = cur.fetchmany(4096)
-        if not batch:
-            break
-        for seq, entry, ch, sig in batch:
-            if seq != expected:
-                return checked, (expected, MISSING)
-            if type(entry) is not bytes:
-                entry = as_bytes(entry)
-            # Fast path for trail's own encoding, else JSON.
-            m = fast_head(entry)
-            eseq = _NO_SEQ
-            kid = None
-            if (
-                m is not None
-                and entry[-_TAIL_LEN:-18] == _TAIL_OPEN
-                and entry[-2:] == _TAIL_CLOSE
-                and len(entry) >= _TAIL_LEN
-            ):
-                try:
-                    kid = entry[-18:-2].decode("utf-8")
-                    eseq = int(m.group(1))
-                except UnicodeDecodeError:
-                    eseq, kid = entry_head_slow(entry)
-            else:
-                eseq, kid = entry_head_slow(entry)
-            if eseq is not _NO_SEQ and (type(eseq) is not int or eseq != seq):
-                return checked, (seq, BROKEN_LINK)
-            if type(ch) is not bytes or len(ch) != 32 or sha256(prev + entry).digest() != ch:
-                return checked, (seq, MODIFIED)
-            if kid is None:
-                return checked, (seq, MODIFIED)
-            mac = macs.get(kid)
-            if mac is None:
-                return checked, (seq, UNKNOWN_KEY)
-            mac = mac.copy()
-            mac.update(ch)
-            if type(sig) is not bytes or not compare(mac.digest(), sig):
-                return checked, (seq, BAD_SEAL)
-            prev = ch
-            expected += 1
-            checked += 1
+    checked, failure, expected, _ = check_rows(_rows(cur), ring, start, prev)
+    if failure is not None:
+        return checked, failure
     if expected <= end:
         return checked, (expected, MISSING)
     return checked, None

@@ -380,6 +380,119 @@ fn rows_sealed_with_another_key_are_unknown_key_until_that_key_is_given() {
 // Triggers
 // ---------------------------------------------------------------------------
 
+/// Damage found by fuzzing the two verifiers against each other: each case
+/// gets one verdict from both, never an I/O error (exit 3) from one of them,
+/// never an endless run.
+#[test]
+fn odd_rows_get_the_same_verdict_from_both_verifiers() {
+    // A row renumbered below 1 (its seq read as unsigned was a range without
+    // end): broken_link at 0, the head is the newest row at 1 or above.
+    let env = Env::new();
+    let rows = log_of_20(&env);
+    tamper(&env, "UPDATE events SET seq = -1 WHERE seq = 1", [], 1);
+    let head = (20, hex::encode(&rows[19].chain_hash));
+    verify_both(
+        &env,
+        &[],
+        &verdict(false, 0, Some((0, "broken_link")), &head),
+    );
+    verify_both(
+        &env,
+        &["--to", "5"],
+        &verdict(false, 0, Some((0, "broken_link")), &head),
+    );
+
+    // The newest row's hash stored as TEXT with the same bytes: the same
+    // hash, intact; as an INTEGER: modified.
+    let env = Env::new();
+    let rows = log_of_20(&env);
+    let c = env.conn();
+    c.execute_batch("DROP TRIGGER events_no_update; PRAGMA ignore_check_constraints = ON;")
+        .unwrap();
+    c.execute(
+        "UPDATE events SET chain_hash = CAST(chain_hash AS TEXT) WHERE seq = 20",
+        [],
+    )
+    .unwrap();
+    let head = (20, hex::encode(&rows[19].chain_hash));
+    verify_both(&env, &[], &verdict(true, 20, None, &head));
+    let anchor = format!("20:{}", head.1);
+    verify_both(
+        &env,
+        &["--anchor", &anchor],
+        &verdict(true, 20, None, &head),
+    );
+    c.execute("UPDATE events SET chain_hash = 12345 WHERE seq = 20", [])
+        .unwrap();
+    drop(c);
+    let zeros = (20, hex::encode([0u8; 32]));
+    verify_both(
+        &env,
+        &[],
+        &verdict(false, 19, Some((20, "modified")), &zeros),
+    );
+
+    // A byte that is not UTF-8 in the newest entry: modified there, `--to`
+    // before it intact, and appends go on (their link is the stored hash).
+    let env = Env::new();
+    let rows = log_of_20(&env);
+    let mut bytes = rows[19].entry.clone().into_bytes();
+    let at = rows[19].entry.find("T").unwrap();
+    bytes[at] = 0xb8;
+    tamper(
+        &env,
+        "UPDATE events SET entry = CAST(?1 AS TEXT) WHERE seq = 20",
+        [&bytes],
+        1,
+    );
+    let head = (20, hex::encode(&rows[19].chain_hash));
+    verify_both(
+        &env,
+        &[],
+        &verdict(false, 19, Some((20, "modified")), &head),
+    );
+    verify_both(&env, &["--to", "19"], &verdict(true, 19, None, &head));
+    let (seq, _, _) = parse_append(&env.trail(&["append", "after.tamper"]));
+    assert_eq!(seq, 21);
+
+    // An entry that is not in trail's layout (members reordered, or a key_id
+    // that is not hex) and re-hashed without the key: modified for both,
+    // whatever a JSON parser would make of it.
+    for (from, to) in [
+        (r#"{"v":1,"seq":7,"#, r#"{"seq":7,"v":1,"#),
+        (r#""key_id":""#, r#""key_id":"zz"#),
+    ] {
+        let env = Env::new();
+        let rows = log_of_20(&env);
+        let forged = rows[6].entry.replacen(from, to, 1);
+        assert_ne!(forged, rows[6].entry);
+        let forged = if to.ends_with("zz") {
+            // Same length: drop two hex digits after the inserted ones.
+            let i = forged.find(r#""key_id":"zz"#).unwrap() + 12;
+            format!("{}{}", &forged[..i], &forged[i + 2..])
+        } else {
+            forged
+        };
+        let hash = link(&rows[5].chain_hash, forged.as_bytes());
+        tamper(
+            &env,
+            "UPDATE events SET entry = ?1, chain_hash = ?2 WHERE seq = 7",
+            rusqlite::params![forged, &hash[..]],
+            1,
+        );
+        verify_both(
+            &env,
+            &[],
+            &verdict(
+                false,
+                6,
+                Some((7, "modified")),
+                &(20, hex::encode(&rows[19].chain_hash)),
+            ),
+        );
+    }
+}
+
 #[test]
 fn triggers_refuse_update_delete_replace_and_out_of_order_insert() {
     let env = Env::new();

@@ -429,6 +429,118 @@ fn a_cut_forged_from_a_rows_seal_does_not_hide_deleted_rows() {
     );
 }
 
+/// A cut is sealed over its seq and hash, not over the file: a cut copied
+/// from another log sealed with the same key must not make this log's rows
+/// "below the cut" and so unchecked (found by fuzzing both verifiers).
+#[test]
+fn a_cut_copied_from_another_log_does_not_hide_this_logs_rows() {
+    let donor = pruned_log(6, 2);
+    let donor_cut: (i64, Vec<u8>, Vec<u8>, String) = donor
+        .env
+        .conn()
+        .query_row(
+            "SELECT up_to_seq, chain_hash, signature, key_id FROM retention_cuts",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+
+    let env = new_env(); // the same key as the donor's
+    import(&env, "v", 3);
+    let head = env.head();
+    let conn = env.conn();
+    conn.execute_batch("DROP TRIGGER retention_cuts_insert; DROP TRIGGER events_no_update;")
+        .unwrap();
+    conn.execute(
+        "INSERT INTO retention_cuts VALUES (?1, ?2, ?3, ?4, 'copied')",
+        rusqlite::params![donor_cut.0, donor_cut.1, donor_cut.2, donor_cut.3],
+    )
+    .unwrap();
+    drop(conn);
+    // The cut claims rows up to 6; this log ends at 3.
+    assert_both_verify(
+        &env,
+        &env.db,
+        &env.key,
+        &verdict(false, 3, Some((4, "missing")), &head),
+    );
+
+    // And an edit under it is seen, with or without an anchor at the head.
+    let conn = env.conn();
+    conn.execute(
+        "UPDATE events SET entry = replace(entry, '\"v-1\"', '\"v-x\"') WHERE seq = 2",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let expected = verdict(false, 1, Some((2, "modified")), &head);
+    assert_both_verify(&env, &env.db, &env.key, &expected);
+    let anchor = format!("{}:{}", head.0, head.1);
+    let t = env.trail(&["verify", "--json", "--anchor", &anchor]);
+    assert_eq!(t.json(), expected);
+    let p = env.py_verify(&["--key-file", env.key_str(), "--json", "--anchor", &anchor]);
+    assert_eq!(p.json(), expected);
+}
+
+/// Rows still at or below the newest cut (a prune records the cut, then
+/// deletes in batches: a crash in between leaves them) are checked too: a run
+/// ending at the cut with the cut's hash.
+#[test]
+fn rows_left_below_a_cut_are_checked_up_to_it() {
+    let env = new_env();
+    import(&env, "a", 8);
+    let head = env.head();
+    let (hash, _) = seal_of(&env, 5);
+    let conn = env.conn();
+    conn.execute(
+        "INSERT INTO retention_cuts VALUES (5, ?1, ?2, ?3, 'interrupted')",
+        rusqlite::params![hash, expected_cut_seal(KEY_HEX, 5, &hash), key_id(KEY_HEX)],
+    )
+    .unwrap();
+    // The prune got as far as deleting rows 1 and 2.
+    conn.execute("DELETE FROM events WHERE seq <= 2", [])
+        .unwrap();
+    drop(conn);
+    assert_both_verify(&env, &env.db, &env.key, &verdict(true, 6, None, &head));
+
+    // An edit below the cut is modified there, not hidden by the cut.
+    let conn = env.conn();
+    conn.execute_batch("DROP TRIGGER events_no_update").unwrap();
+    conn.execute(
+        "UPDATE events SET entry = replace(entry, '\"a-3\"', '\"a-x\"') WHERE seq = 4",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    assert_both_verify(
+        &env,
+        &env.db,
+        &env.key,
+        &verdict(false, 1, Some((4, "modified")), &head),
+    );
+
+    // A gap below the cut is missing there.
+    let env = new_env();
+    import(&env, "a", 8);
+    let head = env.head();
+    let (hash, _) = seal_of(&env, 5);
+    let conn = env.conn();
+    conn.execute(
+        "INSERT INTO retention_cuts VALUES (5, ?1, ?2, ?3, 'interrupted')",
+        rusqlite::params![hash, expected_cut_seal(KEY_HEX, 5, &hash), key_id(KEY_HEX)],
+    )
+    .unwrap();
+    conn.execute("DELETE FROM events WHERE seq IN (1, 4)", [])
+        .unwrap();
+    drop(conn);
+    assert_both_verify(
+        &env,
+        &env.db,
+        &env.key,
+        &verdict(false, 2, Some((4, "missing")), &head),
+    );
+}
+
 #[test]
 fn prune_before_a_future_date_cuts_everything_and_the_chain_goes_on() {
     let env = new_env();

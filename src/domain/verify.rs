@@ -4,11 +4,15 @@
 //! of rows can be checked on its own (the store checks chunks in parallel and
 //! keeps the failure with the lowest `seq`). For row `n`, in this order:
 //!
-//! 1. `missing`: `n` is not the next number: rows before it were deleted.
+//! 1. `missing`: `n` is past the next number: rows before it were deleted;
+//!    `broken_link`: `n` is below it (a `seq` stored twice).
 //! 2. `broken_link`: the entry's own `seq` member is not `n`: the row was
 //!    moved, swapped or renumbered.
 //! 3. `modified`: `chain_hash[n] != SHA-256(chain_hash[n-1] ‖ entry[n])`:
-//!    the entry or the stored hash was edited.
+//!    the entry or the stored hash was edited. An entry not in the layout of
+//!    the chain format (`{"v":1,"seq":N,` first, `,"key_id":"<16 hex>"}`
+//!    last) is `modified` too: trail writes no other, and a verifier needs no
+//!    JSON parser to read the two members it uses.
 //! 4. `unknown_key`: the entry's `key_id` names no key the verifier holds.
 //! 5. `bad_seal`: `signature[n] != HMAC(key, chain_hash[n])`: a row forged
 //!    without the key, or a signature edited.
@@ -93,7 +97,9 @@ pub struct Row<'a> {
 pub struct Checker<'k> {
     keys: &'k Keyring,
     expected: u64,
-    prev: Hash,
+    /// The previous row's hash; `None` before the first row of a run whose
+    /// predecessor is gone (see [`Checker::unlinked`]).
+    prev: Option<Hash>,
     checked: u64,
 }
 
@@ -102,43 +108,59 @@ impl<'k> Checker<'k> {
         Checker {
             keys,
             expected: first_seq,
-            prev,
+            prev: Some(prev),
+            checked: 0,
+        }
+    }
+
+    /// For rows whose predecessor was deleted: the rows still at or below a
+    /// retention cut while a prune deletes them. The first row's link cannot
+    /// be checked; everything else is.
+    pub fn unlinked(keys: &'k Keyring, first_seq: u64) -> Self {
+        Checker {
+            keys,
+            expected: first_seq,
+            prev: None,
             checked: 0,
         }
     }
 
     pub fn check(&mut self, row: Row<'_>) -> Result<(), Failure> {
         let fail = |kind| Err(Failure { seq: row.seq, kind });
-        if row.seq != self.expected {
+        if row.seq > self.expected {
             return Err(Failure {
-                seq: self.expected.min(row.seq),
+                seq: self.expected,
                 kind: FailureKind::Missing,
             });
         }
+        if row.seq < self.expected {
+            return fail(FailureKind::BrokenLink);
+        }
         let fields = EntryHead::read(row.entry);
-        if let Some(seq) = fields.as_ref().and_then(|f| f.seq) {
-            if seq != row.seq {
-                return fail(FailureKind::BrokenLink);
-            }
+        if fields.as_ref().is_some_and(|f| f.seq != row.seq) {
+            return fail(FailureKind::BrokenLink);
         }
         let Ok(stored): Result<Hash, _> = row.chain_hash.try_into() else {
             return fail(FailureKind::Modified);
         };
-        if link(&self.prev, row.entry) != stored {
+        if self
+            .prev
+            .is_some_and(|prev| link(&prev, row.entry) != stored)
+        {
             return fail(FailureKind::Modified);
         }
-        let Some(key_id) = fields.and_then(|f| f.key_id) else {
-            // Hashes match but the entry is not an entry: written by
+        let Some(fields) = fields else {
+            // Hashes match but the entry is not in trail's layout: written by
             // something that is not trail.
             return fail(FailureKind::Modified);
         };
-        let Some(key) = self.keys.get(&key_id) else {
+        let Some(key) = self.keys.get(&fields.key_id) else {
             return fail(FailureKind::UnknownKey);
         };
         if !key.check(&stored, row.signature) {
             return fail(FailureKind::BadSeal);
         }
-        self.prev = stored;
+        self.prev = Some(stored);
         self.expected += 1;
         self.checked += 1;
         Ok(())
@@ -160,23 +182,23 @@ impl<'k> Checker<'k> {
     pub fn checked(&self) -> u64 {
         self.checked
     }
+
+    /// The hash of the last row checked (`None` before any row of an
+    /// unlinked run).
+    pub fn last_hash(&self) -> Option<Hash> {
+        self.prev
+    }
 }
 
-/// The two members verification needs from an entry: `seq` and `key_id`
-/// (either may be absent or of the wrong type in a tampered entry).
+/// The two members verification needs from an entry, read from the layout
+/// of the chain format: `seq` second, `key_id` last.
 struct EntryHead {
-    /// The `seq` member; one that is not a whole number reads as `u64::MAX`.
-    seq: Option<u64>,
-    key_id: Option<String>,
+    seq: u64,
+    key_id: String,
 }
 
 impl EntryHead {
     fn read(entry: &[u8]) -> Option<EntryHead> {
-        Self::fast(entry).or_else(|| Self::slow(entry))
-    }
-
-    /// trail's own encoding puts `seq` second and `key_id` last.
-    fn fast(entry: &[u8]) -> Option<EntryHead> {
         let rest = entry.strip_prefix(b"{\"v\":1,\"seq\":")?;
         let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
         if digits == 0 || digits > 19 || rest.get(digits) != Some(&b',') {
@@ -193,22 +215,6 @@ impl EntryHead {
             return None;
         }
         let key_id = std::str::from_utf8(id).ok()?.to_owned();
-        Some(EntryHead {
-            seq: Some(seq),
-            key_id: Some(key_id),
-        })
-    }
-
-    /// Anything else that is a JSON object: a `seq` that is not a whole
-    /// number counts as a wrong one.
-    fn slow(entry: &[u8]) -> Option<EntryHead> {
-        let v: serde_json::Value = serde_json::from_slice(entry).ok()?;
-        let obj = v.as_object()?;
-        let seq = obj.get("seq").map(|s| s.as_u64().unwrap_or(u64::MAX));
-        let key_id = obj
-            .get("key_id")
-            .and_then(|k| k.as_str())
-            .map(str::to_owned);
         Some(EntryHead { seq, key_id })
     }
 }

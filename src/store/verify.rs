@@ -3,12 +3,22 @@
 //! each with its own read-only connection; the failure with the lowest `seq`
 //! wins, so the verdict is the same as a single pass in `seq` order.
 //!
+//! Before anything else, a row stored below `seq` 1 is `broken_link` at 0:
+//! no chain starts there (an edited `seq` could also turn into a range
+//! without end).
+//!
 //! After retention, the chain starts from the newest cut: its own seal is
-//! checked first (`bad_seal` or `unknown_key` at `up_to_seq`), then row
-//! `up_to_seq + 1` links to its chain hash.
+//! checked first (`bad_seal` or `unknown_key` at `up_to_seq`). Rows still at
+//! or below it (a prune deletes them in batches after recording the cut)
+//! must be a run that ends at the cut, each checked as usual but the first
+//! one's link, and the last one's hash the cut's: else `missing` at the
+//! first absent `seq`, or `modified` at the cut. A cut copied from another
+//! log sealed with the same key therefore does not hide this log's rows.
+//! Then row `up_to_seq + 1` links to the cut's chain hash.
 
 use std::path::Path;
 
+use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension};
 
 use crate::domain::verify::check_anchor;
@@ -17,7 +27,6 @@ use crate::domain::{Anchor, Checker, Failure, FailureKind, Hash, Keyring, Report
 use super::db::open_read;
 use super::error::{Result, StoreError};
 use super::retention::{newest_cut, Cut};
-use super::writer::read_head;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct VerifyRequest {
@@ -52,19 +61,40 @@ fn verify_once(path: &Path, keys: &Keyring, req: VerifyRequest) -> Result<(Repor
     let conn = open_read(path)?;
     conn.execute_batch("BEGIN")
         .map_err(StoreError::sqlite("starting a read"))?;
-    let head = read_head(&conn).map_err(StoreError::sqlite("reading the chain head"))?;
     let cut = newest_cut(&conn)?;
-    let _ = conn.execute_batch("COMMIT");
     let (cut_seq, cut_hash) = cut
         .as_ref()
         .map_or((0, GENESIS), |c| (c.up_to_seq, c.link_hash()));
+    let head = chain_head(&conn, cut_seq, cut_hash)?;
+    let stray = any_row_below_one(&conn)?;
+    let _ = conn.execute_batch("COMMIT");
+    let report = |checked, failure| Ok((Report::new(checked, failure, head.0, &head.1), cut_seq));
+    if stray {
+        return report(
+            0,
+            Some(Failure {
+                seq: 0,
+                kind: FailureKind::BrokenLink,
+            }),
+        );
+    }
     // Rows after a cut are only as trustworthy as the cut they link to.
     if let Some(failure) = cut.as_ref().and_then(|c| check_cut(keys, c)) {
-        return Ok((Report::new(0, Some(failure), head.seq, &head.hash), cut_seq));
+        return report(0, Some(failure));
+    }
+    let mut checked = 0;
+    let covers_cut =
+        cut_seq > 0 && req.from.is_none_or(|f| f <= cut_seq) && req.to.is_none_or(|t| t >= cut_seq);
+    if covers_cut {
+        let (n, failure) = check_below_cut(&conn, keys, cut_seq, cut_hash)?;
+        checked += n;
+        if failure.is_some() {
+            return report(checked, failure);
+        }
     }
 
     let start = req.from.unwrap_or(1).max(cut_seq + 1);
-    let end = req.to.unwrap_or(u64::MAX).min(head.seq);
+    let end = req.to.unwrap_or(u64::MAX).min(head.0);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
     let mut chunks = Vec::new();
     if start <= end {
@@ -72,9 +102,12 @@ fn verify_once(path: &Path, keys: &Keyring, req: VerifyRequest) -> Result<(Repor
         let n = if total < 10_000 { 1 } else { threads };
         let size = total.div_ceil(n);
         let mut a = start;
-        while a <= end {
-            let b = (a + size - 1).min(end);
+        loop {
+            let b = a.saturating_add(size - 1).min(end);
             chunks.push((a, b));
+            if b == end {
+                break;
+            }
             a = b + 1;
         }
     }
@@ -97,7 +130,6 @@ fn verify_once(path: &Path, keys: &Keyring, req: VerifyRequest) -> Result<(Repor
                 .collect()
         })
     };
-    let mut checked = 0;
     let mut failure: Option<Failure> = None;
     for r in results {
         let (n, f) = r?;
@@ -111,10 +143,101 @@ fn verify_once(path: &Path, keys: &Keyring, req: VerifyRequest) -> Result<(Repor
         // to compare it with (as scripts/verify_chain.py).
         if let Some(anchor) = req.anchor.filter(|a| a.seq >= cut_seq) {
             let at = hash_at(&conn, anchor.seq, cut_seq, cut_hash)?;
-            failure = check_anchor(&anchor, head.seq, at);
+            failure = check_anchor(&anchor, head.0, at);
         }
     }
-    Ok((Report::new(checked, failure, head.seq, &head.hash), cut_seq))
+    report(checked, failure)
+}
+
+/// A stored hash as verification reads it: the 32 bytes of a BLOB or a
+/// TEXT value (as scripts/verify_chain.py reads them), else nothing.
+fn hash_of(v: ValueRef<'_>) -> Option<Hash> {
+    v.as_bytes().ok().and_then(|b| b.try_into().ok())
+}
+
+/// The newest row at `seq` 1 or above (its hash as [`hash_of`] reads it, or
+/// zeros), else the cut, else the genesis.
+fn chain_head(conn: &Connection, cut_seq: u64, cut_hash: Hash) -> Result<(u64, Hash)> {
+    conn.prepare_cached(
+        "SELECT seq, chain_hash FROM events WHERE seq >= 1 ORDER BY seq DESC LIMIT 1",
+    )
+    .and_then(|mut s| {
+        s.query_row([], |r| {
+            Ok((
+                r.get::<_, i64>(0)? as u64,
+                hash_of(r.get_ref(1)?).unwrap_or(GENESIS),
+            ))
+        })
+        .optional()
+    })
+    .map(|h| h.unwrap_or((cut_seq, cut_hash)))
+    .map_err(StoreError::sqlite("reading the chain head"))
+}
+
+fn any_row_below_one(conn: &Connection) -> Result<bool> {
+    conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM events WHERE seq < 1)",
+        [],
+        |r| r.get(0),
+    )
+    .map_err(StoreError::sqlite("reading events to verify"))
+}
+
+/// The rows still at or below the newest cut: a run that ends at the cut
+/// with the cut's hash (see the module documentation).
+fn check_below_cut(
+    conn: &Connection,
+    keys: &Keyring,
+    cut_seq: u64,
+    cut_hash: Hash,
+) -> Result<(u64, Option<Failure>)> {
+    let e = || StoreError::sqlite("reading events to verify");
+    let mut stmt = conn
+        .prepare_cached("SELECT seq, entry, chain_hash, signature FROM events WHERE seq BETWEEN 1 AND ?1 ORDER BY seq")
+        .map_err(e())?;
+    let mut rows = stmt.query([cut_seq as i64]).map_err(e())?;
+    let mut checker: Option<Checker<'_>> = None;
+    while let Some(r) = rows.next().map_err(e())? {
+        let row = row_of(r)?;
+        // Row 1 still links to the genesis; a later first row's predecessor
+        // is gone.
+        let c = checker.get_or_insert_with(|| match row.seq {
+            1 => Checker::new(keys, 1, GENESIS),
+            first => Checker::unlinked(keys, first),
+        });
+        if let Err(f) = c.check(row) {
+            return Ok((c.checked(), Some(f)));
+        }
+    }
+    let Some(c) = checker else {
+        return Ok((0, None));
+    };
+    if let Err(f) = c.finish(cut_seq) {
+        return Ok((c.checked(), Some(f)));
+    }
+    if c.last_hash() != Some(cut_hash) {
+        return Ok((
+            c.checked(),
+            Some(Failure {
+                seq: cut_seq,
+                kind: FailureKind::Modified,
+            }),
+        ));
+    }
+    Ok((c.checked(), None))
+}
+
+fn row_of<'r>(r: &'r rusqlite::Row<'_>) -> Result<Row<'r>> {
+    let get = |i| {
+        r.get_ref(i)
+            .map_err(StoreError::sqlite("reading events to verify"))
+    };
+    Ok(Row {
+        seq: get(0)?.as_i64().unwrap_or(0) as u64,
+        entry: get(1)?.as_bytes().unwrap_or_default(),
+        chain_hash: get(2)?.as_bytes().unwrap_or_default(),
+        signature: get(3)?.as_bytes().unwrap_or_default(),
+    })
 }
 
 /// Checks the seal of a retention cut, which binds its `up_to_seq` and
@@ -144,12 +267,17 @@ fn check_chunk(
     let e = StoreError::sqlite("reading events to verify");
     conn.execute_batch("BEGIN").map_err(e)?;
     let result = (|| {
-        let prev: Option<(i64, Vec<u8>)> = conn
+        let prev: Option<(i64, Hash)> = conn
             .prepare_cached("SELECT seq, chain_hash FROM events WHERE seq < ?1 AND seq > ?2 ORDER BY seq DESC LIMIT 1")
-            .and_then(|mut s| s.query_row([a as i64, cut_seq as i64], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+            .and_then(|mut s| {
+                s.query_row([a as i64, cut_seq as i64], |r| {
+                    Ok((r.get(0)?, hash_of(r.get_ref(1)?).unwrap_or(GENESIS)))
+                })
+                .optional()
+            })
             .map_err(StoreError::sqlite("reading events to verify"))?;
         let (prev_seq, prev_hash) = match prev {
-            Some((s, h)) => (s as u64, h.try_into().unwrap_or(GENESIS)),
+            Some((s, h)) => (s as u64, h),
             None => (cut_seq, cut_hash),
         };
         if prev_seq + 1 != a {
@@ -172,17 +300,7 @@ fn check_chunk(
             .next()
             .map_err(StoreError::sqlite("reading events to verify"))?
         {
-            let get = |i| {
-                r.get_ref(i)
-                    .map_err(StoreError::sqlite("reading events to verify"))
-            };
-            let row = Row {
-                seq: get(0)?.as_i64().unwrap_or(0) as u64,
-                entry: get(1)?.as_bytes().unwrap_or_default(),
-                chain_hash: get(2)?.as_bytes().unwrap_or_default(),
-                signature: get(3)?.as_bytes().unwrap_or_default(),
-            };
-            if let Err(f) = checker.check(row) {
+            if let Err(f) = checker.check(row_of(r)?) {
                 return Ok((checker.checked(), Some(f)));
             }
         }
@@ -196,9 +314,12 @@ fn hash_at(conn: &Connection, seq: u64, cut_seq: u64, cut_hash: Hash) -> Result<
     if seq == cut_seq {
         return Ok(Some(cut_hash));
     }
-    let h: Option<Vec<u8>> = conn
+    let h: Option<Option<Hash>> = conn
         .prepare_cached("SELECT chain_hash FROM events WHERE seq = ?1")
-        .and_then(|mut s| s.query_row([seq as i64], |r| r.get(0)).optional())
+        .and_then(|mut s| {
+            s.query_row([seq as i64], |r| Ok(hash_of(r.get_ref(0)?)))
+                .optional()
+        })
         .map_err(StoreError::sqlite("reading the anchor row"))?;
-    Ok(h.and_then(|h| h.try_into().ok()))
+    Ok(h.flatten())
 }

@@ -416,12 +416,18 @@ pub(crate) fn read_head(conn: &Connection) -> rusqlite::Result<ChainHead> {
     let row = conn
         .prepare_cached("SELECT seq, chain_hash, ts FROM events ORDER BY seq DESC LIMIT 1")?
         .query_row([], |r| {
+            // A tampered row may hold anything here (no timestamp, bytes
+            // that are not UTF-8, a hash of another type): verification,
+            // not reading the head, is where that is reported, and appends
+            // go on.
+            let bytes = |i| {
+                r.get_ref(i)
+                    .map(|v| v.as_bytes().unwrap_or_default().to_vec())
+            };
             Ok((
                 r.get::<_, i64>(0)?,
-                r.get::<_, Vec<u8>>(1)?,
-                // A tampered row may have no timestamp: verification, not
-                // reading the head, is where that is reported.
-                r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                bytes(1)?,
+                String::from_utf8(bytes(2)?).unwrap_or_default(),
             ))
         })
         .optional()?;
