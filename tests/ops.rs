@@ -466,13 +466,7 @@ fn a_cut_copied_from_another_log_does_not_hide_this_logs_rows() {
     );
 
     // And an edit under it is seen, with or without an anchor at the head.
-    let conn = env.conn();
-    conn.execute(
-        "UPDATE events SET entry = replace(entry, '\"v-1\"', '\"v-x\"') WHERE seq = 2",
-        [],
-    )
-    .unwrap();
-    drop(conn);
+    edit_actor(&env, 2, "v-1", "v-x");
     let expected = verdict(false, 1, Some((2, "modified")), &head);
     assert_both_verify(&env, &env.db, &env.key, &expected);
     let anchor = format!("{}:{}", head.0, head.1);
@@ -485,8 +479,24 @@ fn a_cut_copied_from_another_log_does_not_hide_this_logs_rows() {
 /// Rows still at or below the newest cut (a prune records the cut, then
 /// deletes in batches: a crash in between leaves them) are checked too: a run
 /// ending at the cut with the cut's hash.
-#[test]
-fn rows_left_below_a_cut_are_checked_up_to_it() {
+/// Renames the actor of row `seq` in place (the update trigger dropped),
+/// as someone with write access and no key would.
+fn edit_actor(env: &Env, seq: u64, from: &str, to: &str) {
+    let conn = env.conn();
+    conn.execute_batch("DROP TRIGGER IF EXISTS events_no_update")
+        .unwrap();
+    let n = conn
+        .execute(
+            "UPDATE events SET entry = replace(entry, ?1, ?2) WHERE seq = ?3",
+            rusqlite::params![format!("\"{from}\""), format!("\"{to}\""), seq as i64],
+        )
+        .unwrap();
+    assert_eq!(n, 1);
+}
+
+/// 8 events, a properly sealed cut at 5 recorded, and the rows `deleted`
+/// (an SQL list) gone: a prune interrupted part-way.
+fn interrupted_prune(deleted: &str) -> (Env, (u64, String)) {
     let env = new_env();
     import(&env, "a", 8);
     let head = env.head();
@@ -497,48 +507,29 @@ fn rows_left_below_a_cut_are_checked_up_to_it() {
         rusqlite::params![hash, expected_cut_seal(KEY_HEX, 5, &hash), key_id(KEY_HEX)],
     )
     .unwrap();
-    // The prune got as far as deleting rows 1 and 2.
-    conn.execute("DELETE FROM events WHERE seq <= 2", [])
+    conn.execute(&format!("DELETE FROM events WHERE seq IN ({deleted})"), [])
         .unwrap();
-    drop(conn);
+    (env, head)
+}
+
+/// Rows still at or below the newest cut (a prune records the cut, then
+/// deletes in batches: a crash in between leaves them) are checked too: a run
+/// ending at the cut with the cut's hash.
+#[test]
+fn rows_left_below_a_cut_are_checked_up_to_it() {
+    // The prune got as far as deleting rows 1 and 2.
+    let (env, head) = interrupted_prune("1, 2");
     assert_both_verify(&env, &env.db, &env.key, &verdict(true, 6, None, &head));
 
     // An edit below the cut is modified there, not hidden by the cut.
-    let conn = env.conn();
-    conn.execute_batch("DROP TRIGGER events_no_update").unwrap();
-    conn.execute(
-        "UPDATE events SET entry = replace(entry, '\"a-3\"', '\"a-x\"') WHERE seq = 4",
-        [],
-    )
-    .unwrap();
-    drop(conn);
-    assert_both_verify(
-        &env,
-        &env.db,
-        &env.key,
-        &verdict(false, 1, Some((4, "modified")), &head),
-    );
+    edit_actor(&env, 4, "a-3", "a-x");
+    let edited = verdict(false, 1, Some((4, "modified")), &head);
+    assert_both_verify(&env, &env.db, &env.key, &edited);
 
     // A gap below the cut is missing there.
-    let env = new_env();
-    import(&env, "a", 8);
-    let head = env.head();
-    let (hash, _) = seal_of(&env, 5);
-    let conn = env.conn();
-    conn.execute(
-        "INSERT INTO retention_cuts VALUES (5, ?1, ?2, ?3, 'interrupted')",
-        rusqlite::params![hash, expected_cut_seal(KEY_HEX, 5, &hash), key_id(KEY_HEX)],
-    )
-    .unwrap();
-    conn.execute("DELETE FROM events WHERE seq IN (1, 4)", [])
-        .unwrap();
-    drop(conn);
-    assert_both_verify(
-        &env,
-        &env.db,
-        &env.key,
-        &verdict(false, 2, Some((4, "missing")), &head),
-    );
+    let (env, head) = interrupted_prune("1, 4");
+    let gap = verdict(false, 2, Some((4, "missing")), &head);
+    assert_both_verify(&env, &env.db, &env.key, &gap);
 }
 
 #[test]
