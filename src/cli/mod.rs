@@ -376,7 +376,11 @@ pub fn main() -> ExitCode {
 }
 
 fn init_logging(serving: bool, format: LogFormat) {
-    let default = if serving { "info" } else { "warn" };
+    let default = if serving {
+        "info,refinery_core=warn"
+    } else {
+        "warn"
+    };
     let filter =
         tracing_subscriber::EnvFilter::try_from_env("TRAIL_LOG").unwrap_or_else(|_| default.into());
     // Colours only on a terminal: a log file or `docker logs` gets plain text.

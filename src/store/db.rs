@@ -109,9 +109,19 @@ pub fn open_write(path: &Path, sync: Synchronous) -> Result<Connection> {
         sync.pragma()
     ))
     .map_err(StoreError::sqlite("setting pragmas"))?;
-    embedded::migrations::runner()
+    let report = embedded::migrations::runner()
         .run(&mut conn)
         .map_err(|e| StoreError::Migration(e.to_string()))?;
+    // One line of our own (refinery's are kept at warn: their log records
+    // carry the build machine's source paths).
+    let applied: Vec<String> = report
+        .applied_migrations()
+        .iter()
+        .map(|m| m.to_string())
+        .collect();
+    if !applied.is_empty() {
+        tracing::info!(db = %path.display(), ?applied, "schema migrated");
+    }
     drop(lock);
     Ok(conn)
 }
