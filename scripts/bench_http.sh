@@ -82,6 +82,18 @@ if [ -z "${ONLY_READS:-}" ]; then
 echo "== 1. single events: 64 connections, ${DURATION}s, synchronous=FULL"
 start_server "$WORK/single.db"
 wrk -t2 -c64 -d"${DURATION}s" -s scripts/wrk/post_single.lua "http://127.0.0.1:$PORT" | grep RESULT | tee "$WORK/single.txt"
+# What the writer's group commits looked like (its own metrics).
+curl -fsS "http://127.0.0.1:$PORT/metrics" | python3 -c '
+import sys
+m = {}
+for line in sys.stdin:
+    if not line.startswith("#") and " " in line:
+        k, v = line.rsplit(" ", 1)
+        m[k] = float(v)
+n = m["trail_commit_batch_events_count"]
+print("commits: %d, %.1f events each, %.2f ms each, writer busy %.1f s of %s s"
+      % (n, m["trail_commit_batch_events_sum"] / n, 1000 * m["trail_commit_duration_seconds_sum"] / n,
+         m["trail_commit_duration_seconds_sum"], sys.argv[1]))' "$DURATION"
 stop_server
 check_rows "$WORK/single.db" "$WORK/single.txt" 1
 "$BIN" --db "$WORK/single.db" verify
