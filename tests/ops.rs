@@ -630,6 +630,33 @@ fn prune_never_deletes_rows_that_do_not_verify() {
     assert_both_verify(&env, &env.db, &env.key, &damaged);
 }
 
+/// A prune that finishes an interrupted one (rows left at or below the
+/// newest cut, nothing new to cut) checks those rows first: it finishes an
+/// honest one, and refuses one whose rows were edited meanwhile.
+#[test]
+fn finishing_an_interrupted_prune_deletes_only_rows_that_verify() {
+    // Damaged: refused, nothing deleted or appended.
+    let (env, head) = interrupted_prune("1, 2");
+    edit_actor(&env, 4, "a-3", "a-x");
+    let out = env.trail(&["prune", "--before", "2000-01-01", "--json"]);
+    out.expect_code(1);
+    out.stderr_has(&["refusing to prune", "seq 4 is modified"]);
+    assert_eq!(env.count(), 6);
+    let damaged = verdict(false, 1, Some((4, "modified")), &head);
+    assert_both_verify(&env, &env.db, &env.key, &damaged);
+
+    // Honest: finished; rows 3 to 5 go, the prune is on record, intact.
+    let (env, _) = interrupted_prune("1, 2");
+    let out = env.trail(&["prune", "--before", "2000-01-01", "--json"]);
+    out.expect_code(0);
+    assert_eq!(out.json()["deleted"], 3, "{}", out.stdout);
+    assert_eq!(out.json()["up_to_seq"], 5, "{}", out.stdout);
+    assert_eq!(env.count(), 4); // rows 6 to 8 and retention.prune
+    let head = env.head();
+    assert_eq!(head.0, 9);
+    assert_both_verify(&env, &env.db, &env.key, &verdict(true, 4, None, &head));
+}
+
 /// After a key change, the rows sealed with the old key verify only with it:
 /// without it a prune refuses (unknown_key); `verify_key_files` lets
 /// `verify` accept them, and `--key-file` lets a prune delete them.

@@ -129,24 +129,26 @@ pub fn prune(
 
     // (0) Never delete what does not verify. Outside any transaction, so
     // appends go on meanwhile; the cut below goes no further than this.
-    let verified_to = match newest_older_than(conn, &before_text, u64::MAX)? {
-        Some((seq, _)) => {
-            let to = seq as u64;
-            let req = VerifyRequest {
-                to: Some(to),
-                ..VerifyRequest::default()
-            };
-            let report = verify_file(db, keys, req)?;
-            if !report.valid {
-                return Err(StoreError::PruneRefused {
-                    seq: report.first_bad_seq.unwrap_or(0),
-                    kind: report.kind.unwrap_or(FailureKind::Modified),
-                });
-            }
-            to
+    // The check reaches the newest cut too: rows an interrupted prune left
+    // at or below it are deleted by this one (see `record_cut`), so they
+    // are checked first like any other.
+    let older = newest_older_than(conn, &before_text, u64::MAX)?.map_or(0, |(seq, _)| seq as u64);
+    let cut_seq = newest_cut(conn)?.map_or(0, |c| c.up_to_seq);
+    let to = older.max(cut_seq);
+    if to > 0 {
+        let req = VerifyRequest {
+            to: Some(to),
+            ..VerifyRequest::default()
+        };
+        let report = verify_file(db, keys, req)?;
+        if !report.valid {
+            return Err(StoreError::PruneRefused {
+                seq: report.first_bad_seq.unwrap_or(0),
+                kind: report.kind.unwrap_or(FailureKind::Modified),
+            });
         }
-        None => 0,
-    };
+    }
+    let verified_to = older;
 
     // (a) Record the cut before deleting anything.
     let cut = record_cut(conn, key, &before_text, verified_to)?;
