@@ -428,6 +428,9 @@ impl Layers {
                 if items.is_empty() {
                     return Ok(EventMatch::default());
                 }
+                if items.iter().any(|i| i.trim() == "*") {
+                    return Err("`*` would drop every event; list types or prefixes such as auth.*".into());
+                }
                 EventMatch::parse(&items.join(","))
             })?,
             metadata: self.get("metadata", Map::new(), |r| match r {

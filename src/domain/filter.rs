@@ -26,11 +26,14 @@ impl EventMatch {
                 "at most {MAX_EVENT_TERMS} types or prefixes (got {n})"
             ));
         }
+        let mut all = false;
         for item in s.split(',') {
             let item = item.trim();
             if let Some(prefix) = item.strip_suffix('*') {
                 if prefix.is_empty() {
-                    return Ok(EventMatch::default());
+                    // Matches every type; the other items are still checked.
+                    all = true;
+                    continue;
                 }
                 EventType::parse(prefix).map_err(|e| format!("{item:?}: {e}"))?;
                 m.prefixes.push(prefix.to_owned());
@@ -38,6 +41,9 @@ impl EventMatch {
                 m.exact
                     .push(EventType::parse(item).map_err(|e| format!("{item:?}: {e}"))?);
             }
+        }
+        if all {
+            return Ok(EventMatch::default());
         }
         m.exact.sort();
         m.exact.dedup();
@@ -226,4 +232,20 @@ pub fn period_filter(period: &str, now: DateTime<Utc>) -> Result<Filter, String>
         since,
         ..Filter::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EventMatch;
+
+    #[test]
+    fn a_bare_star_matches_every_type_but_the_other_items_are_still_checked() {
+        assert!(EventMatch::parse("*").unwrap().is_any());
+        assert!(EventMatch::parse("auth.*,*").unwrap().is_any());
+        let err = EventMatch::parse("*,bad type!").unwrap_err();
+        assert!(err.contains("\"bad type!\""), "{err}");
+        let m = EventMatch::parse("auth.*,user.login").unwrap();
+        assert_eq!(m.prefixes, ["auth."]);
+        assert_eq!(m.exact.len(), 1);
+    }
 }

@@ -797,6 +797,12 @@ fn empty_list_items_and_bad_base_paths_are_refused() {
             file_source(&file)
         ),
     );
+    // `*` among the excluded types would drop every event (it used to turn
+    // the whole list into "exclude nothing", silently).
+    refused(
+        &trail_env(&["--db", dbs, "config"], &[("TRAIL_EXCLUDE_EVENTS", "a.*,*")]),
+        "trail: setting exclude_events (from environment variable TRAIL_EXCLUDE_EVENTS): `*` would drop every event; list types or prefixes such as auth.*",
+    );
     // An empty value is still the empty list.
     let cfg = config_json(&["--db", dbs], &[("TRAIL_TRUSTED_PROXIES", "")]);
     assert_eq!(
