@@ -368,8 +368,26 @@ impl Layers {
             None => PathBuf::from(DEFAULT_DB),
         };
         let mut db = self.get("db", default_db, |r| text(r).map(PathBuf::from))?;
-        if db.source == Source::Default && data_dir.source != Source::Default {
-            db.source = data_dir.source.clone();
+        // `db` and `data_dir` are one choice too: the higher layer wins,
+        // both at one layer is an error.
+        if let Some(dir) = &data_dir.value {
+            match db.source.level().cmp(&data_dir.source.level()) {
+                std::cmp::Ordering::Greater => {}
+                std::cmp::Ordering::Less => {
+                    db.value = dir.join("trail.db");
+                    db.source = data_dir.source.clone();
+                }
+                std::cmp::Ordering::Equal => {
+                    return Err(ConfigError {
+                        setting: "db".into(),
+                        origin: db.source.to_string(),
+                        message: format!(
+                            "data_dir is set too (from {}); set one of them, not both",
+                            data_dir.source
+                        ),
+                    })
+                }
+            }
         }
         let mut hmac_key = self.get("hmac_key", None, |r| {
             let s = text(r)?;

@@ -991,3 +991,55 @@ fn config_shows_where_the_key_comes_from() {
         ("(none)".into(), "default".into())
     );
 }
+
+/// `db` and `data_dir` name one thing, the database: the higher layer wins
+/// (an environment variable over the file), both at one layer is refused.
+#[test]
+fn db_and_data_dir_are_one_choice() {
+    let dir = temp_dir();
+    let file = dir.path().join("db.toml");
+    let in_file = dir.path().join("file.db");
+    std::fs::write(&file, format!("db = \"{}\"\n", in_file.display())).unwrap();
+    let f = file.to_str().unwrap();
+    let dd = dir.path().join("dd");
+    let cfg = config_json(
+        &["--config", f],
+        &[("TRAIL_DATA_DIR", dd.to_str().unwrap())],
+    );
+    assert_eq!(
+        setting(&cfg, "db"),
+        (
+            dd.join("trail.db").display().to_string(),
+            "environment variable TRAIL_DATA_DIR".into()
+        )
+    );
+    // The flag beats the environment's data_dir.
+    let flag_db = dir.path().join("flag.db");
+    let cfg = config_json(
+        &["--config", f, "--db", flag_db.to_str().unwrap()],
+        &[("TRAIL_DATA_DIR", dd.to_str().unwrap())],
+    );
+    assert_eq!(
+        setting(&cfg, "db"),
+        (flag_db.display().to_string(), "flag --db".into())
+    );
+    // Both in the file: refused, and nothing created.
+    std::fs::write(
+        &file,
+        format!(
+            "db = \"{}\"\ndata_dir = \"{}\"\n",
+            in_file.display(),
+            dd.display()
+        ),
+    )
+    .unwrap();
+    refused(
+        &trail_env(&["--config", f, "append", "x.y"], &[]),
+        &format!(
+            "trail: setting db (from {}): data_dir is set too (from {}); set one of them, not both",
+            file_source(&file),
+            file_source(&file)
+        ),
+    );
+    assert!(!in_file.exists() && !dd.exists());
+}
