@@ -83,11 +83,18 @@ def parse_key_hex(text: str, what: str) -> bytes:
 
 
 def read_key_file(path: str) -> bytes:
+    # A regular file of at most 4 KiB, as trail reads it: a device such as
+    # /dev/zero or a FIFO is refused, not read without end or waited on.
+    if os.path.exists(path) and not os.path.isfile(path):
+        what = "a folder" if os.path.isdir(path) else "not a regular file"
+        raise InputError(f"cannot read key file {path}: it is {what}")
     try:
         with open(path, "rb") as f:
-            raw = f.read()
+            raw = f.read(4097)
     except OSError as e:
         raise InputError(f"cannot read key file {path}: {e.strerror or e}") from None
+    if len(raw) > 4096:
+        raise InputError(f"cannot read key file {path}: it is larger than 4096 bytes")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

@@ -819,7 +819,7 @@ impl Config {
             origin: self.bootstrap_token_file.source.to_string(),
             message,
         };
-        let s = std::fs::read_to_string(path)
+        let s = crate::store::keys::read_secret_file(path)
             .map_err(|e| err(format!("cannot read {}: {e}", path.display())))?;
         let s = s.trim().to_owned();
         crate::store::tokens::check_secret(&s).map_err(err)?;

@@ -38,8 +38,32 @@ pub fn default_key_path(db: &Path) -> PathBuf {
     }
 }
 
+/// Reads a small secret file (a key, a token): a regular file of at most
+/// 4 KiB, as UTF-8. A device such as `/dev/zero` or a FIFO is refused up
+/// front instead of being read without end or waited on.
+pub fn read_secret_file(path: &Path) -> std::result::Result<String, String> {
+    use std::io::Read;
+    const MAX: u64 = 4096;
+    let meta = fs::metadata(path).map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err(if meta.is_dir() {
+            "it is a folder, not a file".into()
+        } else {
+            "it is not a regular file".into()
+        });
+    }
+    let mut bytes = Vec::new();
+    fs::File::open(path)
+        .and_then(|f| f.take(MAX + 1).read_to_end(&mut bytes))
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX {
+        return Err(format!("it is larger than {MAX} bytes"));
+    }
+    String::from_utf8(bytes).map_err(|_| "it is not UTF-8 text".into())
+}
+
 pub fn read_key_file(path: &Path) -> Result<HmacKey> {
-    let text = fs::read_to_string(path)
+    let text = read_secret_file(path)
         .map_err(|e| StoreError::Key(format!("cannot read key file {}: {e}", path.display())))?;
     #[cfg(unix)]
     {

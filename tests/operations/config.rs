@@ -518,6 +518,8 @@ fn a_bad_key_file_names_the_setting_and_its_source_and_creates_nothing() {
     std::fs::create_dir(&folder).unwrap();
     let junk = p("junk.key");
     std::fs::write(&junk, "not a key\n").unwrap();
+    let big = p("big.key");
+    std::fs::write(&big, "0".repeat(5000)).unwrap();
     let toml_file = p("key.toml");
     std::fs::write(&toml_file, format!("hmac_key_file = \"{missing}\"\n")).unwrap();
     let toml_key = p("hmac.toml");
@@ -545,7 +547,18 @@ fn a_bad_key_file_names_the_setting_and_its_source_and_creates_nothing() {
         (
             vec!["--hmac-key-file", &folder],
             vec![],
-            format!("setting hmac_key_file (from flag --hmac-key-file): cannot read key file {folder}: Is a directory (os error 21)"),
+            format!("setting hmac_key_file (from flag --hmac-key-file): cannot read key file {folder}: it is a folder, not a file"),
+        ),
+        (
+            // Read without end before: a device is refused up front.
+            vec!["--hmac-key-file", "/dev/zero"],
+            vec![],
+            "setting hmac_key_file (from flag --hmac-key-file): cannot read key file /dev/zero: it is not a regular file".into(),
+        ),
+        (
+            vec!["--hmac-key-file", &big],
+            vec![],
+            format!("setting hmac_key_file (from flag --hmac-key-file): cannot read key file {big}: it is larger than 4096 bytes"),
         ),
         (
             vec![],
