@@ -126,27 +126,36 @@ fn check(
     insecure: bool,
 ) -> Result<Option<String>, Refusal> {
     let any_active = list.iter().any(|t| t.revoked_at.is_none());
-    if !any_active {
-        if insecure || client.direct_loopback {
-            return Ok(None);
-        }
-        return Err(Refusal {
-            reason: "no_tokens",
-            token: None,
-            error: ApiError::Forbidden(
-                "this server has no API tokens and serves loopback clients only; create a token with `trail token create`"
-                    .into(),
-            ),
-        });
-    }
     let presented = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim());
-    let Some(presented) = presented.filter(|p| !p.is_empty()) else {
+        .map(|(_, token)| token.trim())
+        .filter(|p| !p.is_empty());
+    if !any_active {
+        if insecure {
+            return Ok(None);
+        }
+        // Loopback-only mode serves loopback clients without a token; one
+        // that presents a token (a stale or revoked one) is told it is not
+        // valid below, as when tokens exist.
+        if presented.is_none() {
+            if client.direct_loopback {
+                return Ok(None);
+            }
+            return Err(Refusal {
+                reason: "no_tokens",
+                token: None,
+                error: ApiError::Forbidden(
+                    "this server has no API tokens and serves loopback clients only; create a token with `trail token create`"
+                        .into(),
+                ),
+            });
+        }
+    }
+    let Some(presented) = presented else {
         return Err(Refusal {
             reason: "missing_token",
             token: None,

@@ -614,12 +614,19 @@ fn bootstrap_token(
     writer: &Writer,
     reads: &ReadPool,
     secret: &Secret,
-) -> Result<Bootstrap, StoreError> {
+) -> Result<Bootstrap, StartError> {
     use crate::store::tokens::{self, By, Scope};
     let conn = reads.get().map_err(|e| StoreError::Pool(e.to_string()))?;
     let existing = tokens::list(&conn)?;
     let hash = tokens::hash_secret(secret.expose());
     if let Some(t) = existing.iter().find(|t| t.secret_hash == hash) {
+        if t.revoked_at.is_none() && !t.allows(Scope::Admin) {
+            // It would be neither made admin nor told apart from that token.
+            return Err(StartError::Refused(format!(
+                "the bootstrap secret is the secret of token {:?}, which lacks the admin scope: choose another secret",
+                t.name
+            )));
+        }
         if t.revoked_at.is_some() {
             tracing::warn!(
                 token = %t.name,

@@ -483,6 +483,26 @@ async fn with_no_token_only_direct_loopback_clients_are_served() {
         .await;
     r.expect(403);
     assert!(db.events_of("proxied.post").is_empty());
+
+    // A token presented from loopback is checked all the same: a wrong one,
+    // and the last token once revoked, are 401 and on record.
+    let fails = db.events_of("auth.fail").len();
+    server
+        .call(Req::get("/v1/events").token("trail_not-a-real-token-at-all-000000000"))
+        .await
+        .expect(401);
+    let last = server.create_token("last", &[Scope::Admin]);
+    server.revoke_token("last");
+    server
+        .call(Req::get("/v1/events").token(&last))
+        .await
+        .expect(401);
+    server.get("/v1/events").await.expect(200);
+    let reasons: Vec<Value> = db.events_of("auth.fail")[fails..]
+        .iter()
+        .map(|e| e["details"]["reason"].clone())
+        .collect();
+    assert_eq!(reasons, [json!("invalid_token"), json!("revoked_token")]);
     server.stop().await;
 }
 
@@ -625,8 +645,20 @@ async fn a_bootstrap_token_is_an_admin_token_and_its_secret_is_never_stored() {
         .expect(200);
     assert_eq!(db.events_of("auth.token.create").len(), 2);
     assert_eq!(db.events_of("auth.token.revoke").len(), 1);
+    // The secret of a token without the admin scope: refused, since it
+    // would neither become admin nor be told apart from that token.
+    let reader = s.create_token("reader", &[Scope::Read]);
     s.stop().await;
     db.assert_absent(rotated, "the rotated bootstrap secret");
+    let mut cfg = trail::http::ServeConfig::new("127.0.0.1:0", dir.path().join("trail.db"));
+    cfg.bootstrap_token = Some(trail::config::Secret::new(reader));
+    match trail::http::Application::build(cfg) {
+        Ok(_) => panic!("a reader's secret as the bootstrap secret must be refused"),
+        Err(e) => assert_eq!(
+            e.to_string(),
+            "the bootstrap secret is the secret of token \"reader\", which lacks the admin scope: choose another secret"
+        ),
+    }
 }
 
 #[actix_rt::test]
