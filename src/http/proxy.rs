@@ -87,7 +87,7 @@ fn forwarded_chain(req: &HttpRequest) -> (Vec<IpAddr>, Option<String>, Option<St
 }
 
 /// Whether the request names a client other than its TCP peer: any header
-/// a proxy sets to pass one on (`Forwarded`, every `X-Forwarded-*`,
+/// a proxy sets to pass one on (`Forwarded`, every `X-Forwarded*`,
 /// `X-Real-IP`, `X-Client-IP`…). Such a request is never a loopback client,
 /// whichever of them a proxy happens to set.
 fn has_proxy_headers(req: &HttpRequest) -> bool {
@@ -95,13 +95,17 @@ fn has_proxy_headers(req: &HttpRequest) -> bool {
         let name = name.as_str(); // lowercase
         name == "forwarded"
             || name == "via"
-            || name.starts_with("x-forwarded-")
+            || name.starts_with("x-forwarded")
+            || name.starts_with("x-envoy-")
             || matches!(
                 name,
                 "x-real-ip"
                     | "x-client-ip"
+                    | "client-ip"
                     | "true-client-ip"
                     | "cf-connecting-ip"
+                    | "fastly-client-ip"
+                    | "x-cluster-client-ip"
                     | "x-original-forwarded-for"
             )
     })
@@ -113,8 +117,10 @@ pub fn resolve(req: &HttpRequest, trusted: &[Cidr]) -> Client {
         .headers()
         .get(actix_web::http::header::HOST)
         .and_then(|h| h.to_str().ok())
+        .filter(|h| is_host(h))
         .map(str::to_owned)
-        .unwrap_or_else(|| req.app_config().host().to_owned());
+        // No usable Host: the address the client connected to.
+        .unwrap_or_else(|| req.app_config().local_addr().to_string());
     let direct_loopback = peer.is_some_and(|p| p.is_loopback()) && !has_proxy_headers(req);
     let mut client = Client {
         ip: peer,
@@ -140,15 +146,76 @@ pub fn resolve(req: &HttpRequest, trusted: &[Cidr]) -> Client {
     if let Some(p) = proto.filter(|p| p == "http" || p == "https") {
         client.scheme = p;
     }
-    // A host name, an IPv4 address or a bracketed IPv6 one, and a port:
-    // nothing that could break out of a URL or a Link header.
-    if let Some(h) = host.filter(|h| {
-        !h.is_empty()
-            && h.len() <= 255
-            && h.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
-    }) {
+    if let Some(h) = host.filter(|h| is_host(h)) {
         client.host = h;
     }
     client
+}
+
+/// A host name or an IPv4 address, or a bracketed IPv6 one, with an
+/// optional port of 0–65535: nothing that could break out of a URL or a
+/// `Link` header. Checked for the `Host` header as for forwarded hosts.
+fn is_host(h: &str) -> bool {
+    let (name, port) = match h.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((v6, tail)) if v6.parse::<std::net::Ipv6Addr>().is_ok() => {
+                match tail.strip_prefix(':') {
+                    Some(p) => ("v6", Some(p)),
+                    None if tail.is_empty() => ("v6", None),
+                    None => return false,
+                }
+            }
+            _ => return false,
+        },
+        None => match h.split_once(':') {
+            Some((name, port)) => (name, Some(port)),
+            None => (h, None),
+        },
+    };
+    let name_ok = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+    let port_ok = port.is_none_or(|p| {
+        !p.is_empty()
+            && p.len() <= 5
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && p.parse::<u16>().is_ok()
+    });
+    name_ok && port_ok
+}
+
+#[cfg(test)]
+mod host_tests {
+    use super::is_host;
+
+    #[test]
+    fn hosts_that_fit_in_a_url_and_nothing_else() {
+        for ok in [
+            "audit.example.com",
+            "a.com:443",
+            "10.0.0.1:8080",
+            "[::1]",
+            "[2001:db8::1]:8443",
+            "localhost",
+        ] {
+            assert!(is_host(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "evil>.com",
+            "a.com:99999",
+            "a.com:",
+            "a b",
+            "a.com:80:80",
+            "[::1",
+            "[zz]:80",
+            "[::1]x",
+            "a/b",
+            "a.com:+80",
+        ] {
+            assert!(!is_host(bad), "{bad}");
+        }
+    }
 }

@@ -448,6 +448,11 @@ async fn with_no_token_only_direct_loopback_clients_are_served() {
         ("x-client-ip", "203.0.113.10"),
         ("true-client-ip", "203.0.113.11"),
         ("via", "1.1 proxy-1"),
+        ("x-forwarded", "for=203.0.113.12"),
+        ("x-cluster-client-ip", "203.0.113.13"),
+        ("client-ip", "203.0.113.14"),
+        ("fastly-client-ip", "203.0.113.15"),
+        ("x-envoy-external-address", "203.0.113.16"),
     ] {
         let rid = unique("rid");
         let before = db.count();

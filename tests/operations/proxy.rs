@@ -72,6 +72,13 @@ async fn forwarded_headers_from_an_untrusted_peer_are_ignored() {
         assert!(link.ends_with("; rel=\"next\""), "{link}");
         assert!(link.contains("limit=1"), "{link}");
     }
+    // A Host header that is no host (it would break the Link's URL): the
+    // address the client connected to instead.
+    let link = link_via(&s, &token, &[("host", "evil>.com")]).await;
+    assert!(
+        link.starts_with(&own),
+        "Link {link:?} should start with {own:?}"
+    );
     // A refusal through an untrusted proxy records the peer, too.
     let rid = unique("rid");
     s.call(
