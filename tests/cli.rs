@@ -402,6 +402,21 @@ fn odd_rows_get_the_same_verdict_from_both_verifiers() {
         &verdict(false, 0, Some((0, "broken_link")), &head),
     );
 
+    // The newest row renumbered to the last integer SQLite has: an append
+    // fails whole (it was stored at i64::MIN and reported as 2^63).
+    let env = Env::new();
+    log_of_20(&env);
+    tamper(
+        &env,
+        "UPDATE events SET seq = 9223372036854775807 WHERE seq = 20",
+        [],
+        1,
+    );
+    let out = env.trail(&["append", "after.edit"]);
+    out.expect_code(3);
+    out.stderr_has(&["leaves no next number", "run trail verify"]);
+    assert_eq!(env.count(), 20);
+
     // The newest row's hash stored as TEXT with the same bytes: the same
     // hash, intact; as an INTEGER: modified.
     let env = Env::new();

@@ -605,6 +605,17 @@ fn append_job(
                 out.push(again);
             }
             Step::New(id) => {
+                // Only a log whose seq was edited (triggers dropped) gets
+                // here: SQLite's integers end at i64::MAX.
+                // The whole transaction fails: nothing of it is written.
+                if head.seq >= i64::MAX as u64 {
+                    return Err(rusqlite::Error::ToSqlConversionFailure(Box::new(
+                        std::io::Error::other(format!(
+                            "the newest row's seq ({}) leaves no next number: the log was edited; run trail verify",
+                            head.seq as i64
+                        )),
+                    )));
+                }
                 let seq = head.seq + 1;
                 let entry = ev.encode_with(
                     Placement {
