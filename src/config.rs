@@ -390,7 +390,7 @@ impl Layers {
             }
         }
         let mut hmac_key = self.get("hmac_key", None, |r| {
-            let s = text(r)?;
+            let s = secret_text(r)?;
             crate::domain::HmacKey::from_hex(&s).map_err(|e| e.to_string())?;
             Ok(Some(Secret(s)))
         })?;
@@ -409,7 +409,7 @@ impl Layers {
             })?;
         }
         let mut bootstrap_token = self.get("bootstrap_token", None, |r| {
-            let s = text(r)?;
+            let s = secret_text(r)?;
             crate::store::tokens::check_secret(&s)?;
             Ok(Some(Secret(s)))
         })?;
@@ -498,6 +498,14 @@ fn kind(v: &toml::Value) -> &'static str {
         toml::Value::Datetime(_) => "a date-time",
         toml::Value::Array(_) => "a list",
         toml::Value::Table(_) => "a table",
+    }
+}
+
+/// A secret: text only (a number in the file is a mistake, not a secret).
+fn secret_text(r: &Raw) -> Result<String, String> {
+    match r {
+        Raw::Toml(toml::Value::Integer(_)) => Err("must be a string, not an integer".into()),
+        other => text(other),
     }
 }
 

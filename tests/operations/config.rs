@@ -945,6 +945,8 @@ fn a_wrong_type_in_the_file_says_what_the_setting_wants() {
         ("verify_key_files = [1]", "verify_key_files: must be a list of strings; item 1 is an integer"),
         ("metadata = 5", "metadata: must be a table of keys and values, not an integer"),
         ("synchronous = true", "synchronous: must be a string, not a boolean"),
+        ("bootstrap_token = 42", "bootstrap_token: must be a string, not an integer"),
+        ("hmac_key = 42", "hmac_key: must be a string, not an integer"),
     ] {
         std::fs::write(&file, format!("{line}\n")).unwrap();
         let (name, rest) = message.split_once(": ").unwrap();
