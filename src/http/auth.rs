@@ -299,7 +299,15 @@ pub async fn gate<B: MessageBody + 'static>(
         .strip_prefix(state.base_path.as_str())
         .unwrap_or(&full_path)
         .to_owned();
-    let needed = required_scope(&method, &path, state.metrics_require_admin);
+    let route = super::route_of(&path);
+    // A method the route does not serve is answered 405 by the router,
+    // token or not: the allowed methods are public (`/openapi.json`).
+    let wrong_method = route.is_some_and(|(_, allowed)| !allowed.contains(&method));
+    let needed = if wrong_method {
+        None
+    } else {
+        required_scope(&method, &path, state.metrics_require_admin)
+    };
 
     let mut token = None;
     if let Some(needed) = needed {
@@ -316,7 +324,7 @@ pub async fn gate<B: MessageBody + 'static>(
             Err(refusal) => {
                 record_failure(&state, &req, &client, &rid, needed, &refusal).await;
                 let mut resp = refusal.error.error_response();
-                let route = super::route_pattern(&path).unwrap_or("(unmatched)");
+                let route = route.map_or("(unmatched)", |(pattern, _)| pattern);
                 finish(&mut resp, &rid, &method, route, started, &client);
                 return Ok(req.into_response(resp));
             }

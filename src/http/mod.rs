@@ -324,24 +324,26 @@ pub fn route_table() -> Vec<(&'static str, Vec<Method>)> {
 }
 
 /// The route pattern a path (without the base path) falls under, as actix
-/// would match it: `{name}` stands for one non-empty segment. For requests
-/// answered before routing (refused by the gate), so logs and metrics still
-/// say which route was asked for.
-pub(crate) fn route_pattern(path: &str) -> Option<&'static str> {
-    static PATTERNS: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
-    let patterns = PATTERNS.get_or_init(|| table().into_iter().map(|r| r.path).collect());
-    patterns.iter().copied().find(|pattern| {
+/// would match it (`{name}` stands for one non-empty segment), and the
+/// methods it serves. For the gate, which runs before routing: a refused
+/// request is still counted under its route, and a method the route does
+/// not serve gets its 405 without asking for a token.
+pub(crate) fn route_of(path: &str) -> Option<(&'static str, &'static [Method])> {
+    static ROUTES: std::sync::OnceLock<Vec<(&'static str, Vec<Method>)>> =
+        std::sync::OnceLock::new();
+    let routes = ROUTES.get_or_init(route_table);
+    routes.iter().find_map(|(pattern, methods)| {
         let (mut want, mut got) = (pattern.split('/'), path.split('/'));
         loop {
             match (want.next(), got.next()) {
-                (None, None) => return true,
+                (None, None) => return Some((*pattern, methods.as_slice())),
                 (Some(w), Some(g)) if w.starts_with('{') && w.ends_with('}') => {
                     if g.is_empty() {
-                        return false;
+                        return None;
                     }
                 }
                 (Some(w), Some(g)) if w == g => {}
-                _ => return false,
+                _ => return None,
             }
         }
     })
@@ -748,7 +750,11 @@ fn spawn_retention(state: web::Data<AppState>, days: u32, sync: crate::store::Sy
 
 #[cfg(test)]
 mod tests {
-    use super::route_pattern;
+    use super::route_of;
+
+    fn route_pattern(path: &str) -> Option<&'static str> {
+        route_of(path).map(|(p, _)| p)
+    }
 
     #[test]
     fn paths_fall_under_the_route_patterns_actix_would_match() {
@@ -764,5 +770,7 @@ mod tests {
         assert_eq!(route_pattern("/v1/event"), None);
         assert_eq!(route_pattern("/"), None);
         assert_eq!(route_pattern(""), None);
+        let (_, methods) = route_of("/v1/tokens/x").unwrap();
+        assert_eq!(methods, [actix_web::http::Method::DELETE]);
     }
 }

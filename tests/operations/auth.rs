@@ -974,3 +974,32 @@ async fn percent_encoded_paths_need_the_same_scope() {
         admin_revoked
     );
 }
+
+/// A method a route does not serve is a 405 with `Allow` whether or not a
+/// token comes with it (the allowed methods are public in /openapi.json),
+/// and it is not an authentication failure.
+#[actix_rt::test]
+async fn a_wrong_method_is_405_before_any_token_is_asked_for() {
+    let s = start(|_| {}).await;
+    s.create_token("methods", &[Scope::Read]);
+    let db = s.db();
+    let fails = db.events_of("auth.fail").len();
+    for (method, path, allow) in [
+        (Method::DELETE, "/v1/events", "GET, HEAD, POST"),
+        (Method::PUT, "/v1/verify", "GET, HEAD"),
+        (Method::POST, "/v1/tokens/someone", "DELETE"),
+    ] {
+        let r = s.call(Req::new(method.clone(), path)).await;
+        assert_eq!(r.status, 405, "{method} {path}: {}", r.text_lossy());
+        assert_eq!(r.header("allow").as_deref(), Some(allow), "{method} {path}");
+        assert_eq!(r.content_type(), "application/problem+json");
+    }
+    assert_eq!(
+        db.events_of("auth.fail").len(),
+        fails,
+        "no auth.fail for a 405"
+    );
+    // The right method still needs its token.
+    s.get("/v1/verify").await.expect(401);
+    s.stop().await;
+}
