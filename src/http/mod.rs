@@ -323,30 +323,24 @@ pub fn route_table() -> Vec<(&'static str, Vec<Method>)> {
     table().into_iter().map(|r| (r.path, r.allowed())).collect()
 }
 
-/// The route pattern a path (without the base path) falls under, as actix
-/// would match it (`{name}` stands for one non-empty segment), and the
-/// methods it serves. For the gate, which runs before routing: a refused
-/// request is still counted under its route, and a method the route does
-/// not serve gets its 405 without asking for a token.
+/// The route pattern a path (without the base path) falls under, matched by
+/// actix's own `ResourceDef` as the router matches it, and the methods it
+/// serves. For the gate, which runs before routing: a refused request is
+/// still counted under its route, and a method the route does not serve
+/// gets its 405 without asking for a token.
 pub(crate) fn route_of(path: &str) -> Option<(&'static str, &'static [Method])> {
-    static ROUTES: std::sync::OnceLock<Vec<(&'static str, Vec<Method>)>> =
-        std::sync::OnceLock::new();
-    let routes = ROUTES.get_or_init(route_table);
-    routes.iter().find_map(|(pattern, methods)| {
-        let (mut want, mut got) = (pattern.split('/'), path.split('/'));
-        loop {
-            match (want.next(), got.next()) {
-                (None, None) => return Some((*pattern, methods.as_slice())),
-                (Some(w), Some(g)) if w.starts_with('{') && w.ends_with('}') => {
-                    if g.is_empty() {
-                        return None;
-                    }
-                }
-                (Some(w), Some(g)) if w == g => {}
-                _ => return None,
-            }
-        }
-    })
+    type Routes = Vec<(actix_web::dev::ResourceDef, &'static str, Vec<Method>)>;
+    static ROUTES: std::sync::OnceLock<Routes> = std::sync::OnceLock::new();
+    let routes = ROUTES.get_or_init(|| {
+        route_table()
+            .into_iter()
+            .map(|(pattern, methods)| (actix_web::dev::ResourceDef::new(pattern), pattern, methods))
+            .collect()
+    });
+    routes
+        .iter()
+        .find(|(def, _, _)| def.is_match(path))
+        .map(|(_, pattern, methods)| (*pattern, methods.as_slice()))
 }
 
 fn method_not_allowed(req: HttpRequest, allow: String) -> Result<HttpResponse, ApiError> {
@@ -694,8 +688,6 @@ fn read_threads(config: &ServeConfig) -> usize {
 /// the writer's appends interleave with it (as with `trail prune` from a CLI
 /// beside the server).
 fn spawn_retention(state: web::Data<AppState>, days: u32, sync: crate::store::Synchronous) {
-    // Shown from the start (at 0), so an alert on its increase sees the first.
-    ::metrics::counter!("trail_retention_refusals_total").increment(0);
     actix_web::rt::spawn(async move {
         let mut tick = actix_web::rt::time::interval(std::time::Duration::from_secs(3600));
         loop {
