@@ -42,22 +42,142 @@ impl Synchronous {
 /// How long a connection waits for another one's lock before giving up.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Process-wide SQLite settings, applied once before the first connection:
-/// no memory statistics, so SQLite's allocations do not take a global mutex
-/// (trail never reads them, nor sets a soft heap limit).
-fn sqlite_process_settings() {
+/// Process-wide SQLite settings, applied once before the first connection
+/// (every function here that opens one calls this first):
+/// - SQLite allocates through Rust's global allocator (mimalloc in the
+///   `trail` binary) instead of glibc's malloc. A multi-row INSERT with
+///   triggers keeps a statement journal: every index page it touches is
+///   copied into 1 KiB chunks, each malloc'd and freed, and glibc's
+///   `_int_malloc`/`_int_free`/`unlink_chunk` were a fifth of the writer
+///   thread's CPU in `perf`;
+/// - no memory statistics, so SQLite's allocations do not take a global
+///   mutex (trail never reads them, nor sets a soft heap limit).
+pub(crate) fn sqlite_process_settings() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         // SAFETY: sqlite3_config is only valid before SQLite initialises; if
         // a connection was already opened it returns SQLITE_MISUSE and
-        // changes nothing, which is harmless here.
+        // changes nothing, which is harmless here (SQLite keeps its own
+        // allocator). The methods are a static that lives as long as the
+        // process, as SQLITE_CONFIG_MALLOC requires.
         unsafe {
+            rusqlite::ffi::sqlite3_config(
+                rusqlite::ffi::SQLITE_CONFIG_MALLOC,
+                &sqlite_alloc::METHODS.0 as *const rusqlite::ffi::sqlite3_mem_methods,
+            );
             rusqlite::ffi::sqlite3_config(
                 rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS,
                 0 as std::os::raw::c_int,
             );
         }
     });
+}
+
+/// SQLite's memory methods over Rust's global allocator. Each block starts
+/// with an 8-byte header holding its size (SQLite asks for sizes back and
+/// frees without one), so the pointer handed to SQLite is 8-byte aligned, as
+/// it requires.
+mod sqlite_alloc {
+    use std::alloc::{alloc, dealloc, realloc, Layout};
+    use std::os::raw::{c_int, c_void};
+
+    use rusqlite::ffi::sqlite3_mem_methods;
+
+    const HEADER: usize = 8;
+
+    /// The methods, shareable: SQLite only reads them (pAppData is null).
+    pub(super) struct Methods(pub(super) sqlite3_mem_methods);
+    // SAFETY: immutable after construction; the one pointer is null.
+    unsafe impl Sync for Methods {}
+
+    pub(super) static METHODS: Methods = Methods(sqlite3_mem_methods {
+        xMalloc: Some(x_malloc),
+        xFree: Some(x_free),
+        xRealloc: Some(x_realloc),
+        xSize: Some(x_size),
+        xRoundup: Some(x_roundup),
+        xInit: Some(x_init),
+        xShutdown: Some(x_shutdown),
+        pAppData: std::ptr::null_mut(),
+    });
+
+    fn layout(n: usize) -> Option<Layout> {
+        Layout::from_size_align(n.checked_add(HEADER)?, HEADER).ok()
+    }
+
+    /// SAFETY: `base` is a live block of at least HEADER + n bytes.
+    unsafe fn finish(base: *mut u8, n: usize) -> *mut c_void {
+        if base.is_null() {
+            return std::ptr::null_mut();
+        }
+        unsafe {
+            (base as *mut u64).write(n as u64);
+            base.add(HEADER) as *mut c_void
+        }
+    }
+
+    /// SAFETY: `p` was returned by x_malloc or x_realloc and not freed.
+    unsafe fn header(p: *mut c_void) -> (*mut u8, usize) {
+        unsafe {
+            let base = (p as *mut u8).sub(HEADER);
+            (base, (base as *const u64).read() as usize)
+        }
+    }
+
+    unsafe extern "C" fn x_malloc(n: c_int) -> *mut c_void {
+        let Some(l) = usize::try_from(n).ok().and_then(layout) else {
+            return std::ptr::null_mut();
+        };
+        // SAFETY: the layout has a non-zero size (the header).
+        unsafe { finish(alloc(l), l.size() - HEADER) }
+    }
+
+    unsafe extern "C" fn x_free(p: *mut c_void) {
+        if p.is_null() {
+            return;
+        }
+        // SAFETY: SQLite frees only what x_malloc/x_realloc returned, once;
+        // the layout is the one it was allocated with.
+        unsafe {
+            let (base, n) = header(p);
+            dealloc(base, Layout::from_size_align_unchecked(n + HEADER, HEADER));
+        }
+    }
+
+    unsafe extern "C" fn x_realloc(p: *mut c_void, n: c_int) -> *mut c_void {
+        let Some(new) = usize::try_from(n).ok().and_then(layout) else {
+            return std::ptr::null_mut();
+        };
+        if p.is_null() {
+            // SAFETY: as in x_malloc.
+            return unsafe { finish(alloc(new), new.size() - HEADER) };
+        }
+        // SAFETY: `p` is live (SQLite's contract); on failure realloc leaves
+        // the old block untouched and SQLite keeps it.
+        unsafe {
+            let (base, old) = header(p);
+            let old = Layout::from_size_align_unchecked(old + HEADER, HEADER);
+            finish(realloc(base, old, new.size()), new.size() - HEADER)
+        }
+    }
+
+    unsafe extern "C" fn x_size(p: *mut c_void) -> c_int {
+        if p.is_null() {
+            return 0;
+        }
+        // SAFETY: `p` is live; sizes fit c_int since they came from one.
+        unsafe { header(p).1 as c_int }
+    }
+
+    extern "C" fn x_roundup(n: c_int) -> c_int {
+        (n.max(0).saturating_add(7)) & !7
+    }
+
+    extern "C" fn x_init(_: *mut c_void) -> c_int {
+        rusqlite::ffi::SQLITE_OK
+    }
+
+    extern "C" fn x_shutdown(_: *mut c_void) {}
 }
 
 /// Opens (creating if needed) the database for writing and applies pending
@@ -156,6 +276,7 @@ pub fn open_read(path: &Path) -> Result<Connection> {
 /// path that holds something other than a trail database. A missing file is
 /// fine: it will be created.
 pub fn check_target(path: &Path) -> Result<()> {
+    sqlite_process_settings();
     refuse_folder(path)?;
     if !path.exists() {
         return Ok(());
