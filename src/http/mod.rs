@@ -199,6 +199,7 @@ impl AppState {
 }
 
 pub fn read_pool(path: &std::path::Path, size: u32) -> Result<ReadPool, StoreError> {
+    crate::store::db::sqlite_process_settings();
     let manager = SqliteConnectionManager::file(path)
         .with_flags(
             OpenFlags::SQLITE_OPEN_READ_ONLY
