@@ -191,6 +191,39 @@ fn csv_chunk(rows: &[StoredEvent]) -> Result<Vec<u8>> {
         .map_err(|e| io_err(std::io::Error::other(e.to_string())))
 }
 
+/// Page cache of a connection while it exports, in KiB: a scan reads each
+/// page once, so a reader's usual cache (32 MiB) would only hold memory.
+const SCAN_CACHE_KIB: i64 = 2048;
+
+/// Gives the connection a small page cache for a scan, and its own back
+/// when dropped (pool connections serve page reads afterwards). Lowering the
+/// size frees the cached pages above it.
+struct ScanCache<'c> {
+    conn: &'c Connection,
+    before: Option<i64>,
+}
+
+impl<'c> ScanCache<'c> {
+    fn new(conn: &'c Connection) -> Self {
+        let before = conn
+            .query_row("PRAGMA cache_size", [], |r| r.get::<_, i64>(0))
+            .ok();
+        if before.is_some() {
+            // A pragma that fails leaves the cache as it was: no harm.
+            let _ = conn.execute_batch(&format!("PRAGMA cache_size = -{SCAN_CACHE_KIB}"));
+        }
+        ScanCache { conn, before }
+    }
+}
+
+impl Drop for ScanCache<'_> {
+    fn drop(&mut self) {
+        if let Some(n) = self.before {
+            let _ = self.conn.execute_batch(&format!("PRAGMA cache_size = {n}"));
+        }
+    }
+}
+
 /// Streams every event matching `filter` to `out`; returns how many.
 pub fn export<W: Write>(
     conn: &Connection,
@@ -200,6 +233,7 @@ pub fn export<W: Write>(
     generated_at: &str,
     out: W,
 ) -> Result<u64> {
+    let _cache = ScanCache::new(conn);
     match format {
         Format::Csv => {
             let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
@@ -266,5 +300,78 @@ pub fn export<W: Write>(
             out.flush().map_err(io_err)?;
             Ok(n)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{HmacKey, NewEvent};
+    use crate::store::{open_read, Writer, WriterConfig};
+
+    /// Accepts `ok` bytes, then fails, as a client that goes away.
+    struct Breaks {
+        ok: usize,
+    }
+
+    impl Write for Breaks {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.ok < buf.len() {
+                return Err(std::io::Error::other("client gone"));
+            }
+            self.ok -= buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn an_export_gives_the_connection_its_page_cache_back_finished_or_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let writer =
+            Writer::start(&path, HmacKey::from_bytes([3; 32]), WriterConfig::default()).unwrap();
+        let events = (0..3000)
+            .map(|n| {
+                NewEvent::from_json(&serde_json::json!({"event": "e", "details": {"n": n}}))
+                    .unwrap()
+            })
+            .collect();
+        writer.submit_wait(events).unwrap().wait().unwrap();
+        let conn = open_read(&path).unwrap();
+        let cache = |c: &Connection| c.query_row("PRAGMA cache_size", [], |r| r.get::<_, i64>(0));
+        assert_eq!(cache(&conn).unwrap(), -32768);
+
+        let mut out = Vec::new();
+        let n = export(
+            &conn,
+            &Filter::default(),
+            Order::Asc,
+            Format::Csv,
+            "t",
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(n, 3000);
+        assert_eq!(cache(&conn).unwrap(), -32768);
+
+        let err = export(
+            &conn,
+            &Filter::default(),
+            Order::Asc,
+            Format::Jsonl,
+            "t",
+            Breaks { ok: 100_000 },
+        );
+        assert!(err.is_err());
+        assert_eq!(cache(&conn).unwrap(), -32768);
+
+        // While it runs, the cache is the small one.
+        let probe = ScanCache::new(&conn);
+        assert_eq!(cache(&conn).unwrap(), -SCAN_CACHE_KIB);
+        drop(probe);
+        assert_eq!(cache(&conn).unwrap(), -32768);
     }
 }
