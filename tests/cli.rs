@@ -1147,6 +1147,40 @@ fn a_path_that_is_not_a_trail_database_is_a_usage_error_and_is_left_alone() {
     );
 }
 
+/// A file that a newer trail migrated (after a rollback to this binary, say):
+/// every command that would migrate it exits 2 naming both schema versions
+/// and leaves it alone; reading and verifying it still work.
+#[test]
+fn a_file_migrated_by_a_newer_trail_is_refused_for_writing_and_left_alone() {
+    let env = Env::new();
+    let db = env.path("t.db");
+    env.trail_on(&db, None, &["append", "x.y"]).expect_code(0);
+    {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.execute(
+            "INSERT INTO refinery_schema_history (version, name, applied_on, checksum) \
+             VALUES (99, 'from_the_future', '2030-01-01T00:00:00Z', '0')",
+            [],
+        )
+        .unwrap();
+    }
+    let before = std::fs::read(&db).unwrap();
+    let known = format!("up to {}", trail::store::db::latest_migration());
+    for args in [
+        vec!["append", "x.z"],
+        vec!["prune", "--before", "2020-01-01"],
+        vec!["serve", "--bind", "127.0.0.1:0"],
+    ] {
+        let out = env.trail_on(&db, None, &args);
+        out.expect_code(2);
+        out.stderr_has(&["was migrated by a newer trail", "schema version 99", &known]);
+    }
+    assert_eq!(std::fs::read(&db).unwrap(), before, "the file is untouched");
+    assert_eq!(util::count_in(&db).unwrap(), 1);
+    env.trail_on(&db, None, &["verify"]).expect_code(0);
+    env.trail_on(&db, None, &["show", "--json"]).expect_code(0);
+}
+
 // ---------------------------------------------------------------------------
 // Read commands
 // ---------------------------------------------------------------------------

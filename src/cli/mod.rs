@@ -350,7 +350,8 @@ impl CliError {
                 StoreError::Input(_)
                 | StoreError::Conflict { .. }
                 | StoreError::NoDatabase(_)
-                | StoreError::NotTrail { .. },
+                | StoreError::NotTrail { .. }
+                | StoreError::NewerSchema { .. },
             ) => 2,
             CliError::Store(StoreError::Key(_)) => 2,
             CliError::Store(_) => 3,

@@ -273,6 +273,7 @@ pub fn open_write(path: &Path, sync: Synchronous) -> Result<Connection> {
         sync.pragma()
     ))
     .map_err(StoreError::sqlite("setting pragmas"))?;
+    refuse_newer_schema(&conn, path)?;
     let report = embedded::migrations::runner()
         .run(&mut conn)
         .map_err(|e| StoreError::Migration(e.to_string()))?;
@@ -288,6 +289,35 @@ pub fn open_write(path: &Path, sync: Synchronous) -> Result<Connection> {
     }
     drop(lock);
     Ok(conn)
+}
+
+/// Refuses a file that a newer trail migrated (after a rollback to an older
+/// binary, say), naming both versions, instead of refinery's "migration …
+/// is missing from the filesystem".
+fn refuse_newer_schema(conn: &Connection, path: &Path) -> Result<()> {
+    let found: Option<i64> = conn
+        .query_row(
+            "SELECT max(version) FROM refinery_schema_history",
+            [],
+            |r| r.get(0),
+        )
+        .or_else(|e| match e {
+            // A new file: no history yet.
+            rusqlite::Error::SqliteFailure(_, Some(ref m)) if m.starts_with("no such table") => {
+                Ok(None)
+            }
+            e => Err(e),
+        })
+        .map_err(StoreError::sqlite("reading the schema version"))?;
+    let known = latest_migration();
+    match found {
+        Some(found) if found > i64::from(known) => Err(StoreError::NewerSchema {
+            path: path.to_owned(),
+            found,
+            known,
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Opens the database read-only. Works while another process writes (WAL).
@@ -317,8 +347,8 @@ pub fn open_read(path: &Path) -> Result<Connection> {
 }
 
 /// Refuses, before anything is created beside it (such as `hmac.key`), a
-/// path that holds something other than a trail database. A missing file is
-/// fine: it will be created.
+/// path that holds something other than a trail database, or one that a
+/// newer trail migrated. A missing file is fine: it will be created.
 pub fn check_target(path: &Path) -> Result<()> {
     sqlite_process_settings();
     refuse_folder(path)?;
@@ -333,7 +363,8 @@ pub fn check_target(path: &Path) -> Result<()> {
     .map_err(|e| not_sqlite(e, path))?;
     conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(StoreError::sqlite("setting busy timeout"))?;
-    refuse_foreign(&conn, path)
+    refuse_foreign(&conn, path)?;
+    refuse_newer_schema(&conn, path)
 }
 
 fn refuse_folder(path: &Path) -> Result<()> {

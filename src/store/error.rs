@@ -41,6 +41,17 @@ pub enum StoreError {
     Key(String),
     #[error("migrations failed: {0}")]
     Migration(String),
+    /// The file's schema is newer than this binary's migrations.
+    #[error(
+        "{} was migrated by a newer trail (schema version {found}; this trail knows versions up to {known}): \
+         use that version or a later one; nothing was changed",
+        path.display()
+    )]
+    NewerSchema {
+        path: PathBuf,
+        found: i64,
+        known: u32,
+    },
     #[error("read pool: {0}")]
     Pool(String),
     /// A prune found that the rows it would delete do not verify.
