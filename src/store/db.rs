@@ -169,8 +169,11 @@ mod sqlite_alloc {
         unsafe { header(p).1 as c_int }
     }
 
+    /// The size x_malloc would give for `n`: `n` rounded up to a multiple of
+    /// 8, never less than `n` (SQLite asks for at most 0x7FFFFEFF bytes, so
+    /// the rounding always fits; a size that would not is kept as it is).
     extern "C" fn x_roundup(n: c_int) -> c_int {
-        (n.max(0).saturating_add(7)) & !7
+        n.checked_add(7).map_or(n, |m| m & !7)
     }
 
     extern "C" fn x_init(_: *mut c_void) -> c_int {
@@ -204,7 +207,8 @@ mod sqlite_alloc {
             }
             assert_eq!(x_roundup(1), 8);
             assert_eq!(x_roundup(16), 16);
-            assert_eq!(x_roundup(i32::MAX), i32::MAX & !7);
+            assert_eq!(x_roundup(0x7FFF_FEFF), 0x7FFF_FF00);
+            assert_eq!(x_roundup(i32::MAX), i32::MAX);
         }
 
         #[test]
