@@ -190,6 +190,9 @@ fn cpu_seconds() -> f64 {
 }
 
 fn main() {
+    // Before any connection, including `fresh`'s page-size files: SQLite
+    // allocates through mimalloc only if this comes first, as in the binary.
+    trail::store::db::sqlite_process_settings();
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-data");
     std::fs::create_dir_all(&dir).unwrap();
     let key = HmacKey::from_bytes([42; 32]);

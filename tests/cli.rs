@@ -1116,10 +1116,25 @@ fn a_path_that_is_not_a_trail_database_is_a_usage_error_and_is_left_alone() {
             .unwrap();
     }
     let other_before = std::fs::read(&other).unwrap();
+    // Another program that also keeps its schema with refinery.
+    let refinery = env.path("refinery.db");
+    {
+        let c = rusqlite::Connection::open(&refinery).unwrap();
+        c.execute_batch(
+            "CREATE TABLE refinery_schema_history (version INT4 PRIMARY KEY, name VARCHAR(255), \
+               applied_on VARCHAR(255), checksum VARCHAR(255)); \
+             INSERT INTO refinery_schema_history VALUES (1, 'create_users', '2024-01-01', '1'), \
+               (7, 'add_emails', '2024-02-01', '2'); \
+             CREATE TABLE users (name TEXT);",
+        )
+        .unwrap();
+    }
+    let refinery_before = std::fs::read(&refinery).unwrap();
     for (path, why) in [
         (&junk, "the file is not an SQLite database"),
         (&folder, "it is a folder"),
         (&other, "an SQLite database of another program"),
+        (&refinery, "an SQLite database of another program"),
     ] {
         for args in [
             vec!["append", "x.y"],
@@ -1145,6 +1160,7 @@ fn a_path_that_is_not_a_trail_database_is_a_usage_error_and_is_left_alone() {
         other_before,
         "another program's file is untouched"
     );
+    assert_eq!(std::fs::read(&refinery).unwrap(), refinery_before);
 }
 
 /// A file that a newer trail migrated (after a rollback to this binary, say):

@@ -4,7 +4,7 @@ use std::fs::{self, OpenOptions};
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use super::error::{Result, StoreError};
 
@@ -52,22 +52,32 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 ///   thread's CPU in `perf`;
 /// - no memory statistics, so SQLite's allocations do not take a global
 ///   mutex (trail never reads them, nor sets a soft heap limit).
-pub(crate) fn sqlite_process_settings() {
+///
+/// Public for the benchmarks, which open connections of their own.
+#[doc(hidden)]
+pub fn sqlite_process_settings() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         // SAFETY: sqlite3_config is only valid before SQLite initialises; if
         // a connection was already opened it returns SQLITE_MISUSE and
-        // changes nothing, which is harmless here (SQLite keeps its own
-        // allocator). The methods are a static that lives as long as the
+        // changes nothing (SQLite keeps its own allocator), which is said
+        // below. The methods are a static that lives as long as the
         // process, as SQLITE_CONFIG_MALLOC requires.
-        unsafe {
-            rusqlite::ffi::sqlite3_config(
+        let rc = unsafe {
+            let rc = rusqlite::ffi::sqlite3_config(
                 rusqlite::ffi::SQLITE_CONFIG_MALLOC,
                 &sqlite_alloc::METHODS.0 as *const rusqlite::ffi::sqlite3_mem_methods,
             );
             rusqlite::ffi::sqlite3_config(
                 rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS,
                 0 as std::os::raw::c_int,
+            );
+            rc
+        };
+        if rc != rusqlite::ffi::SQLITE_OK {
+            tracing::warn!(
+                rc,
+                "SQLite was initialised before trail's settings: it keeps the C library's allocator"
             );
         }
     });
@@ -124,8 +134,12 @@ mod sqlite_alloc {
         }
     }
 
+    /// With memory statistics off SQLite calls xMalloc without xRoundup, but
+    /// compares xSize with xRoundup before a realloc: blocks are made and
+    /// reported at their rounded size, so a realloc to the same rounded size
+    /// is a no-op, as with SQLite's own allocator.
     unsafe extern "C" fn x_malloc(n: c_int) -> *mut c_void {
-        let Some(l) = usize::try_from(n).ok().and_then(layout) else {
+        let Some(l) = usize::try_from(x_roundup(n)).ok().and_then(layout) else {
             return std::ptr::null_mut();
         };
         // SAFETY: the layout has a non-zero size (the header).
@@ -145,7 +159,7 @@ mod sqlite_alloc {
     }
 
     unsafe extern "C" fn x_realloc(p: *mut c_void, n: c_int) -> *mut c_void {
-        let Some(new) = usize::try_from(n).ok().and_then(layout) else {
+        let Some(new) = usize::try_from(x_roundup(n)).ok().and_then(layout) else {
             return std::ptr::null_mut();
         };
         if p.is_null() {
@@ -171,8 +185,12 @@ mod sqlite_alloc {
 
     /// The size x_malloc would give for `n`: `n` rounded up to a multiple of
     /// 8, never less than `n` (SQLite asks for at most 0x7FFFFEFF bytes, so
-    /// the rounding always fits; a size that would not is kept as it is).
+    /// the rounding always fits; a size that would not is kept as it is, and
+    /// so is a negative one).
     extern "C" fn x_roundup(n: c_int) -> c_int {
+        if n < 0 {
+            return n; // never asked; x_malloc refuses it
+        }
         n.checked_add(7).map_or(n, |m| m & !7)
     }
 
@@ -192,13 +210,13 @@ mod sqlite_alloc {
                 let p = x_malloc(10) as *mut u8;
                 assert!(!p.is_null());
                 assert_eq!(p as usize % 8, 0, "SQLite needs 8-byte alignment");
-                assert_eq!(x_size(p as *mut c_void), 10);
+                assert_eq!(x_size(p as *mut c_void), 16, "rounded up to 8");
                 std::ptr::copy_nonoverlapping(b"0123456789".as_ptr(), p, 10);
                 let q = x_realloc(p as *mut c_void, 100_000) as *mut u8;
                 assert_eq!(x_size(q as *mut c_void), 100_000);
                 assert_eq!(std::slice::from_raw_parts(q, 10), b"0123456789");
                 let r = x_realloc(q as *mut c_void, 4) as *mut u8;
-                assert_eq!(x_size(r as *mut c_void), 4);
+                assert_eq!(x_size(r as *mut c_void), 8);
                 assert_eq!(std::slice::from_raw_parts(r, 4), b"0123");
                 x_free(r as *mut c_void);
                 x_free(std::ptr::null_mut());
@@ -220,8 +238,8 @@ mod sqlite_alloc {
                 let p = rusqlite::ffi::sqlite3_malloc(10);
                 assert!(!p.is_null());
                 // glibc would report its usable size (24 for 10 bytes);
-                // these methods report exactly what was asked.
-                assert_eq!(rusqlite::ffi::sqlite3_msize(p), 10);
+                // these methods report the size rounded up to 8.
+                assert_eq!(rusqlite::ffi::sqlite3_msize(p), 16);
                 rusqlite::ffi::sqlite3_free(p);
             }
         }
@@ -261,6 +279,7 @@ pub fn open_write(path: &Path, sync: Synchronous) -> Result<Connection> {
     // lookups: room for all of them.
     conn.set_prepared_statement_cache_capacity(64);
     refuse_foreign(&conn, path)?;
+    refuse_newer_schema(&conn, path)?;
     // 16 KiB pages (taken only when the file is created). A batch of appends
     // dirties a leaf per distinct actor, resource, type… in each index, which
     // favours big pages; a page read at a random depth copies a whole page
@@ -277,7 +296,6 @@ pub fn open_write(path: &Path, sync: Synchronous) -> Result<Connection> {
         sync.pragma()
     ))
     .map_err(StoreError::sqlite("setting pragmas"))?;
-    refuse_newer_schema(&conn, path)?;
     let report = embedded::migrations::runner()
         .run(&mut conn)
         .map_err(|e| StoreError::Migration(e.to_string()))?;
@@ -420,10 +438,25 @@ fn table_names(conn: &Connection) -> Result<Vec<String>> {
 /// program's database.
 fn refuse_foreign(conn: &Connection, path: &Path) -> Result<()> {
     let tables = table_names(conn).map_err(|e| not_sqlite(e, path))?;
-    if tables.is_empty() || tables.iter().any(|t| t == "refinery_schema_history") {
-        Ok(())
-    } else {
-        Err(foreign(path))
+    if tables.is_empty() {
+        return Ok(());
+    }
+    if !tables.iter().any(|t| t == "refinery_schema_history") {
+        return Err(foreign(path));
+    }
+    // Another program may use refinery too: trail's history starts with
+    // its V1, `events` (no row yet: a file another trail is creating).
+    let first: Option<String> = conn
+        .query_row(
+            "SELECT name FROM refinery_schema_history ORDER BY version LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(StoreError::sqlite("reading the schema version"))?;
+    match first {
+        Some(name) if name != "events" => Err(foreign(path)),
+        _ => Ok(()),
     }
 }
 
