@@ -365,7 +365,7 @@ mod tests {
             "t",
             Breaks { ok: 100_000 },
         );
-        assert!(err.is_err());
+        assert!(matches!(err, Err(StoreError::Io { .. })), "{err:?}");
         assert_eq!(cache(&conn).unwrap(), -32768);
 
         // While it runs, the cache is the small one.
