@@ -99,6 +99,19 @@ fn serve(rx: &Mutex<Receiver<Task>>, pool: &ReadPool) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_pool_gives_its_connections_the_cache_it_was_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        drop(crate::store::open_write(&path, crate::store::Synchronous::Full).unwrap());
+        let pool = super::super::read_pool(&path, 2, super::super::LONG_READ_CACHE_KIB).unwrap();
+        let conn = pool.get().unwrap();
+        let kib: i64 = conn
+            .query_row("PRAGMA cache_size", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(kib, -i64::from(super::super::LONG_READ_CACHE_KIB));
+        assert_eq!(kib, -8192);
+    }
     use super::*;
 
     #[tokio::test]
@@ -106,7 +119,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
         drop(crate::store::open_write(&path, crate::store::Synchronous::Full).unwrap());
-        let pool = super::super::read_pool(&path, 2).unwrap();
+        let pool = super::super::read_pool(&path, 2, 1024).unwrap();
         let threads = ReadThreads::start(pool, 1).unwrap();
         let count = |conn: Result<&Connection, String>| -> i64 {
             conn.unwrap()
@@ -146,7 +159,8 @@ mod tests {
             })
             .collect();
         crate::store::writer::append_direct(&mut w, &key, events).unwrap();
-        let threads = ReadThreads::start(super::super::read_pool(&path, 2).unwrap(), 1).unwrap();
+        let threads =
+            ReadThreads::start(super::super::read_pool(&path, 2, 1024).unwrap(), 1).unwrap();
         let page = threads
             .run(|conn| {
                 let req = PageRequest {

@@ -464,8 +464,18 @@ pub(crate) fn configure_reader(conn: &Connection) -> Result<()> {
     reader_pragmas(conn).map_err(StoreError::sqlite("configuring a read connection"))
 }
 
-/// Settings of every read-only connection (CLI, verify threads, HTTP pool).
+/// Page cache of a read connection, in KiB, unless it asks for another.
+pub const READER_CACHE_KIB: u32 = 32 * 1024;
+
+/// Settings of every read-only connection (CLI, verify threads, HTTP pool),
+/// with the reader's usual page cache.
 pub fn reader_pragmas(conn: &Connection) -> rusqlite::Result<()> {
+    reader_pragmas_with_cache(conn, READER_CACHE_KIB)
+}
+
+/// [`reader_pragmas`] with a page cache of `cache_kib` KiB: each connection
+/// keeps up to that much memory for the life of the connection.
+pub fn reader_pragmas_with_cache(conn: &Connection, cache_kib: u32) -> rusqlite::Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     // Plans that do not depend on bound values. Without this, a bound LIMIT
     // marks the statement to be prepared again after every new binding, so
@@ -475,9 +485,9 @@ pub fn reader_pragmas(conn: &Connection) -> rusqlite::Result<()> {
         rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
         true,
     )?;
-    conn.execute_batch(
-        "PRAGMA query_only = ON; PRAGMA cache_size = -32768; PRAGMA temp_store = MEMORY;",
-    )
+    conn.execute_batch(&format!(
+        "PRAGMA query_only = ON; PRAGMA cache_size = -{cache_kib}; PRAGMA temp_store = MEMORY;"
+    ))
 }
 
 /// The newest schema version the embedded migrations reach.
