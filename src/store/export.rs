@@ -306,8 +306,8 @@ pub fn export<W: Write>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{HmacKey, NewEvent};
-    use crate::store::{open_read, Writer, WriterConfig};
+    use crate::domain::NewEvent;
+    use crate::store::open_read;
 
     /// Accepts `ok` bytes, then fails, as a client that goes away.
     struct Breaks {
@@ -329,17 +329,13 @@ mod tests {
 
     #[test]
     fn an_export_gives_the_connection_its_page_cache_back_finished_or_not() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.db");
-        let writer =
-            Writer::start(&path, HmacKey::from_bytes([3; 32]), WriterConfig::default()).unwrap();
         let events = (0..3000)
             .map(|n| {
                 NewEvent::from_json(&serde_json::json!({"event": "e", "details": {"n": n}}))
                     .unwrap()
             })
             .collect();
-        writer.submit_wait(events).unwrap().wait().unwrap();
+        let (_dir, path) = crate::store::testing::file_with(events);
         let conn = open_read(&path).unwrap();
         let cache = |c: &Connection| c.query_row("PRAGMA cache_size", [], |r| r.get::<_, i64>(0));
         assert_eq!(cache(&conn).unwrap(), -32768);

@@ -684,17 +684,13 @@ pub fn summary(conn: &Connection, period: &str, filter: &Filter) -> Result<Summa
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{HmacKey, NewEvent};
-    use crate::store::{open_read, Writer, WriterConfig};
+    use crate::domain::NewEvent;
+    use crate::store::open_read;
 
     /// The two ways of summarising give the same figures, and both equal a
     /// count of the rows made by hand, for ranges small and large.
     #[test]
     fn both_summary_plans_count_exactly_the_rows() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.db");
-        let writer =
-            Writer::start(&path, HmacKey::from_bytes([5; 32]), WriterConfig::default()).unwrap();
         let levels = ["debug", "info", "warning", "error", "critical"];
         let events: Vec<NewEvent> = (0..400usize)
             .map(|i| {
@@ -709,7 +705,7 @@ mod tests {
                 NewEvent::from_json(&v).unwrap()
             })
             .collect();
-        writer.submit_wait(events).unwrap().wait().unwrap();
+        let (_dir, path) = crate::store::testing::file_with(events);
         let conn = open_read(&path).unwrap();
         let rows: Vec<(i64, serde_json::Value)> = conn
             .prepare("SELECT seq, entry FROM events ORDER BY seq")
