@@ -192,6 +192,22 @@ async fn sigterm_under_load_commits_every_acknowledged_event() {
     );
     assert!(seen.acked.len() >= 200);
 
+    // The stopped server's file holds everything by itself: the WAL was
+    // checkpointed into it at shutdown, so copying just trail.db (a cold
+    // backup, a copy for forensics) loses nothing.
+    let wal = format!("{}-wal", db_path.display());
+    assert_eq!(
+        std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0),
+        0,
+        "nothing is left in {wal} after a clean stop"
+    );
+    let alone = dir.path().join("copied-alone.db");
+    std::fs::copy(&db_path, &alone).unwrap();
+    let rows_alone: i64 = rusqlite::Connection::open(&alone)
+        .unwrap()
+        .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+        .unwrap();
+
     // Every acknowledged event is in the file, at the seq it was given.
     let db = Db(db_path.clone(), Some(dir.clone()));
     let c = db.conn();
@@ -215,6 +231,11 @@ async fn sigterm_under_load_commits_every_acknowledged_event() {
 
     // server.stop is the last event of the run, and counts the run's appends.
     let events = db.events();
+    assert_eq!(
+        rows_alone as usize,
+        events.len(),
+        "the main file alone holds every row"
+    );
     let last = events.last().unwrap();
     assert_eq!(last["event"], "server.stop", "the last event: {last}");
     assert_eq!(last["actor"], "trail");
