@@ -319,13 +319,67 @@ fn tail_cut_off_is_intact_alone_and_truncated_against_an_anchor() {
     );
 }
 
+/// A lost, mistyped or mis-mounted key never seals new events silently:
+/// writing with a key that is not the one of the newest seal (nor kept in
+/// verify_key_files) exits 2 naming both key ids, and a missing hmac.key
+/// beside a log that has events is not replaced by a new one.
+#[test]
+fn a_key_that_does_not_continue_the_log_is_refused_and_nothing_is_written() {
+    let env = Env::new();
+    log_of_20(&env);
+    let other = env.write_key("other.key", OTHER_KEY_HEX);
+    let (main_id, other_id) = (key_id(KEY_HEX), key_id(OTHER_KEY_HEX));
+    let lines = env.write_lines("x.jsonl", ["{\"event\":\"x.y\"}"]);
+    for args in [
+        vec!["append", "x.y"],
+        vec!["import", lines.to_str().unwrap()],
+        vec!["prune", "--before", "2000-01-01"],
+        vec!["serve", "--bind", "127.0.0.1:0"],
+    ] {
+        let out = env.trail_with_key(Some(&other), &args);
+        out.expect_code(2);
+        out.stderr_has(&[
+            &format!("sealed with key {main_id}"),
+            &format!("the key given is {other_id}"),
+            "verify_key_files",
+            "nothing was written",
+        ]);
+    }
+    assert_eq!(env.count(), 20);
+
+    // No key configured and no hmac.key beside the log: refused, and no new
+    // key file is made.
+    let default_key = env.db.parent().unwrap().join("hmac.key");
+    assert!(!default_key.exists());
+    for args in [
+        vec!["append", "x.y"],
+        vec!["serve", "--bind", "127.0.0.1:0"],
+    ] {
+        let out = env.trail_with_key(None, &args);
+        out.expect_code(2);
+        out.stderr_has(&["hmac.key is missing", &format!("sealed with key {main_id}")]);
+        assert!(!default_key.exists(), "no new key beside a log with events");
+    }
+    assert_eq!(env.count(), 20);
+
+    // The right key still appends; reading never needed it.
+    env.trail(&["append", "x.y"]).ok();
+    assert_eq!(env.count(), 21);
+}
+
 #[test]
 fn rows_sealed_with_another_key_are_unknown_key_until_that_key_is_given() {
     let env = Env::new();
     log_of_20(&env);
     let other = env.write_key("other.key", OTHER_KEY_HEX);
-    env.trail_with_key(Some(&other), &["append", "other.writer", "--actor", "eve"])
-        .ok();
+    // A deliberate key change: the new key signs, the old one is kept in
+    // verify_key_files (without it the writer refuses, see below).
+    let with_other = |args: &[&str]| {
+        let mut c = env.command_with_key(Some(&other), args);
+        c.env("TRAIL_VERIFY_KEY_FILES", env.key_str());
+        util::run_cmd(c)
+    };
+    with_other(&["append", "other.writer", "--actor", "eve"]).ok();
     let lines = env.write_lines(
         "other.jsonl",
         [
@@ -333,8 +387,7 @@ fn rows_sealed_with_another_key_are_unknown_key_until_that_key_is_given() {
             "{\"event\":\"other.writer\"}",
         ],
     );
-    env.trail_with_key(Some(&other), &["import", lines.to_str().unwrap()])
-        .ok();
+    with_other(&["import", lines.to_str().unwrap()]).ok();
     assert_eq!(env.count(), 23);
     let e21: Value = serde_json::from_str(&entry_of(&env, 21)).unwrap();
     assert_eq!(e21["key_id"], json!(key_id(OTHER_KEY_HEX)));

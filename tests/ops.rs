@@ -667,7 +667,12 @@ fn rows_sealed_with_an_old_key_verify_and_prune_only_with_that_key() {
     let p = write_events(&env, "old.jsonl", "old", 5, 0);
     env.trail_with_key(Some(&other), &["import", p.to_str().unwrap()])
         .expect_code(0);
-    import(&env, "new", 3);
+    // The key changes to the main one on purpose: the old one is kept in
+    // verify_key_files for the writer's check, and only for that command.
+    let q = write_events(&env, "new.jsonl", "new", 3, 0);
+    let mut cmd = env.command(&["import", q.to_str().unwrap()]);
+    cmd.env("TRAIL_VERIFY_KEY_FILES", other.to_str().unwrap());
+    util::run_cmd(cmd).expect_code(0);
     let later =
         (Utc::now() + chrono::Duration::seconds(5)).to_rfc3339_opts(SecondsFormat::Micros, true);
 

@@ -635,6 +635,7 @@ fn healthcheck(config: &Config) -> Result<(), CliError> {
 fn start_writer(db: &Path, keys: &KeySource, sync: Synchronous) -> Result<Writer, CliError> {
     crate::store::db::check_target(db)?;
     let key = keys.signing_key(db)?;
+    crate::store::keys::check_key_continues(db, &key, &keys.verify_keyring(db, &[])?)?;
     Ok(Writer::start(
         db,
         key,

@@ -74,6 +74,7 @@ pub fn prune(
     crate::store::db::check_target(db)?;
     let key = keys.signing_key(db)?;
     let ring = keys.verify_keyring(db, &args.key_files)?;
+    crate::store::keys::check_key_continues(db, &key, &ring)?;
     let mut conn = open_write(db, sync)?;
     let report = prune_file(&mut conn, db, &key, &ring, before, args.batch_size as usize)?;
     let before_text = format_timestamp(before);

@@ -421,6 +421,7 @@ impl Application {
         for p in &config.keys.verify_files {
             keys.add(crate::store::keys::read_key_file(p)?);
         }
+        crate::store::keys::check_key_continues(&config.db, &key, &keys)?;
         let writer_metrics = Arc::new(metrics::WriterMetrics::default());
         metrics::handle();
         let writer = Writer::start_observed(

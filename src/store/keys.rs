@@ -97,6 +97,19 @@ impl KeySource {
         if path.exists() {
             return read_key_file(&path);
         }
+        // A new key only for a log that has sealed nothing yet: beside a
+        // log that has, the key file was lost or not mounted, and a new key
+        // would seal the next events with a key nobody can link to the old
+        // ones (every old row `unknown_key` from then on).
+        if let Some((seq, key_id)) = newest_seal(db)? {
+            return Err(StoreError::Key(format!(
+                "{} is missing, but {} holds events sealed with key {key_id} (newest: seq {seq}): \
+                 restore that key file, or give the key with TRAIL_HMAC_KEY / TRAIL_HMAC_KEY_FILE; \
+                 nothing was written",
+                path.display(),
+                db.display()
+            )));
+        }
         create_key_file(&path)
     }
 
@@ -160,4 +173,46 @@ fn create_key_file(path: &Path) -> Result<HmacKey> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_key_file(path),
         Err(e) => Err(io(e, path)),
     }
+}
+
+/// The newest seal of the log at `db`: (seq, key_id) of its newest row, else
+/// of its newest retention cut. None for a missing or empty log, or when the
+/// key id cannot be read (a tampered row: verification reports it).
+pub fn newest_seal(db: &Path) -> Result<Option<(u64, String)>> {
+    let conn = match super::db::open_read(db) {
+        Ok(c) => c,
+        Err(StoreError::NoDatabase(_)) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let row = |sql: &str| -> Option<(i64, String)> {
+        conn.query_row(sql, [], |r| Ok((r.get(0)?, r.get(1)?))).ok()
+    };
+    let found =
+        row("SELECT seq, json_extract(entry, '$.key_id') FROM events ORDER BY seq DESC LIMIT 1")
+            .or_else(|| {
+                row("SELECT up_to_seq, key_id FROM retention_cuts ORDER BY up_to_seq DESC LIMIT 1")
+            });
+    Ok(found.map(|(seq, id)| (seq.max(0) as u64, id)))
+}
+
+/// Refuses to append with `key` when the log's newest seal was made with a
+/// key that is neither `key` nor one of `ring`: a mistyped or mis-mounted key
+/// would otherwise seal new rows that no verifier holding the old key can
+/// check, silently. Changing keys on purpose keeps the old key file in
+/// `verify_key_files` (README, Keys), which passes.
+pub fn check_key_continues(db: &Path, key: &HmacKey, ring: &Keyring) -> Result<()> {
+    let Some((seq, key_id)) = newest_seal(db)? else {
+        return Ok(());
+    };
+    if key_id == key.id().as_str() || ring.get(&key_id).is_some() {
+        return Ok(());
+    }
+    Err(StoreError::Key(format!(
+        "the newest event of {} (seq {seq}) is sealed with key {key_id}, but the key given is {}: \
+         give the key with id {key_id} (check TRAIL_HMAC_KEY / TRAIL_HMAC_KEY_FILE, or restore hmac.key); \
+         to change keys on purpose, keep the old key file in verify_key_files; if that key is lost \
+         for good, start a new log file and keep this one for verification; nothing was written",
+        db.display(),
+        key.id().as_str()
+    )))
 }

@@ -156,13 +156,22 @@ async fn retention_days_refuses_old_events_that_do_not_verify() {
     assert_verify_fails_at(&s, 3, "modified").await;
     s.stop().await;
 
-    // Sealed with an earlier key: unknown_key, and kept.
+    // Sealed with an earlier key the server is not given: it does not start
+    // (its key does not continue the log), so nothing is sealed or pruned.
     let dir = folder_with_old_events(4, OLD_KEY_HEX);
-    let s = start_in(dir, |c| c.retention_days = Some(30)).await;
-    refusals_reach(n0 + 2.0).await;
-    assert_first_rows_kept(&s, 4);
-    assert_verify_fails_at(&s, 1, "unknown_key").await;
-    s.stop().await;
+    let db = dir.path().join("trail.db");
+    let before = std::fs::read(&db).unwrap();
+    let mut cfg = config_in(dir.path());
+    cfg.retention_days = Some(30);
+    match trail::http::Application::build(cfg) {
+        Ok(_) => panic!("a server whose key does not continue the log started"),
+        Err(e) => assert!(
+            e.to_string().contains("the key given is")
+                && e.to_string().contains("verify_key_files"),
+            "{e}"
+        ),
+    }
+    assert_eq!(std::fs::read(&db).unwrap(), before);
 }
 
 /// After a key change, `verify_key_files` gives the server the old key:
