@@ -90,7 +90,11 @@ impl ServeConfig {
             writer: WriterConfig::default(),
             read_pool_size: 16,
             workers: 0,
-            shutdown_timeout: 30,
+            // Inside `docker stop`'s 10 s before its SIGKILL, with room for
+            // the writer's last commit, `server.stop` and the checkpoint:
+            // appends finish in milliseconds; a client reading an export
+            // slowly is cut off rather than holding the stop past the kill.
+            shutdown_timeout: 5,
             trusted_proxies: Vec::new(),
             base_path: String::new(),
             min_level: Level::Debug,

@@ -488,3 +488,59 @@ async fn serve_on_a_public_address_needs_a_token() {
     assert_eq!(status.code(), Some(0));
     Db(db_path, Some(dir.clone())).assert_absent(secret, "the bootstrap secret");
 }
+
+/// A client that stops reading an export does not hold the shutdown past
+/// `docker stop`'s 10 s (then SIGKILL): in-flight requests get 5 s, then
+/// `server.stop` is written and the WAL checkpointed into the file.
+#[cfg(unix)]
+#[actix_rt::test]
+async fn sigterm_with_a_stalled_export_still_stops_cleanly_within_ten_seconds() {
+    use std::io::{Read, Write};
+    let dir = temp_dir();
+    let db_path = dir.path().join("trail.db");
+    // About 13 MB of CSV: far more than the socket buffers hold.
+    let pad = "x".repeat(2000);
+    let lines: String = (0..6000)
+        .map(|i| {
+            format!("{{\"event\":\"e.x\",\"actor\":\"a{i}\",\"details\":{{\"pad\":\"{pad}\"}}}}\n")
+        })
+        .collect();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, lines).unwrap();
+    run_cmd(trail_cmd(&[
+        "--db",
+        db_path.to_str().unwrap(),
+        "import",
+        input.to_str().unwrap(),
+    ]))
+    .expect_code(0);
+
+    let mut proc = Proc::start(&db_path);
+    let mut stalled = std::net::TcpStream::connect(("127.0.0.1", proc.port)).unwrap();
+    stalled
+        .write_all(b"GET /v1/export?format=csv HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut head = [0u8; 12];
+    stalled.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    // ... and reads nothing more.
+    proc.sigterm();
+    let (status, took) = proc.wait_exit(Duration::from_secs(40)).await;
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        took < Duration::from_secs(9),
+        "stopped {took:?} after SIGTERM with a stalled export"
+    );
+    drop(stalled);
+    let wal = format!("{}-wal", db_path.display());
+    assert_eq!(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0), 0);
+    let last: String = rusqlite::Connection::open(&db_path)
+        .unwrap()
+        .query_row(
+            "SELECT event FROM events ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(last, "server.stop");
+}
