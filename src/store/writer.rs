@@ -177,12 +177,13 @@ impl Writer {
         observer: Arc<dyn WriterObserver>,
     ) -> Result<Writer> {
         let conn = open_write(path, config.synchronous)?;
+        let file = FileIdentity::of(path)?;
         let (tx, rx) = mpsc::sync_channel::<Msg>(config.queue_depth.max(1));
         let depth = Arc::new(AtomicUsize::new(0));
         let thread_depth = depth.clone();
         let thread = std::thread::Builder::new()
             .name("trail-writer".into())
-            .spawn(move || run(conn, key, rx, thread_depth, config, observer))
+            .spawn(move || run(conn, file, key, rx, thread_depth, config, observer))
             .map_err(|source| StoreError::Io {
                 context: "starting the writer thread".into(),
                 source,
@@ -296,8 +297,56 @@ impl Drop for Writer {
     }
 }
 
+/// The database file the writer opened, by device and inode. A file deleted
+/// or replaced under a running writer (an operator's `rm`, a restore copied
+/// over it) would take commits into an unlinked inode: answered, then gone
+/// at the next start. Each commit checks first, and refuses instead.
+struct FileIdentity {
+    path: std::path::PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl FileIdentity {
+    fn of(path: &Path) -> Result<FileIdentity> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path).map_err(|source| StoreError::Io {
+            context: format!("reading {}", path.display()),
+            source,
+        })?;
+        Ok(FileIdentity {
+            path: path.to_owned(),
+            dev: m.dev(),
+            ino: m.ino(),
+        })
+    }
+
+    /// An error naming the problem when the path no longer leads to the
+    /// file the writer holds.
+    fn check(&self) -> std::result::Result<(), String> {
+        use std::os::unix::fs::MetadataExt;
+        match std::fs::metadata(&self.path) {
+            Ok(m) if m.dev() == self.dev && m.ino() == self.ino => Ok(()),
+            // No path in the reason: it can reach clients (`/readyz`); the
+            // log line names the file.
+            Ok(_) => Err(
+                "the database file was replaced by another file while trail was running; \
+                 nothing was written; restart trail"
+                    .into(),
+            ),
+            Err(e) => Err(format!(
+                "the database file is gone ({}) while trail was running; nothing was written; \
+                 restore it or restart trail",
+                e.kind()
+            )),
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn run(
     mut conn: Connection,
+    file: FileIdentity,
     key: HmacKey,
     rx: Receiver<Msg>,
     depth: Arc<AtomicUsize>,
@@ -353,6 +402,14 @@ fn run(
         depth.fetch_sub(jobs.len(), Ordering::Relaxed);
         let started = std::time::Instant::now();
         let n_jobs = jobs.len();
+        if let Err(why) = file.check() {
+            tracing::error!(%why, db = %file.path.display(), jobs = n_jobs, "refusing to commit");
+            observer.failed(n_jobs);
+            for job in jobs {
+                let _ = job.reply.send(Err(StoreError::CommitFailed(why.clone())));
+            }
+            continue;
+        }
         match commit_group(&mut conn, &key, &jobs, server.as_ref()) {
             Ok((results, head_seq)) => {
                 // Only rows written count: a retry answered from the log is not.

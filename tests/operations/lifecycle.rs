@@ -544,3 +544,46 @@ async fn sigterm_with_a_stalled_export_still_stops_cleanly_within_ten_seconds() 
         .unwrap();
     assert_eq!(last, "server.stop");
 }
+
+/// The database file deleted or replaced under a running server (an
+/// operator's `rm`, a restore copied over it): appends are refused with 503
+/// instead of acknowledged into a file that is gone, and `/readyz` says so.
+#[actix_rt::test]
+async fn a_database_deleted_or_replaced_under_the_server_is_refused_not_acknowledged() {
+    for replace in [false, true] {
+        let s = start(|_| {}).await;
+        s.post_event(json!({"event": "before.rm"}), None)
+            .await
+            .expect(201);
+        s.get("/readyz").await.expect(200);
+        let db = s.db_path.clone();
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+        }
+        if replace {
+            std::fs::write(&db, b"").unwrap();
+        }
+        let r = s.post_event(json!({"event": "after.rm"}), None).await;
+        r.expect(503);
+        assert_eq!(
+            r.json()["detail"],
+            json!("the events could not be stored durably; nothing was written"),
+            "replace={replace}"
+        );
+        let ready = s.get("/readyz").await;
+        ready.expect(503);
+        let detail = ready.json()["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            detail.contains(if replace { "was replaced" } else { "is gone" }),
+            "{detail}"
+        );
+        assert!(
+            !detail.contains(&*db.to_string_lossy()),
+            "no file path to clients: {detail}"
+        );
+        s.stop().await;
+    }
+}
