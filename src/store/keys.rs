@@ -176,12 +176,16 @@ fn create_key_file(path: &Path) -> Result<HmacKey> {
 }
 
 /// The newest seal of the log at `db`: (seq, key_id) of its newest row, else
-/// of its newest retention cut. None for a missing or empty log, or when the
-/// key id cannot be read (a tampered row: verification reports it).
+/// of its newest retention cut. None for a missing, empty or still-being-
+/// created log, or when the key id cannot be read (a tampered row:
+/// verification reports it).
 pub fn newest_seal(db: &Path) -> Result<Option<(u64, String)>> {
     let conn = match super::db::open_read(db) {
         Ok(c) => c,
-        Err(StoreError::NoDatabase(_)) => return Ok(None),
+        // No file yet, or one another trail is creating right now (its
+        // migrations not yet applied): nothing is sealed. A file of another
+        // program was refused before this (`check_target`).
+        Err(StoreError::NoDatabase(_) | StoreError::NotTrail { .. }) => return Ok(None),
         Err(e) => return Err(e),
     };
     let row = |sql: &str| -> Option<(i64, String)> {
