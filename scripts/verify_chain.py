@@ -178,13 +178,30 @@ def open_db(path: str) -> sqlite3.Connection:
     if not os.path.exists(path):
         raise InputError(f"no database at {path}")
     uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=ro"
-    try:
+
+    def connect(uri):
         conn = sqlite3.connect(uri, uri=True, timeout=60.0, isolation_level=None)
         conn.text_factory = bytes
         conn.execute("PRAGMA query_only = ON")
         n = conn.execute(
             "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'events'"
         ).fetchone()[0]
+        return conn, n
+
+    try:
+        try:
+            conn, n = connect(uri)
+        except sqlite3.OperationalError as e:
+            # A copy on read-only media: SQLite cannot make the -shm a WAL
+            # file needs. With no WAL content beside it, the file alone is
+            # the whole log and may be read as immutable (as trail does).
+            wal = path + "-wal"
+            wal_empty = not os.path.exists(wal) or os.path.getsize(wal) == 0
+            msg = str(e)
+            if wal_empty and ("readonly" in msg or "unable to open" in msg):
+                conn, n = connect(uri + "&immutable=1")
+            else:
+                raise
     except sqlite3.Error as e:
         raise InputError(f"cannot open {path} as a trail database: {e}") from None
     if not n:

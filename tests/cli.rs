@@ -1250,6 +1250,76 @@ fn a_file_migrated_by_a_newer_trail_is_refused_for_writing_and_left_alone() {
     env.trail_on(&db, None, &["show", "--json"]).expect_code(0);
 }
 
+/// A copy kept on read-only media (a write-protected folder, as evidence is
+/// kept): SQLite cannot create the `-shm` a WAL-mode file needs to be read,
+/// so with no WAL content beside it trail reads the file as immutable;
+/// `verify`, `show` and `export` work and nothing is created beside it.
+#[test]
+fn a_copy_in_a_read_only_folder_can_be_read_and_verified() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    log_of_20(&env);
+    let evidence = env.path("evidence");
+    std::fs::create_dir(&evidence).unwrap();
+    let copy = evidence.join("trail.db");
+    std::fs::copy(&env.db, &copy).unwrap();
+    let key = env.path("reader.key");
+    std::fs::write(&key, KEY_HEX).unwrap();
+    let mode = |p: &std::path::Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    mode(&key, 0o644);
+    mode(&copy, 0o444);
+    mode(&evidence, 0o555);
+    mode(env.dir.path(), 0o755);
+    // Permissions do not bind root: run as nobody then.
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false);
+    let run = |args: &[&str]| {
+        let mut c = if root {
+            let mut c = std::process::Command::new("setpriv");
+            c.args([
+                "--reuid",
+                "65534",
+                "--regid",
+                "65534",
+                "--clear-groups",
+                util::BIN,
+            ]);
+            c
+        } else {
+            std::process::Command::new(util::BIN)
+        };
+        c.arg("--db")
+            .arg(&copy)
+            .args(args)
+            .env_clear()
+            .env("TRAIL_LOG", "error")
+            .env("TRAIL_HMAC_KEY_FILE", &key)
+            .stdin(std::process::Stdio::null());
+        util::run_cmd(c)
+    };
+    let v = run(&["verify", "--json"]);
+    v.expect_code(0);
+    assert_eq!(v.json()["valid"], json!(true));
+    assert_eq!(v.json()["entries_checked"], json!(20));
+    let shown = run(&["show", "--limit", "5", "--json"]);
+    shown.expect_code(0);
+    assert_eq!(shown.json()["events"].as_array().unwrap().len(), 5);
+    let export = run(&["export", "--format", "jsonl"]);
+    export.expect_code(0);
+    assert_eq!(export.stdout.lines().count(), 20);
+    let beside: Vec<String> = std::fs::read_dir(&evidence)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(beside, vec!["trail.db".to_owned()]);
+    mode(&evidence, 0o755);
+}
+
 // ---------------------------------------------------------------------------
 // Read commands
 // ---------------------------------------------------------------------------

@@ -349,14 +349,16 @@ pub fn open_read(path: &Path) -> Result<Connection> {
         return Err(StoreError::NoDatabase(path.to_owned()));
     }
     refuse_folder(path)?;
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX
-            | OpenFlags::SQLITE_OPEN_URI,
-    )
-    .map_err(StoreError::sqlite("opening the database read-only"))?;
-    configure_reader(&conn).map_err(|e| not_sqlite(e, path))?;
+    let conn = match read_connection(path, false) {
+        // A copy on read-only media (a write-protected folder or mount):
+        // SQLite cannot make the `-shm` a WAL-mode file needs even to be
+        // read. With no WAL content beside it, the file alone is the whole
+        // log, and SQLite may read it as immutable (no locks, no WAL).
+        Err(e) if is_read_only_media(&e) && wal_is_empty(path) => {
+            read_connection(path, true).map_err(|_| e)?
+        }
+        other => other?,
+    };
     let tables = table_names(&conn).map_err(|e| not_sqlite(e, path))?;
     if !tables.iter().any(|t| t == "events") {
         return Err(if tables.is_empty() {
@@ -366,6 +368,59 @@ pub fn open_read(path: &Path) -> Result<Connection> {
         });
     }
     Ok(conn)
+}
+
+/// A configured read-only connection; `immutable` opens the file through a
+/// `file:` URI with `immutable=1`.
+fn read_connection(path: &Path, immutable: bool) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let conn = if immutable {
+        Connection::open_with_flags(immutable_uri(path)?, flags)
+    } else {
+        Connection::open_with_flags(path, flags)
+    }
+    .map_err(StoreError::sqlite("opening the database read-only"))?;
+    configure_reader(&conn).map_err(|e| not_sqlite(e, path))?;
+    Ok(conn)
+}
+
+/// SQLite could not set up reading because it may not write beside the
+/// file (its `-shm`).
+fn is_read_only_media(e: &StoreError) -> bool {
+    matches!(e, StoreError::Sqlite { source, .. }
+        if matches!(source.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen)))
+}
+
+/// No `-wal` beside `path`, or an empty one: the file alone holds the log.
+fn wal_is_empty(path: &Path) -> bool {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    match fs::metadata(&wal) {
+        Ok(m) => m.len() == 0,
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
+}
+
+/// `file:<absolute path, percent-encoded>?mode=ro&immutable=1`.
+fn immutable_uri(path: &Path) -> Result<String> {
+    use std::os::unix::ffi::OsStrExt;
+    let abs = std::path::absolute(path).map_err(|source| StoreError::Io {
+        context: format!("resolving {}", path.display()),
+        source,
+    })?;
+    let mut uri = String::from("file:");
+    for &b in abs.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            uri.push(b as char);
+        } else {
+            uri.push_str(&format!("%{b:02X}"));
+        }
+    }
+    uri.push_str("?mode=ro&immutable=1");
+    Ok(uri)
 }
 
 /// Refuses, before anything is created beside it (such as `hmac.key`), a
