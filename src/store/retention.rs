@@ -152,7 +152,7 @@ pub fn prune(
 
     // (a) Record the cut before deleting anything.
     let cut = record_cut(conn, key, &before_text, verified_to)?;
-    let Some((up_to_seq, chain_hash)) = cut else {
+    let Some((up_to_seq, chain_hash, finishes)) = cut else {
         return Ok(PruneReport {
             up_to_seq: None,
             deleted: 0,
@@ -169,6 +169,12 @@ pub fn prune(
     details.insert("deleted".into(), Value::from(deleted));
     details.insert("chain_hash".into(), Value::from(hex::encode(&chain_hash)));
     details.insert("before".into(), Value::from(before_text));
+    if let Some(cut_at) = finishes {
+        // The rows deleted are those of an earlier prune that was
+        // interrupted after recording its cut (at `cut_at`), not rows this
+        // prune's `before` selected: the record says so.
+        details.insert("finishes_interrupted_cut_at".into(), Value::from(cut_at));
+    }
     let event = NewEvent::builder(EventType::parse(PRUNE_EVENT).expect("a valid event type"))
         .with_level(Level::Info)
         .with_actor("trail")
@@ -213,13 +219,14 @@ fn newest_older_than(conn: &Connection, before: &str, max_seq: u64) -> Result<Op
 /// Step (a): records the cut, at most at `verified_to` and sealed with
 /// `key`, and answers its `seq` and chain hash; `None` when there is nothing to prune. An existing
 /// cut whose rows are not all deleted yet (an interrupted prune) is answered
-/// again, so it gets finished.
+/// again, so it gets finished, with the time it was recorded.
+#[allow(clippy::type_complexity)]
 fn record_cut(
     conn: &mut Connection,
     key: &HmacKey,
     before: &str,
     verified_to: u64,
-) -> Result<Option<(u64, Vec<u8>)>> {
+) -> Result<Option<(u64, Vec<u8>, Option<String>)>> {
     let e = StoreError::sqlite("recording a retention cut");
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -243,12 +250,14 @@ fn record_cut(
                 ])
             })
             .map_err(e)?;
-            Some((seq as u64, hash))
+            Some((seq as u64, hash, None))
         }
         _ => match newest {
             // Nothing new to cut; finish an interrupted prune if rows at or
             // below the newest cut are still there.
-            Some(cut) if below_exists(&tx, cut.up_to_seq)? => Some((cut.up_to_seq, cut.chain_hash)),
+            Some(cut) if below_exists(&tx, cut.up_to_seq)? => {
+                Some((cut.up_to_seq, cut.chain_hash, Some(cut.cut_at)))
+            }
             _ => None,
         },
     };
@@ -493,5 +502,17 @@ mod tests {
         let report = verify_file(&db, &Keyring::new(key), VerifyRequest::default()).unwrap();
         assert!(report.valid, "{report:?}");
         assert_eq!(report.entries_checked, 5);
+        // The record says whose rows these were.
+        let details: String = conn
+            .query_row(
+                "SELECT json_extract(entry, '$.details') FROM events WHERE seq = 11",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let details: serde_json::Value = serde_json::from_str(&details).unwrap();
+        assert_eq!(details["finishes_interrupted_cut_at"], "x");
+        assert_eq!(details["up_to_seq"], 6);
+        assert_eq!(details["deleted"], 6);
     }
 }
