@@ -124,7 +124,9 @@ fn copy_to(source: &Connection, tmp: &Path) -> Result<()> {
                 "cannot create {} (does its folder exist and is it writable?)",
                 tmp.display()
             ),
-            source: io::Error::from(io::ErrorKind::NotFound),
+            // The folder exists (checked before): a file-system refusal,
+            // exit 3, not a usage error.
+            source: io::Error::from(io::ErrorKind::PermissionDenied),
         },
         _ => e(err),
     })?;
