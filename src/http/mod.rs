@@ -67,6 +67,9 @@ pub struct ServeConfig {
     pub workers: usize,
     /// Seconds in-flight requests get to finish on shutdown.
     pub shutdown_timeout: u64,
+    /// `/readyz` answers 503 when the database's file system has less free
+    /// space than this (appends would fail).
+    pub ready_min_free_bytes: u64,
     pub trusted_proxies: Vec<Cidr>,
     /// Prefix of every route, such as `/audit` (empty for none).
     pub base_path: String,
@@ -95,6 +98,7 @@ impl ServeConfig {
             // appends finish in milliseconds; a client reading an export
             // slowly is cut off rather than holding the stop past the kill.
             shutdown_timeout: 5,
+            ready_min_free_bytes: READY_MIN_FREE_BYTES,
             trusted_proxies: Vec::new(),
             base_path: String::new(),
             min_level: Level::Debug,
@@ -152,6 +156,32 @@ pub struct AppState {
     pub tokens: auth::TokenCache,
     pub writer_metrics: Arc<metrics::WriterMetrics>,
     pub started: std::time::Instant,
+    pub ready_min_free_bytes: u64,
+}
+
+/// Free space below which `/readyz` says not ready: room for a group of
+/// batches, its WAL frames and a checkpoint.
+pub const READY_MIN_FREE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Bytes an unprivileged process may still write on the file system that
+/// holds `path` (its folder); `None` when that cannot be read.
+pub fn free_bytes(path: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c` is a valid NUL-terminated path; statvfs fills `st` when it
+    // returns 0, and `st` is read only then.
+    let st = unsafe {
+        if libc::statvfs(c.as_ptr(), st.as_mut_ptr()) != 0 {
+            return None;
+        }
+        st.assume_init()
+    };
+    Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
 }
 
 impl AppState {
@@ -496,6 +526,7 @@ impl Application {
             tokens: auth::TokenCache::default(),
             writer_metrics,
             started: std::time::Instant::now(),
+            ready_min_free_bytes: config.ready_min_free_bytes,
         });
         let app_state = state.clone();
         let base = config.base_path.clone();

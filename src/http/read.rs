@@ -375,6 +375,17 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
             "schema version {version}, expected {latest}"
         )));
     }
+    // The empty commit above writes nothing, so it passes on a full disk
+    // while every append fails: the free space says it.
+    if let Some(free) = super::free_bytes(&state.db_path) {
+        if free < state.ready_min_free_bytes {
+            return Err(not_ready(format!(
+                "the database's file system has {} MiB free, less than the {} MiB appends need",
+                free / (1024 * 1024),
+                state.ready_min_free_bytes.div_ceil(1024 * 1024)
+            )));
+        }
+    }
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "status": "ready", "schema_version": version, "head_seq": head.seq,
     })))

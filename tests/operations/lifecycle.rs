@@ -587,3 +587,23 @@ async fn a_database_deleted_or_replaced_under_the_server_is_refused_not_acknowle
         s.stop().await;
     }
 }
+
+/// `/readyz` counts the free space of the database's file system: its empty
+/// commit writes nothing, so on a full disk it passed while every append
+/// failed. Here the threshold is set above any disk's free space.
+#[actix_rt::test]
+async fn readyz_is_not_ready_when_the_disk_has_no_room_for_appends() {
+    let s = start(|_| {}).await;
+    s.get("/readyz").await.expect(200);
+    s.stop().await;
+
+    let s = start(|c| c.ready_min_free_bytes = u64::MAX).await;
+    let r = s.get("/readyz").await;
+    r.expect(503);
+    let detail = r.json()["detail"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        detail.contains("MiB free, less than the") && detail.contains("appends need"),
+        "{detail}"
+    );
+    s.stop().await;
+}
