@@ -197,6 +197,12 @@ struct EntryHead {
     key_id: String,
 }
 
+/// The `key_id` of an entry in the chain format's layout; `None` when the
+/// entry is not in it (verification reports such a row as `modified`).
+pub fn entry_key_id(entry: &[u8]) -> Option<String> {
+    EntryHead::read(entry).map(|h| h.key_id)
+}
+
 impl EntryHead {
     fn read(entry: &[u8]) -> Option<EntryHead> {
         let rest = entry.strip_prefix(b"{\"v\":1,\"seq\":")?;

@@ -406,21 +406,22 @@ fn wal_is_empty(path: &Path) -> bool {
 
 /// `file:<absolute path, percent-encoded>?mode=ro&immutable=1`.
 fn immutable_uri(path: &Path) -> Result<String> {
+    use percent_encoding::{percent_encode, NON_ALPHANUMERIC};
     use std::os::unix::ffi::OsStrExt;
+    const PATH: &percent_encoding::AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~')
+        .remove(b'/');
     let abs = std::path::absolute(path).map_err(|source| StoreError::Io {
         context: format!("resolving {}", path.display()),
         source,
     })?;
-    let mut uri = String::from("file:");
-    for &b in abs.as_os_str().as_bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
-            uri.push(b as char);
-        } else {
-            uri.push_str(&format!("%{b:02X}"));
-        }
-    }
-    uri.push_str("?mode=ro&immutable=1");
-    Ok(uri)
+    Ok(format!(
+        "file:{}?mode=ro&immutable=1",
+        percent_encode(abs.as_os_str().as_bytes(), PATH)
+    ))
 }
 
 /// Refuses, before anything is created beside it (such as `hmac.key`), a

@@ -188,15 +188,19 @@ pub fn newest_seal(db: &Path) -> Result<Option<(u64, String)>> {
         Err(StoreError::NoDatabase(_) | StoreError::NotTrail { .. }) => return Ok(None),
         Err(e) => return Err(e),
     };
-    let row = |sql: &str| -> Option<(i64, String)> {
-        conn.query_row(sql, [], |r| Ok((r.get(0)?, r.get(1)?))).ok()
-    };
-    let found =
-        row("SELECT seq, json_extract(entry, '$.key_id') FROM events ORDER BY seq DESC LIMIT 1")
-            .or_else(|| {
-                row("SELECT up_to_seq, key_id FROM retention_cuts ORDER BY up_to_seq DESC LIMIT 1")
-            });
-    Ok(found.map(|(seq, id)| (seq.max(0) as u64, id)))
+    // The head row's key id, read from the chain format's layout as the
+    // verifiers read it; else the newest cut's.
+    let head: Option<(i64, Vec<u8>)> = conn
+        .query_row(
+            "SELECT seq, CAST(entry AS BLOB) FROM events ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .ok();
+    if let Some((seq, entry)) = head {
+        return Ok(crate::domain::verify::entry_key_id(&entry).map(|id| (seq.max(0) as u64, id)));
+    }
+    Ok(super::retention::newest_cut(&conn)?.map(|c| (c.up_to_seq, c.key_id)))
 }
 
 /// Refuses to append with `key` when the log's newest seal was made with a

@@ -404,10 +404,7 @@ fn run(
         let n_jobs = jobs.len();
         if let Err(why) = file.check() {
             tracing::error!(%why, db = %file.path.display(), jobs = n_jobs, "refusing to commit");
-            observer.failed(n_jobs);
-            for job in jobs {
-                let _ = job.reply.send(Err(StoreError::CommitFailed(why.clone())));
-            }
+            fail_group(jobs, why, observer.as_ref());
             continue;
         }
         match commit_group(&mut conn, &key, &jobs, server.as_ref()) {
@@ -427,18 +424,23 @@ fn run(
             }
             Err(e) => {
                 tracing::error!(error = %e, jobs = n_jobs, "append transaction failed; nothing of it was acknowledged");
-                observer.failed(n_jobs);
                 let _ = conn.execute_batch("ROLLBACK");
-                let reason = e.to_string();
-                for job in jobs {
-                    let _ = job
-                        .reply
-                        .send(Err(StoreError::CommitFailed(reason.clone())));
-                }
+                fail_group(jobs, e.to_string(), observer.as_ref());
             }
         }
     }
     checkpoint_on_stop(&conn);
+}
+
+/// Answers every job of a group that was not committed: nothing of it was
+/// written, and each caller is told why.
+fn fail_group(jobs: Vec<Job>, reason: String, observer: &dyn WriterObserver) {
+    observer.failed(jobs.len());
+    for job in jobs {
+        let _ = job
+            .reply
+            .send(Err(StoreError::CommitFailed(reason.clone())));
+    }
 }
 
 /// How long the last checkpoint waits for readers still in the WAL.
