@@ -1,6 +1,6 @@
 //! Opening the database file: pragmas, migrations, read-only connections.
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
@@ -247,31 +247,37 @@ mod sqlite_alloc {
 }
 
 /// Opens (creating if needed) the database for writing and applies pending
-/// migrations. Migrations run under an exclusive `flock` on the file, so two
-/// processes opening a new file at once do not both try to create it.
+/// migrations. Migrations run under an exclusive `flock` on the folder that
+/// holds the file, so two processes opening a new file at once do not both
+/// try to create it.
+///
+/// The lock is on the folder, never on the database file: closing any handle
+/// of our own on the database file would drop the POSIX locks SQLite holds on
+/// it (they belong to the process, not to a handle). Another program (an
+/// analyst's `sqlite3`) would then take itself for the last one using the
+/// file and delete the WAL the writer still writes into.
 pub fn open_write(path: &Path, sync: Synchronous) -> Result<Connection> {
     sqlite_process_settings();
     refuse_folder(path)?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        fs::create_dir_all(dir).map_err(|source| StoreError::Io {
-            context: format!("creating {}", dir.display()),
+    let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => {
+            fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+                context: format!("creating {}", dir.display()),
+                source,
+            })?;
+            dir
+        }
+        None => Path::new("."),
+    };
+    // A folder this process may not list cannot be locked: SQLite's own
+    // locks still keep the file whole; only the first-open race is open.
+    let lock = fs::File::open(dir).ok();
+    if let Some(lock) = &lock {
+        lock.lock().map_err(|source| StoreError::Io {
+            context: format!("locking {}", dir.display()),
             source,
         })?;
     }
-    let lock = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(|source| StoreError::Io {
-            context: format!("opening {}", path.display()),
-            source,
-        })?;
-    lock.lock().map_err(|source| StoreError::Io {
-        context: format!("locking {}", path.display()),
-        source,
-    })?;
     let mut conn = Connection::open(path).map_err(StoreError::sqlite("opening the database"))?;
     conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(StoreError::sqlite("setting busy timeout"))?;

@@ -187,3 +187,85 @@ async fn sigkill_under_load_loses_no_acknowledged_event() {
         assert_eq!(seq as u64, a.seq);
     }
 }
+
+/// Rows of `db` as another program sees them: `python3`'s sqlite3, opened
+/// read-write (as `sqlite3 trail.db` does), counted, closed.
+fn python_count(db: &Path) -> i64 {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); \
+             print(c.execute('select count(*) from events').fetchone()[0]); c.close()",
+            db.to_str().unwrap(),
+        ])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+/// An analyst opening the live file with plain `sqlite3` (read-write, then
+/// closing it) must not take the server's WAL away. Before, the server held
+/// no lock SQLite could see on the database file (a handle of our own on it,
+/// closed after the migrations, dropped SQLite's POSIX locks with it), so
+/// the other program, closing last as it thought, deleted `trail.db-wal`
+/// while the server still wrote into it: every later acknowledged event was
+/// lost at the next start, and other readers saw a stale log.
+#[actix_rt::test]
+async fn another_programs_read_write_session_leaves_the_servers_events_alone() {
+    let dir = temp_dir("trail-analyst-");
+    let db = dir.path().join("trail.db");
+    let wal = dir.path().join("trail.db-wal");
+    let server = serve(&db);
+    let client = client();
+    let post = |event: &'static str| {
+        let (client, url) = (client.clone(), format!("{}/v1/events", server.base));
+        async move {
+            let r = send(
+                client
+                    .post(url)
+                    .insert_header(("content-type", "application/json")),
+                Some(format!(r#"{{"event":"{event}"}}"#).into_bytes()),
+            )
+            .await;
+            r.ok_json(201)["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(post("before.analyst").await);
+    }
+    // server.start + 3.
+    assert_eq!(python_count(&db), 4);
+    assert!(
+        wal.exists(),
+        "the server's WAL is still there after the analyst closed"
+    );
+    for _ in 0..3 {
+        ids.push(post("after.analyst").await);
+    }
+    assert_eq!(python_count(&db), 7, "another program sees the new events");
+
+    // SIGKILL, then the file alone (with its WAL) holds every acknowledged event.
+    drop(server);
+    let conn =
+        rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    let mut st = conn
+        .prepare("SELECT count(*) FROM events WHERE id = ?1")
+        .unwrap();
+    for id in &ids {
+        let n: i64 = st.query_row([id], |r| r.get(0)).unwrap();
+        assert_eq!(n, 1, "acknowledged event {id} is in the file");
+    }
+    drop(st);
+    drop(conn);
+    let out = trail(&db, &["verify", "--json"]).output().unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["valid"], json!(true), "{report}");
+    assert_eq!(report["entries_checked"], json!(7), "{report}");
+}
