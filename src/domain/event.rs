@@ -271,6 +271,17 @@ impl NewEvent {
         };
         let short = |canon: &str, errors: &mut Vec<FieldError>| -> Option<String> {
             let (n, v) = get(canon)?;
+            // The seed systems' user ids may be numbers: an integer sent as
+            // `user_id` or `user` is stored as its decimal text.
+            if matches!(n, "user_id" | "user") {
+                if let Some(i) = v
+                    .as_i64()
+                    .map(|i| i.to_string())
+                    .or(v.as_u64().map(|u| u.to_string()))
+                {
+                    return Some(i);
+                }
+            }
             let s = text(n, v, errors)?;
             match check_text(s) {
                 Ok(()) => Some(s.to_owned()),
@@ -313,8 +324,8 @@ impl NewEvent {
         };
         let occurred_at = match get("occurred_at") {
             None => None,
-            Some((n, v)) => text(n, v, &mut errors).and_then(|s| match parse_rfc3339(s) {
-                Ok(t) => Some(format_timestamp(t)),
+            Some((n, v)) => text(n, v, &mut errors).and_then(|s| match parse_occurred_at(s) {
+                Ok(t) => Some(t),
                 Err(m) => {
                     errors.push(FieldError::new(n, m));
                     None
@@ -710,6 +721,40 @@ pub fn truncate_micros(t: DateTime<Utc>) -> DateTime<Utc> {
 }
 
 pub fn parse_rfc3339(s: &str) -> Result<DateTime<Utc>, String> {
+    parse_rfc3339_exact(s).map(truncate_micros)
+}
+
+/// A client's `occurred_at`, in UTC, as precise as it was given: six
+/// fractional digits, or nine when the client sent finer ones (truncating
+/// would change the value, and a retry differing only there would pass for
+/// the same event). More than nine digits is refused, not cut.
+fn parse_occurred_at(s: &str) -> Result<String, String> {
+    use chrono::Timelike;
+    let t = parse_rfc3339_exact(s)?;
+    let frac: String = s
+        .split_once('.')
+        .map(|(_, f)| f.chars().take_while(char::is_ascii_digit).collect())
+        .unwrap_or_default();
+    if frac.len() > 9 {
+        return Err(format!(
+            "has {} fractional digits; nanoseconds (9) are the finest time kept (got {:?})",
+            frac.len(),
+            truncate_for_message(s)
+        ));
+    }
+    // The digits as given (chrono's parser keeps fewer than nine of them);
+    // offsets are whole minutes, so the fraction is the same in UTC.
+    let nanos: u32 = format!("{frac:0<9}").parse().unwrap_or(0);
+    let t = t.with_nanosecond(nanos).unwrap_or(t);
+    Ok(if nanos % 1000 == 0 {
+        format_timestamp(t)
+    } else {
+        t.to_rfc3339_opts(SecondsFormat::Nanos, true)
+    })
+}
+
+/// [`parse_rfc3339`] without the truncation to microseconds.
+fn parse_rfc3339_exact(s: &str) -> Result<DateTime<Utc>, String> {
     use chrono::{Datelike, Timelike};
     let t = DateTime::parse_from_rfc3339(s).map_err(|e| {
         format!(
@@ -797,9 +842,36 @@ mod tests {
             ),
             r#","event":"a","level":"error","actor":"u","resource":"t","source_ip":"::ffff:1.2.3.4""#
         );
+        // A seed system's numeric user id is its decimal text; only there.
+        assert_eq!(
+            check(json!({"event": "a", "user_id": 42})),
+            r#","event":"a","level":"info","actor":"42""#
+        );
+        assert_eq!(
+            check(json!({"event": "a", "user_id": 4.5})),
+            "error: user_id: must be a string, not a number"
+        );
+        assert_eq!(
+            check(json!({"event": "a", "actor": 42})),
+            "error: actor: must be a string, not a number"
+        );
         assert_eq!(
             check(json!({"event": "a", "occurred_at": "2026-03-01T10:00:00-05:00"})),
             r#","event":"a","level":"info","occurred_at":"2026-03-01T15:00:00.000000Z""#
+        );
+        // Finer than microseconds: kept (nine digits), not cut, so two
+        // retries differing only there are two different contents.
+        assert_eq!(
+            check(json!({"event": "a", "occurred_at": "2026-11-22T10:00:00.1234561+01:00"})),
+            r#","event":"a","level":"info","occurred_at":"2026-11-22T09:00:00.123456100Z""#
+        );
+        assert_eq!(
+            check(json!({"event": "a", "occurred_at": "2026-11-22T10:00:00.123456000Z"})),
+            r#","event":"a","level":"info","occurred_at":"2026-11-22T10:00:00.123456Z""#
+        );
+        assert_eq!(
+            check(json!({"event": "a", "occurred_at": "2026-11-22T10:00:00.1234567891Z"})),
+            "error: occurred_at: has 10 fractional digits; nanoseconds (9) are the finest time kept (got \"2026-11-22T10:00:00.1234567891Z\")"
         );
     }
 
