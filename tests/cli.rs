@@ -1617,6 +1617,59 @@ fn export_csv_has_the_exact_header_every_row_and_neutralised_formulas() {
     assert_eq!(std::fs::read_to_string(&alias).unwrap(), text);
 }
 
+/// An export replaces an ordinary output file, never evidence: the
+/// database (under any name, or a hard link to it), a backup (any SQLite
+/// file) or a key file is refused with exit 2 and left as it was. Before,
+/// `export --output trail.db` answered "exported" over the log itself.
+#[test]
+fn an_export_never_replaces_the_database_a_backup_or_a_key() {
+    let env = Env::new();
+    read_fixture(&env);
+    let backup = env.path("backup.db");
+    env.trail(&["backup", backup.to_str().unwrap()]).ok();
+    let link = env.path("link.db");
+    std::fs::hard_link(&env.db, &link).unwrap();
+    let other_spelling = env.path("data/../data/trail.db");
+    let precious = |p: &std::path::Path| std::fs::read(p).unwrap();
+    let (db_before, backup_before, key_before) =
+        (precious(&env.db), precious(&backup), precious(&env.key));
+    for (target, what) in [
+        (&env.db, "the database being exported"),
+        (&other_spelling, "the database being exported"),
+        (&link, "the database being exported"),
+        (&backup, "an SQLite database"),
+        (&env.key, "a key file"),
+    ] {
+        for args in [
+            vec![
+                "export",
+                "--format",
+                "csv",
+                "--output",
+                target.to_str().unwrap(),
+            ],
+            vec!["export-json", target.to_str().unwrap()],
+        ] {
+            env.trail(&args)
+                .expect_code(2)
+                .stderr_has(&["refusing to write the export to", what]);
+        }
+    }
+    assert_eq!(precious(&env.db), db_before);
+    assert_eq!(precious(&backup), backup_before);
+    assert_eq!(precious(&env.key), key_before);
+    env.trail(&["verify"]).ok();
+
+    // An ordinary file is replaced, through `NAME.partial`, which is gone.
+    let out = env.path("out.csv");
+    std::fs::write(&out, "an older export\n").unwrap();
+    env.trail(&["export-csv", out.to_str().unwrap()]).ok();
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(text.lines().next(), Some(CSV_HEADER));
+    assert_eq!(text.lines().count(), TOTAL as usize + 1);
+    assert!(!env.path("out.csv.partial").exists());
+}
+
 #[test]
 fn export_json_and_jsonl_hold_every_event_oldest_first() {
     let env = Env::new();

@@ -1144,6 +1144,55 @@ fn verify(db: &Path, keys: &KeySource, args: VerifyArgs) -> Result<(), CliError>
     }
 }
 
+/// An export replaces its output file; it never replaces evidence. Refused
+/// (nothing written): the database itself or a file SQLite keeps beside it
+/// (also under another name, a hard link), any SQLite database (a backup),
+/// and a file holding a key (64 hex digits).
+fn refuse_precious_output(db: &Path, out: &Path) -> Result<(), CliError> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(out) else {
+        return Ok(());
+    };
+    let refuse = |what: &str| {
+        Err(CliError::Input(format!(
+            "refusing to write the export to {}: it is {what}; an export never replaces it (choose another --output)",
+            out.display()
+        )))
+    };
+    if meta.is_dir() {
+        return refuse("a folder");
+    }
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut p = db.as_os_str().to_os_string();
+        p.push(suffix);
+        if let Ok(m) = std::fs::metadata(&p) {
+            if (m.dev(), m.ino()) == (meta.dev(), meta.ino()) {
+                return refuse(if suffix.is_empty() {
+                    "the database being exported"
+                } else {
+                    "one of the database's own files"
+                });
+            }
+        }
+    }
+    let mut head = Vec::with_capacity(130);
+    if let Ok(f) = std::fs::File::open(out) {
+        use std::io::Read;
+        let _ = f.take(130).read_to_end(&mut head);
+    }
+    if head.starts_with(b"SQLite format 3\0") {
+        return refuse("an SQLite database (a backup?)");
+    }
+    if meta.len() <= 130 {
+        let text = String::from_utf8_lossy(&head);
+        let t = text.trim();
+        if t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return refuse("a key file (64 hex digits)");
+        }
+    }
+    Ok(())
+}
+
 fn export_cmd(
     db: &Path,
     format: Format,
@@ -1152,13 +1201,19 @@ fn export_cmd(
     filter: &FilterArgs,
 ) -> Result<(), CliError> {
     let filter = filter.parse()?;
+    if let Some(path) = &output {
+        refuse_precious_output(db, path)?;
+    }
     let conn = open_read(db)?;
     let now = format_timestamp(chrono::Utc::now());
     let n = match &output {
         Some(path) => {
             // Write beside the target and rename, so a failed export never
-            // leaves a truncated file that looks complete.
-            let tmp = path.with_extension(format!("{}.partial", format.extension()));
+            // leaves a truncated file that looks complete. The name keeps
+            // the target's whole name: two targets never share one.
+            let mut tmp_name = path.as_os_str().to_os_string();
+            tmp_name.push(".partial");
+            let tmp = PathBuf::from(tmp_name);
             let file = std::fs::File::create(&tmp)
                 .map_err(|e| CliError::Input(format!("cannot create {}: {e}", tmp.display())))?;
             let n = export(&conn, &filter, order, format, &now, &file)?;
