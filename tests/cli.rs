@@ -1083,6 +1083,22 @@ fn import_same_id_twice_is_idempotent_and_different_content_is_refused() {
         "line 4: event id \"dup-1\"",
         "batch from line 3 on was written (2 events committed before it)",
     ]);
+    // An id given twice in one batch with different content: the second
+    // line is named, and what it clashes with (nothing was stored).
+    let clash = env.write_lines(
+        "clash.jsonl",
+        [
+            r#"{"event":"p"}"#,
+            r#"{"id":"clash-1","event":"d"}"#,
+            r#"{"id":"clash-1","event":"e"}"#,
+        ],
+    );
+    let before = env.rows();
+    let out = env.trail(&["import", clash.to_str().unwrap()]);
+    assert_refused(&env, &before, &out, &[]);
+    out.stderr_has(&[
+        "line 3: event id \"clash-1\" was given on line 2 of this batch with different content; nothing of the batch from line 1 on was written (0 events committed before it)",
+    ]);
     // A line that repeats an id of the same file with the same content is
     // answered with that event: counted as already stored.
     let twice = env.write_lines(

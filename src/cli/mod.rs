@@ -761,9 +761,9 @@ struct Imported {
     range: Option<(u64, u64)>,
 }
 
-/// A batch on its way: its pending answer, and each event's line and
-/// client id (to name the line of a conflict).
-type InFlight = (Vec<(usize, Option<String>)>, crate::store::Pending);
+/// A batch on its way: each event's line (to name the line of a conflict),
+/// and its pending answer.
+type InFlight = (Vec<usize>, crate::store::Pending);
 
 impl Imported {
     /// Waits for the batch in flight; its events are committed once it returns.
@@ -783,15 +783,20 @@ impl Imported {
                 }
                 Ok(())
             }
-            Err(StoreError::Conflict { id }) => {
-                let first = lines.first().map_or(0, |l| l.0);
-                let line = lines
-                    .iter()
-                    .find(|(_, client)| client.as_deref() == Some(id.as_str()))
-                    .map_or(first, |l| l.0);
+            Err(StoreError::Conflict { id, index, earlier }) => {
+                let first = lines.first().copied().unwrap_or(0);
+                let line_of = |i: usize| lines.get(i).copied().unwrap_or(first);
+                let what = match earlier {
+                    None => "is already stored with different content".to_owned(),
+                    Some(j) => format!(
+                        "was given on line {} of this batch with different content",
+                        line_of(j)
+                    ),
+                };
                 Err(CliError::Input(format!(
-                    "line {line}: event id {id:?} is already stored with different content; \
+                    "line {}: event id {id:?} {what}; \
                      nothing of the batch from line {first} on was written ({} events committed before it)",
+                    line_of(index),
                     self.committed
                 )))
             }
@@ -819,7 +824,7 @@ fn import(
     // One batch commits while the next is parsed.
     let mut in_flight: Option<InFlight> = None;
     let mut batch: Vec<NewEvent> = Vec::with_capacity(batch_size);
-    let mut lines: Vec<(usize, Option<String>)> = Vec::with_capacity(batch_size);
+    let mut lines: Vec<usize> = Vec::with_capacity(batch_size);
 
     for (i, line) in reader.lines().enumerate() {
         let n = i + 1;
@@ -838,12 +843,12 @@ fn import(
         match parsed {
             Ok(None) => continue,
             Ok(Some(ev)) => {
-                lines.push((n, ev.id().map(|id| id.as_str().to_owned())));
+                lines.push(n);
                 batch.push(ev);
             }
             Err(m) => {
                 state.settle(&mut in_flight)?;
-                let first = lines.first().map_or(n, |l| l.0);
+                let first = lines.first().copied().unwrap_or(n);
                 return Err(CliError::Input(format!(
                     "{m}; nothing of the batch from line {first} on was written ({} events committed before it)",
                     state.committed

@@ -68,9 +68,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Input(i) => ApiError::Invalid(i),
-            StoreError::Conflict { id } => {
-                ApiError::Conflict(format!("event id {id:?} is already stored with different content"))
-            }
+            e @ StoreError::Conflict { .. } => ApiError::Conflict(e.to_string()),
             StoreError::IdempotencyMismatch { key } => ApiError::Conflict(format!(
                 "Idempotency-Key {key:?} was already used with a different request"
             )),

@@ -9,8 +9,15 @@ use crate::domain::{FailureKind, InputError};
 pub enum StoreError {
     #[error("{0}")]
     Input(#[from] InputError),
-    #[error("event id {id:?} is already stored with different content")]
-    Conflict { id: String },
+    /// The event at `index` of a request carries a client id that names
+    /// other content: an event stored already, or (`earlier`) an event
+    /// before it in the same request.
+    #[error("{}", conflict_text(id, *index, *earlier))]
+    Conflict {
+        id: String,
+        index: usize,
+        earlier: Option<usize>,
+    },
     #[error("Idempotency-Key {key:?} was first used with a different request")]
     IdempotencyMismatch { key: String },
     #[error("the writer's queue is full; retry shortly")]
@@ -70,3 +77,13 @@ impl StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// What a conflict says: positions are a request's array indexes.
+fn conflict_text(id: &str, index: usize, earlier: Option<usize>) -> String {
+    match earlier {
+        None => format!("event id {id:?} is already stored with different content"),
+        Some(j) => format!(
+            "event id {id:?} is given twice in this request with different content ([{j}] and [{index}])"
+        ),
+    }
+}

@@ -661,9 +661,11 @@ fn append_job(
             Some(j) if events[j].content_fingerprint() == ev.content_fingerprint() => {
                 Step::SameAs(j)
             }
-            Some(_) => {
+            Some(j) => {
                 return Ok(Err(StoreError::Conflict {
                     id: id.as_str().to_owned(),
+                    index: i,
+                    earlier: Some(j),
                 }))
             }
             None => match find_by_id(conn, id.as_str())? {
@@ -676,6 +678,8 @@ fn append_job(
                 Some(_) => {
                     return Ok(Err(StoreError::Conflict {
                         id: id.as_str().to_owned(),
+                        index: i,
+                        earlier: None,
                     }))
                 }
                 None => Step::New(id.clone()),
@@ -882,7 +886,7 @@ mod tests {
         assert_eq!(seqs(&results[1]), vec![(701, true)]);
         assert_eq!(seqs(&results[2]), vec![(701, false)]);
         assert!(
-            matches!(&results[3], Err(StoreError::Conflict { id }) if id == "x"),
+            matches!(&results[3], Err(StoreError::Conflict { id, index: 0, earlier: None }) if id == "x"),
             "{:?}",
             results[3]
         );

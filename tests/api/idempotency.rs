@@ -133,7 +133,19 @@ async fn same_client_id_returns_the_original_and_other_content_is_409() {
     // In a batch: the whole batch is refused.
     let batch =
         json!([{"event": "new.one", "id": "evt-0002"}, {"event": "doc.save", "id": "evt-0001"}]);
-    assert_problem(&app.post(&batch).await, 409);
+    let p = assert_problem(&app.post(&batch).await, 409);
+    assert_eq!(
+        p["detail"],
+        json!("event id \"evt-0001\" is already stored with different content")
+    );
+    // One id twice in the same request, with different content.
+    let twice =
+        json!([{"event": "a", "id": "evt-t"}, {"event": "b"}, {"event": "c", "id": "evt-t"}]);
+    let p = assert_problem(&app.post(&twice).await, 409);
+    assert_eq!(
+        p["detail"],
+        json!("event id \"evt-t\" is given twice in this request with different content ([0] and [2])")
+    );
     assert_eq!(app.count(), 1);
     assert_problem(&app.get("/v1/events/evt-0002").await, 404);
 
