@@ -1117,6 +1117,54 @@ fn import_same_id_twice_is_idempotent_and_different_content_is_refused() {
     );
 }
 
+/// An import that fails part-way on the file system (here: a file-size
+/// limit, as a full disk) exits 3 and says where it stands: the batches
+/// before the failing one are committed, the count it prints is the count
+/// in the file, and the line to resume from is named.
+#[test]
+fn an_import_stopped_by_the_file_system_says_how_many_events_were_committed() {
+    use std::os::unix::process::CommandExt;
+    let env = Env::new();
+    env.trail(&["append", "seed.one"]).ok();
+    let lines: Vec<String> = (0..6000)
+        .map(|i| {
+            format!(
+                r#"{{"event":"fill.up","actor":"a{i}","details":{{"pad":"{}"}}}}"#,
+                "x".repeat(400)
+            )
+        })
+        .collect();
+    let file = env.write_lines("many.jsonl", &lines);
+    let mut cmd = env.command(&["import", file.to_str().unwrap(), "--batch-size", "500"]);
+    // SAFETY: between fork and exec, only async-signal-safe calls.
+    unsafe {
+        cmd.pre_exec(|| {
+            // Writes past 2 MiB fail with EFBIG instead of killing the process.
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let lim = libc::rlimit {
+                rlim_cur: 2 << 20,
+                rlim_max: 2 << 20,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = util::run_cmd(cmd);
+    out.expect_code(3);
+    let committed = env.count() - 1;
+    assert!(
+        committed % 500 == 0 && committed < 6000,
+        "whole batches only, and not all: {committed}"
+    );
+    out.stderr_has(&[&format!(
+        "; nothing from line {} on was written ({committed} events committed before it)",
+        committed + 1
+    )]);
+    env.trail(&["verify"]).ok();
+}
+
 #[test]
 fn verify_with_a_malformed_anchor_is_a_usage_error() {
     let (env, rows) = seeded();

@@ -332,6 +332,10 @@ pub enum CliError {
     Store(#[from] StoreError),
     #[error("{0}")]
     VerifyFailed(String),
+    /// A store error with what the command had done before it (an import
+    /// that failed part-way says how many events were committed).
+    #[error("{source}; {note}")]
+    WithNote { source: StoreError, note: String },
 }
 
 impl From<InputError> for CliError {
@@ -344,17 +348,17 @@ impl CliError {
     fn exit_code(&self) -> u8 {
         match self {
             CliError::VerifyFailed(_) => 1,
-            CliError::Store(StoreError::PruneRefused { .. }) => 1,
             CliError::Input(_) => 2,
-            CliError::Store(
+            CliError::Store(e) | CliError::WithNote { source: e, .. } => match e {
+                StoreError::PruneRefused { .. } => 1,
                 StoreError::Input(_)
                 | StoreError::Conflict { .. }
                 | StoreError::NoDatabase(_)
                 | StoreError::NotTrail { .. }
-                | StoreError::NewerSchema { .. },
-            ) => 2,
-            CliError::Store(StoreError::Key(_)) => 2,
-            CliError::Store(_) => 3,
+                | StoreError::NewerSchema { .. }
+                | StoreError::Key(_) => 2,
+                _ => 3,
+            },
         }
     }
 }
@@ -800,7 +804,19 @@ impl Imported {
                     self.committed
                 )))
             }
-            Err(e) => Err(e.into()),
+            Err(e) => Err(self.failed_from(lines.first().copied().unwrap_or(0), e)),
+        }
+    }
+
+    /// A batch from line `first` on could not be written: the error, and
+    /// where the import stands, so it can be resumed from that line.
+    fn failed_from(&self, first: usize, e: StoreError) -> CliError {
+        CliError::WithNote {
+            source: e,
+            note: format!(
+                "nothing from line {first} on was written ({} events committed before it)",
+                self.committed
+            ),
         }
     }
 }
@@ -859,16 +875,20 @@ fn import(
             // The previous batch must have committed before this one goes
             // in: a refused batch stops the import with nothing after it.
             state.settle(&mut in_flight)?;
-            let p = writer.submit_wait(std::mem::replace(
-                &mut batch,
-                Vec::with_capacity(batch_size),
-            ))?;
+            let p = writer
+                .submit_wait(std::mem::replace(
+                    &mut batch,
+                    Vec::with_capacity(batch_size),
+                ))
+                .map_err(|e| state.failed_from(lines[0], e))?;
             in_flight = Some((std::mem::take(&mut lines), p));
         }
     }
     if !batch.is_empty() {
         state.settle(&mut in_flight)?;
-        let p = writer.submit_wait(batch)?;
+        let p = writer
+            .submit_wait(batch)
+            .map_err(|e| state.failed_from(lines[0], e))?;
         in_flight = Some((lines, p));
     }
     state.settle(&mut in_flight)?;
