@@ -19,10 +19,12 @@ Usage:
     verify_chain.py --vectors FILE
 
 Keys: every --key-file, plus TRAIL_HMAC_KEY (64 hex digits) if set, else the
-file named by TRAIL_HMAC_KEY_FILE if set, else hmac.key beside DB if it exists.
+file named by TRAIL_HMAC_KEY_FILE if set (both set is an error, as in trail),
+else hmac.key beside DB if it exists.
 
 Exit codes: 0 intact, 1 verification failure, 2 usage or input error,
-3 the database could not be read part-way through.
+3 the database could not be read (part-way through, or at all on read-only
+media with events in its -wal).
 """
 
 import argparse
@@ -121,6 +123,10 @@ def build_keyring(db_path: str, key_files) -> Keyring:
     ring = Keyring()
     env_hex = os.environ.get("TRAIL_HMAC_KEY")
     env_file = os.environ.get("TRAIL_HMAC_KEY_FILE")
+    if env_hex is not None and env_file is not None:
+        # As trail: one choice, given twice, is an error naming both.
+        raise InputError("TRAIL_HMAC_KEY and TRAIL_HMAC_KEY_FILE are both set; "
+                         "set one of them, not both")
     if env_hex is not None:
         ring.add(parse_key_hex(env_hex, "TRAIL_HMAC_KEY"))
     elif env_file is not None:
@@ -174,6 +180,12 @@ def as_bytes(v) -> bytes:
 # Database
 
 
+def wal_on_read_only_media(path: str) -> str:
+    return (f"cannot read {path}: events in {path}-wal can only be read where SQLite "
+            f"may create {path}-shm beside it (read-only media?); copy the file and "
+            "its -wal to a writable folder and verify the copy")
+
+
 def open_db(path: str) -> sqlite3.Connection:
     if not os.path.exists(path):
         raise InputError(f"no database at {path}")
@@ -198,8 +210,12 @@ def open_db(path: str) -> sqlite3.Connection:
             wal = path + "-wal"
             wal_empty = not os.path.exists(wal) or os.path.getsize(wal) == 0
             msg = str(e)
-            if wal_empty and ("readonly" in msg or "unable to open" in msg):
+            read_only_media = "readonly" in msg or "unable to open" in msg
+            if read_only_media and wal_empty:
                 conn, n = connect(uri + "&immutable=1")
+            elif read_only_media:
+                # As trail (exit 3): the file system, not the input.
+                raise ReadError(wal_on_read_only_media(path)) from None
             else:
                 raise
     except sqlite3.Error as e:

@@ -1165,6 +1165,27 @@ fn an_import_stopped_by_the_file_system_says_how_many_events_were_committed() {
     env.trail(&["verify"]).ok();
 }
 
+/// The key given twice (as itself and as a file) is one choice made twice:
+/// trail and the verifier script both refuse it, exit 2, naming both.
+#[test]
+fn both_key_variables_are_refused_by_trail_and_the_script_alike() {
+    let (env, _) = seeded();
+    let mut c = env.command(&["verify"]);
+    c.env("TRAIL_HMAC_KEY", KEY_HEX);
+    util::run_cmd(c)
+        .expect_code(2)
+        .stderr_has(&["TRAIL_HMAC_KEY", "set one of them, not both"]);
+    let mut py = std::process::Command::new("python3");
+    py.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/verify_chain.py"))
+        .arg(&env.db)
+        .env("TRAIL_HMAC_KEY", KEY_HEX)
+        .env("TRAIL_HMAC_KEY_FILE", &env.key)
+        .stdin(std::process::Stdio::null());
+    util::run_cmd(py).expect_code(2).stderr_has(&[
+        "TRAIL_HMAC_KEY and TRAIL_HMAC_KEY_FILE are both set; set one of them, not both",
+    ]);
+}
+
 #[test]
 fn verify_with_a_malformed_anchor_is_a_usage_error() {
     let (env, rows) = seeded();
@@ -1381,6 +1402,51 @@ fn a_copy_in_a_read_only_folder_can_be_read_and_verified() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(beside, vec!["trail.db".to_owned()]);
+
+    // With events in a -wal beside it, the copy cannot be read there (SQLite
+    // needs its -shm): both verifiers say so, and what to do, with exit 3.
+    mode(&evidence, 0o755);
+    std::fs::write(evidence.join("trail.db-wal"), [7u8; 64]).unwrap();
+    mode(&evidence, 0o555);
+    let v = run(&["verify"]);
+    v.expect_code(3).stderr_has(&[
+        "events in",
+        "trail.db-wal can only be read where SQLite may create",
+        "copy the file and its -wal to a writable folder",
+    ]);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/verify_chain.py");
+    let mut py = if root {
+        let mut c = std::process::Command::new("setpriv");
+        // An interpreter nobody may run (not one under /root, say).
+        let system = std::path::Path::new("/usr/bin/python3");
+        let python = if system.exists() {
+            system.to_str().unwrap()
+        } else {
+            "python3"
+        };
+        c.args([
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+            python,
+        ]);
+        c
+    } else {
+        std::process::Command::new("python3")
+    };
+    py.arg(script)
+        .arg(&copy)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("TRAIL_HMAC_KEY_FILE", &key)
+        .stdin(std::process::Stdio::null());
+    let v = util::run_cmd(py);
+    v.expect_code(3).stderr_has(&[
+        "trail.db-wal can only be read where SQLite may create",
+        "copy the file and its -wal to a writable folder",
+    ]);
     mode(&evidence, 0o755);
 }
 

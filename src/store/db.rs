@@ -363,6 +363,19 @@ pub fn open_read(path: &Path) -> Result<Connection> {
         Err(e) if is_read_only_media(&e) && wal_is_empty(path) => {
             read_connection(path, true).map_err(|_| e)?
         }
+        // WAL content there cannot be read without a `-shm`: say so, and
+        // what to do (exit 3, as the verifier script).
+        Err(e) if is_read_only_media(&e) => {
+            let shown = path.display();
+            return Err(StoreError::Io {
+                context: format!(
+                    "cannot read {shown}: events in {shown}-wal can only be read where SQLite \
+                     may create {shown}-shm beside it (read-only media?); copy the file and \
+                     its -wal to a writable folder and read the copy"
+                ),
+                source: std::io::Error::from(std::io::ErrorKind::ReadOnlyFilesystem),
+            });
+        }
         other => other?,
     };
     let tables = table_names(&conn).map_err(|e| not_sqlite(e, path))?;
