@@ -1176,11 +1176,14 @@ fn both_key_variables_are_refused_by_trail_and_the_script_alike() {
         .expect_code(2)
         .stderr_has(&["TRAIL_HMAC_KEY", "set one of them, not both"]);
     let mut py = std::process::Command::new("python3");
-    py.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/verify_chain.py"))
-        .arg(&env.db)
-        .env("TRAIL_HMAC_KEY", KEY_HEX)
-        .env("TRAIL_HMAC_KEY_FILE", &env.key)
-        .stdin(std::process::Stdio::null());
+    py.arg(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scripts/verify_chain.py"
+    ))
+    .arg(&env.db)
+    .env("TRAIL_HMAC_KEY", KEY_HEX)
+    .env("TRAIL_HMAC_KEY_FILE", &env.key)
+    .stdin(std::process::Stdio::null());
     util::run_cmd(py).expect_code(2).stderr_has(&[
         "TRAIL_HMAC_KEY and TRAIL_HMAC_KEY_FILE are both set; set one of them, not both",
     ]);

@@ -729,7 +729,6 @@ pub fn parse_rfc3339(s: &str) -> Result<DateTime<Utc>, String> {
 /// would change the value, and a retry differing only there would pass for
 /// the same event). More than nine digits is refused, not cut.
 fn parse_occurred_at(s: &str) -> Result<String, String> {
-    use chrono::Timelike;
     let t = parse_rfc3339_exact(s)?;
     let frac: String = s
         .split_once('.')
@@ -742,11 +741,7 @@ fn parse_occurred_at(s: &str) -> Result<String, String> {
             truncate_for_message(s)
         ));
     }
-    // The digits as given (chrono's parser keeps fewer than nine of them);
-    // offsets are whole minutes, so the fraction is the same in UTC.
-    let nanos: u32 = format!("{frac:0<9}").parse().unwrap_or(0);
-    let t = t.with_nanosecond(nanos).unwrap_or(t);
-    Ok(if nanos % 1000 == 0 {
+    Ok(if t.timestamp_subsec_nanos() % 1000 == 0 {
         format_timestamp(t)
     } else {
         t.to_rfc3339_opts(SecondsFormat::Nanos, true)
@@ -754,7 +749,7 @@ fn parse_occurred_at(s: &str) -> Result<String, String> {
 }
 
 /// [`parse_rfc3339`] without the truncation to microseconds.
-fn parse_rfc3339_exact(s: &str) -> Result<DateTime<Utc>, String> {
+pub fn parse_rfc3339_exact(s: &str) -> Result<DateTime<Utc>, String> {
     use chrono::{Datelike, Timelike};
     let t = DateTime::parse_from_rfc3339(s).map_err(|e| {
         format!(
@@ -778,7 +773,7 @@ fn parse_rfc3339_exact(s: &str) -> Result<DateTime<Utc>, String> {
             truncate_for_message(s)
         ));
     }
-    Ok(truncate_micros(utc))
+    Ok(utc)
 }
 
 /// Parses a stored entry back into its content, for comparing a retried

@@ -3,7 +3,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::error::{FieldError, InputError};
-use super::event::{format_timestamp, parse_rfc3339, EventType, Level};
+use super::event::{format_timestamp, parse_rfc3339_exact, truncate_micros, EventType, Level};
 
 /// Most types and prefixes one filter may list: each is a term of the query.
 pub const MAX_EVENT_TERMS: usize = 100;
@@ -173,7 +173,7 @@ impl Filter {
             m.insert("since".into(), format_timestamp(t).into());
         }
         if let Some(t) = self.until {
-            m.insert("until".into(), format_timestamp(t).into());
+            m.insert("until".into(), inclusive_until(t).into());
         }
         serde_json::Value::Object(m)
     }
@@ -206,17 +206,28 @@ pub fn parse_bound(s: &str, until: bool) -> Result<DateTime<Utc>, String> {
         };
         return Ok(d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc());
     }
-    let t = parse_rfc3339(s).map_err(|_| {
+    let exact = parse_rfc3339_exact(s).map_err(|_| {
         format!(
             "must be a date YYYY-MM-DD or an RFC 3339 date-time (got {:?})",
             s.chars().take(64).collect::<String>()
         )
     })?;
-    Ok(if until {
+    // Timestamps have microseconds: `until` lets through the microsecond it
+    // falls in, `since` starts at the first microsecond not before it.
+    let t = truncate_micros(exact);
+    Ok(if until || t < exact {
         t + chrono::Duration::microseconds(1)
     } else {
         t
     })
+}
+
+/// An exclusive `until` bound as the inclusive one it stands for, the last
+/// microsecond it lets through (timestamps have microseconds): what is
+/// shown back (a JSON export's `filters`, a summary's `until`) then selects
+/// exactly the same events when given again as an RFC 3339 `until`.
+pub fn inclusive_until(t: DateTime<Utc>) -> String {
+    format_timestamp(t - chrono::Duration::microseconds(1))
 }
 
 /// `24h`, `7d`, `30d` or `all` as a filter on time, counted back from `now`.
@@ -236,7 +247,42 @@ pub fn period_filter(period: &str, now: DateTime<Utc>) -> Result<Filter, String>
 
 #[cfg(test)]
 mod tests {
-    use super::EventMatch;
+    use super::{parse_bound, EventMatch, Filter, FilterInput};
+    use crate::domain::event::format_timestamp;
+
+    #[test]
+    fn bounds_keep_whole_microseconds_and_are_shown_inclusive() {
+        let at = |s: &str, until: bool| format_timestamp(parse_bound(s, until).unwrap());
+        // `since` starts at the first microsecond not before it.
+        assert_eq!(
+            at("2026-11-22T10:00:00.1234561Z", false),
+            "2026-11-22T10:00:00.123457Z"
+        );
+        assert_eq!(
+            at("2026-11-22T10:00:00.123456Z", false),
+            "2026-11-22T10:00:00.123456Z"
+        );
+        // `until` (exclusive inside) lets its own microsecond through.
+        assert_eq!(
+            at("2026-11-22T10:00:00.1234569Z", true),
+            "2026-11-22T10:00:00.123457Z"
+        );
+        assert_eq!(at("2026-11-22", true), "2026-11-23T00:00:00.000000Z");
+        let shown = |until: &str| {
+            Filter::parse(&FilterInput {
+                until: Some(until),
+                ..FilterInput::default()
+            })
+            .unwrap()
+            .describe()["until"]
+                .clone()
+        };
+        assert_eq!(shown("2026-11-22"), "2026-11-22T23:59:59.999999Z");
+        assert_eq!(
+            shown("2026-11-22T20:03:41.3Z"),
+            "2026-11-22T20:03:41.300000Z"
+        );
+    }
 
     #[test]
     fn a_bare_star_matches_every_type_but_the_other_items_are_still_checked() {

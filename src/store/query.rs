@@ -639,7 +639,7 @@ pub fn summary(conn: &Connection, period: &str, filter: &Filter) -> Result<Summa
     let mut s = Summary {
         period: period.to_owned(),
         since: filter.since.map(format_timestamp),
-        until: filter.until.map(format_timestamp),
+        until: filter.until.map(crate::domain::filter::inclusive_until),
         total_events: 0,
         by_type: BTreeMap::new(),
         by_level: BTreeMap::new(),

@@ -420,21 +420,29 @@ async fn summary_shape_and_values() {
         .ok_json(200);
     assert_eq!(custom["period"], json!("custom"));
     assert_eq!(custom["since"], json!("2020-01-01T00:00:00.000000Z"));
-    let until = custom["until"].clone();
-    assert!(until.is_string(), "{custom}");
+    // A date `until` is the whole day: shown as its last microsecond, which
+    // given back as an (inclusive) RFC 3339 `until` selects the same events.
     assert_eq!(
         custom,
-        want("custom", json!("2020-01-01T00:00:00.000000Z"), until)
+        want(
+            "custom",
+            json!("2020-01-01T00:00:00.000000Z"),
+            json!("2100-12-31T23:59:59.999999Z")
+        )
     );
+    let same = app
+        .get("/v1/summary?since=2020-01-01T00:00:00Z&until=2100-12-31T23:59:59.999999Z")
+        .await
+        .ok_json(200);
+    assert_eq!(same, custom);
     let none = app
         .get("/v1/summary?since=2000-01-01&until=2000-01-02")
         .await
         .ok_json(200);
-    let until = none["until"].clone();
     assert_eq!(
         none,
         json!({
-            "period": "custom", "since": "2000-01-01T00:00:00.000000Z", "until": until,
+            "period": "custom", "since": "2000-01-01T00:00:00.000000Z", "until": "2000-01-02T23:59:59.999999Z",
             "total_events": 0, "by_type": {}, "by_level": {}, "by_actor": {},
             "success_count": 0, "failure_count": 0, "first_event": null, "last_event": null
         })
