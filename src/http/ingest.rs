@@ -214,6 +214,7 @@ pub async fn post_events(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    super::params::none(&req)?;
     check_content_type(&req)?;
     check_content_encoding(&req)?;
     let idem = idempotency_key(&req)?;

@@ -47,7 +47,11 @@ pub struct ApiDoc;
     get, path = "/openapi.json", tag = "probes",
     responses((status = 200, description = "This document", content_type = "application/json"))
 )]
-pub async fn openapi_json(state: web::Data<AppState>) -> HttpResponse {
+pub async fn openapi_json(
+    req: actix_web::HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, super::error::ApiError> {
+    super::params::none(&req)?;
     let mut doc = ApiDoc::openapi();
     // Under a base path, the paths above are relative to it: say so, or a
     // client generated from this document would call the wrong URLs.
@@ -56,7 +60,7 @@ pub async fn openapi_json(state: web::Data<AppState>) -> HttpResponse {
             state.base_path.clone(),
         )]);
     }
-    HttpResponse::Ok()
+    Ok(HttpResponse::Ok()
         .content_type("application/json")
-        .body(doc.to_json().unwrap_or_default())
+        .body(doc.to_json().unwrap_or_default()))
 }

@@ -23,6 +23,13 @@ pub const EXPORT_PARAMS: &[&str] = &[
 pub const SUMMARY_PARAMS: &[&str] = &["period", "since", "start", "until", "end"];
 pub const VERIFY_PARAMS: &[&str] = &["from", "to", "anchor"];
 
+/// Routes that take no parameter refuse any (the health probes and
+/// `/metrics` excepted: a monitor's cache-busting `?t=…` must never mark a
+/// healthy server down).
+pub fn none(req: &actix_web::HttpRequest) -> Result<(), ApiError> {
+    Params::parse(req.query_string(), &[]).map(drop)
+}
+
 pub struct Params {
     pairs: Vec<(String, String)>,
 }
@@ -32,9 +39,14 @@ impl Params {
         let pairs = decode_query(query)?;
         for (i, (k, _)) in pairs.iter().enumerate() {
             if !allowed.contains(&k.as_str()) {
+                let takes = if allowed.is_empty() {
+                    "no parameters".to_owned()
+                } else {
+                    allowed.join(", ")
+                };
                 return Err(ApiError::bad_param(
                     k,
-                    format!("unknown parameter; this route takes {}", allowed.join(", ")),
+                    format!("unknown parameter; this route takes {takes}"),
                 ));
             }
             if pairs[..i].iter().any(|(other, _)| other == k) {

@@ -100,9 +100,11 @@ pub async fn list_events(
 )]
 #[tracing::instrument(skip_all)]
 pub async fn get_event(
+    req: HttpRequest,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    super::params::none(&req)?;
     let key = path.into_inner();
     let found = if !key.is_empty() && key.len() <= 19 && key.bytes().all(|b| b.is_ascii_digit()) {
         let seq: u64 = key
@@ -182,7 +184,8 @@ pub async fn summary(
     get, path = "/v1/head", tag = "verify",
     responses((status = 200, description = "The newest link, to keep as an anchor", body = HeadDoc))
 )]
-pub async fn head(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn head(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    super::params::none(&req)?;
     let h: HeadInfo = state.read_quick(query::head).await?;
     Ok(HttpResponse::Ok().json(h))
 }

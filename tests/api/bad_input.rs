@@ -686,11 +686,34 @@ async fn bad_query_parameters_are_400_problems() {
         get("/v1/audit/export?format=%zz", 400, &["format"]),
         get("/v1/events/99999", 404, &[]),
         get("/v1/events/no-such-event", 404, &[]),
+        // Routes that take no parameters refuse any.
+        get("/v1/events/1?x=1", 400, &["x"]),
+        get("/v1/events/1?a=%zz", 400, &["a"]),
+        get("/v1/head?x=1", 400, &["x"]),
+        get("/v1/head?a=1&a=2", 400, &["a"]),
+        get("/openapi.json?x=1", 400, &["x"]),
     ];
     for case in &paths {
         let r = run(&app, case).await;
         check(&app, case, &r);
     }
+    let p = assert_problem(&app.get("/v1/head?x=1").await, 400);
+    assert_eq!(
+        p["errors"],
+        json!([{"field": "x", "message": "unknown parameter; this route takes no parameters"}])
+    );
+    // A POST with a query string writes nothing.
+    let before = app.total();
+    let req = app
+        .client
+        .post(app.url("/v1/events?x=1"))
+        .insert_header(("content-type", "application/json"));
+    let r = crate::util::http::send(req, Some(br#"{"event":"a.b"}"#.to_vec())).await;
+    assert_problem(&r, 400);
+    assert_eq!(app.total(), before);
+    // The probes ignore their query string (a monitor's cache-buster).
+    app.get("/healthz?t=1").await.expect(200);
+    app.get("/readyz?t=1").await.expect(200);
 }
 
 /// A cursor is opaque: one the server did not issue (here: an issued one
