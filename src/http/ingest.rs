@@ -31,9 +31,22 @@ async fn read_body(
     }
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::BadRequest {
-            detail: format!("the request body could not be read: {e}"),
-            errors: vec![],
+        let chunk = chunk.map_err(|e| {
+            // actix's own text (debug formatting, internals) stays in the log.
+            tracing::debug!(error = %e, "reading a request body failed");
+            match e {
+                actix_web::error::PayloadError::Overflow => too_large(),
+                actix_web::error::PayloadError::Incomplete(_) => ApiError::BadRequest {
+                    detail: "the request body ended before all of it arrived \
+                             (fewer bytes than its Content-Length, or no last chunk)"
+                        .into(),
+                    errors: vec![],
+                },
+                _ => ApiError::BadRequest {
+                    detail: "the request body could not be read".into(),
+                    errors: vec![],
+                },
+            }
         })?;
         if body.len() + chunk.len() > limit {
             return Err(too_large());

@@ -874,3 +874,44 @@ async fn a_percent_encoded_non_ascii_actor_matches_exactly() {
     let page = app.get("/api/audit?actor=J%C3%BCrgen").await.ok_json(200);
     assert_eq!(seqs_of(&page["events"]), [app.seq(5), app.seq(1)]);
 }
+
+/// A body that stops short of its `Content-Length` (the client closed its
+/// side) is a 400 in trail's own words: actix's internal text (`payload
+/// reached EOF before completing: None`) never reaches the client.
+#[actix_rt::test]
+async fn a_body_cut_short_is_a_400_in_plain_words_and_writes_nothing() {
+    let app = spawn_app().await;
+    let before = app.total();
+    let port = app.port;
+    let raw = actix_web::rt::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        s.write_all(
+            b"POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+              Content-Length: 100\r\n\r\n{\"event\":\"cut.off\"}",
+        )
+        .unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out)
+            .expect("the server answers and closes");
+        String::from_utf8(out).expect("UTF-8 response")
+    })
+    .await
+    .unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").expect("end of headers");
+    assert!(head.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/problem+json"),
+        "{head}"
+    );
+    let p: Value = serde_json::from_str(body).expect("a problem document");
+    assert_eq!(
+        p["detail"],
+        json!("the request body ended before all of it arrived (fewer bytes than its Content-Length, or no last chunk)")
+    );
+    assert_eq!(app.total(), before);
+}
