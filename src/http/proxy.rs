@@ -35,7 +35,11 @@ fn parse_node(s: &str) -> Option<IpAddr> {
 }
 
 /// The forwarding chain, oldest (client) first, and the last proto/host seen.
-fn forwarded_chain(req: &HttpRequest) -> (Vec<IpAddr>, Option<String>, Option<String>) {
+/// A node that is not an address (`unknown`, an obfuscated `_name`, or
+/// garbage) is kept as `None`: an address the proxy did not give.
+type Chain = Vec<Option<IpAddr>>;
+
+fn forwarded_chain(req: &HttpRequest) -> (Chain, Option<String>, Option<String>) {
     let mut chain = Vec::new();
     let (mut proto, mut host) = (None, None);
     let forwarded: Vec<&str> = req
@@ -51,11 +55,7 @@ fn forwarded_chain(req: &HttpRequest) -> (Vec<IpAddr>, Option<String>, Option<St
                 };
                 let v = v.trim().trim_matches('"');
                 match k.trim().to_ascii_lowercase().as_str() {
-                    "for" => {
-                        if let Some(ip) = parse_node(v) {
-                            chain.push(ip);
-                        }
-                    }
+                    "for" => chain.push(parse_node(v)),
                     "proto" => proto = Some(v.to_ascii_lowercase()),
                     "host" => host = Some(v.to_owned()),
                     _ => {}
@@ -68,7 +68,7 @@ fn forwarded_chain(req: &HttpRequest) -> (Vec<IpAddr>, Option<String>, Option<St
             .get_all("x-forwarded-for")
             .filter_map(|v| v.to_str().ok())
         {
-            chain.extend(v.split(',').filter_map(parse_node));
+            chain.extend(v.split(',').map(parse_node));
         }
         proto = req
             .headers()
@@ -133,15 +133,17 @@ pub fn resolve(req: &HttpRequest, trusted: &[Cidr]) -> Client {
     };
     let _ = peer_ip;
     let (chain, proto, host) = forwarded_chain(req);
-    // Walk from the nearest hop back: the first address not itself a trusted
+    // Walk from the nearest hop back: the first node not itself a trusted
     // proxy is the client. Everything before it could be forged by the client.
-    if let Some(ip) = chain
+    // A node given as no address (`for=unknown`) leaves the client's address
+    // unknown: never the proxy's own address recorded as the client's.
+    if let Some(node) = chain
         .iter()
         .rev()
-        .find(|ip| !is_trusted(**ip, trusted))
+        .find(|n| !n.is_some_and(|ip| is_trusted(ip, trusted)))
         .or(chain.first())
     {
-        client.ip = Some(*ip);
+        client.ip = *node;
     }
     if let Some(p) = proto.filter(|p| p == "http" || p == "https") {
         client.scheme = p;

@@ -141,6 +141,17 @@ async fn forwarded_headers_from_a_trusted_proxy_are_believed() {
     )
     .await;
     assert_eq!(stored["source_ip"], "203.0.113.7", "{stored}");
+    // A proxy that does not know (or hides) the client's address: no
+    // address is recorded, never the proxy's own as the client's.
+    for headers in [
+        [("forwarded", "for=unknown;proto=https")],
+        [("forwarded", "for=_hidden")],
+        [("x-forwarded-for", "not-an-ip")],
+        [("x-forwarded-for", "unknown, 127.0.0.1")],
+    ] {
+        let stored = post_via(&s, &token, &headers).await;
+        assert_eq!(stored.get("source_ip"), None, "{headers:?}: {stored}");
+    }
 
     // Without forwarding headers, the peer.
     let stored = post_via(&s, &token, &[]).await;
