@@ -1189,6 +1189,52 @@ fn both_key_variables_are_refused_by_trail_and_the_script_alike() {
     ]);
 }
 
+/// Input as Windows tools write it (a byte-order mark, CRLF) is read; input
+/// larger than any valid event (1 MiB) is refused before it is held in
+/// memory, naming the line, and nothing is written.
+#[test]
+fn a_bom_is_skipped_and_an_oversized_input_is_refused_unread() {
+    let (env, _) = seeded();
+    let before = env.count();
+    let file = env.path("bom.jsonl");
+    std::fs::write(
+        &file,
+        "\u{feff}{\"event\":\"bom.one\"}\r\n{\"event\":\"bom.two\"}\r\n",
+    )
+    .unwrap();
+    let out = env.trail(&["import", file.to_str().unwrap()]);
+    out.ok();
+    assert!(
+        out.stdout.starts_with("imported 2 events"),
+        "{}",
+        out.stdout
+    );
+    let (seq, _, _) = parse_append(&append_json(&env, "\u{feff}{\"event\":\"bom.three\"}"));
+    assert_eq!(seq as i64, before + 3);
+
+    let rows = env.rows();
+    let huge = format!(
+        r#"{{"event":"big","details":{{"pad":"{}"}}}}"#,
+        "x".repeat(2 << 20)
+    );
+    let file = env.path("huge.jsonl");
+    std::fs::write(&file, format!("{{\"event\":\"small\"}}\n{huge}\n")).unwrap();
+    let out = env.trail(&["import", file.to_str().unwrap()]);
+    assert_refused(
+        &env,
+        &rows,
+        &out,
+        &["line 2: longer than 1048576 bytes (1 MiB), more than any valid event; nothing of the batch from line 1 on was written (0 events committed before it)"],
+    );
+    let out = append_json(&env, &huge);
+    assert_refused(
+        &env,
+        &rows,
+        &out,
+        &["is larger than 1048576 bytes (1 MiB), more than any valid event"],
+    );
+}
+
 #[test]
 fn verify_with_a_malformed_anchor_is_a_usage_error() {
     let (env, rows) = seeded();

@@ -743,15 +743,66 @@ fn append(
     Ok(())
 }
 
+/// The most one event's JSON may take, for `append --json` and each line of
+/// `import`: the HTTP body limit's default, room for any valid event (64 KiB
+/// `details` and `metadata`, 1 KiB texts) even written with escapes. Past
+/// it, the input is refused before it is held in memory.
+const MAX_EVENT_INPUT: usize = 1 << 20;
+
+/// A byte-order mark some Windows tools put first: not part of the JSON.
+fn strip_bom(s: &str) -> &str {
+    s.strip_prefix('\u{feff}').unwrap_or(s)
+}
+
 fn read_input(src: &str) -> Result<String, CliError> {
-    if src == "-" {
-        let mut s = String::new();
-        io::Read::read_to_string(&mut io::stdin(), &mut s)
-            .map_err(|e| CliError::Input(format!("reading standard input: {e}")))?;
-        Ok(s)
+    let (what, reader): (String, Box<dyn io::Read>) = if src == "-" {
+        ("standard input".into(), Box::new(io::stdin()))
     } else {
-        std::fs::read_to_string(src).map_err(|e| CliError::Input(format!("cannot read {src}: {e}")))
+        let f = std::fs::File::open(src)
+            .map_err(|e| CliError::Input(format!("cannot read {src}: {e}")))?;
+        (src.to_owned(), Box::new(f))
+    };
+    let mut bytes = Vec::new();
+    io::Read::read_to_end(
+        &mut io::Read::take(reader, MAX_EVENT_INPUT as u64 + 1),
+        &mut bytes,
+    )
+    .map_err(|e| CliError::Input(format!("cannot read {what}: {e}")))?;
+    if bytes.len() > MAX_EVENT_INPUT {
+        return Err(CliError::Input(format!(
+            "{what} is larger than {MAX_EVENT_INPUT} bytes (1 MiB), more than any valid event"
+        )));
     }
+    let s = String::from_utf8(bytes)
+        .map_err(|_| CliError::Input(format!("{what} is not UTF-8 text")))?;
+    Ok(strip_bom(&s).to_owned())
+}
+
+/// The next line of an import without its line ending, `None` at the end;
+/// a line longer than [`MAX_EVENT_INPUT`] is refused before it is read whole.
+fn next_line(reader: &mut dyn BufRead, n: usize) -> Option<Result<String, String>> {
+    let mut buf = Vec::new();
+    match io::Read::take(&mut *reader, MAX_EVENT_INPUT as u64 + 2).read_until(b'\n', &mut buf) {
+        Ok(0) => return None,
+        Ok(_) => {}
+        Err(e) => return Some(Err(format!("line {n}: cannot read: {e}"))),
+    }
+    if buf.last() == Some(&b'\n') {
+        buf.pop();
+        if buf.last() == Some(&b'\r') {
+            buf.pop();
+        }
+    }
+    if buf.len() > MAX_EVENT_INPUT {
+        return Some(Err(format!(
+            "line {n}: longer than {MAX_EVENT_INPUT} bytes (1 MiB), more than any valid event"
+        )));
+    }
+    Some(match String::from_utf8(buf) {
+        Ok(line) if n == 1 => Ok(strip_bom(&line).to_owned()),
+        Ok(line) => Ok(line),
+        Err(_) => Err(format!("line {n}: not UTF-8 text")),
+    })
 }
 
 /// Progress of an import: what has committed so far.
@@ -827,7 +878,7 @@ fn import(
     sync: Synchronous,
     args: ImportArgs,
 ) -> Result<(), CliError> {
-    let reader: Box<dyn BufRead> = if args.file == "-" {
+    let mut reader: Box<dyn BufRead> = if args.file == "-" {
         Box::new(io::BufReader::new(io::stdin()))
     } else {
         let f = std::fs::File::open(&args.file)
@@ -842,20 +893,22 @@ fn import(
     let mut batch: Vec<NewEvent> = Vec::with_capacity(batch_size);
     let mut lines: Vec<usize> = Vec::with_capacity(batch_size);
 
-    for (i, line) in reader.lines().enumerate() {
-        let n = i + 1;
-        let parsed = line
-            .map_err(|e| format!("line {n}: cannot read: {e}"))
-            .and_then(|line| {
-                if line.trim().is_empty() {
-                    return Ok(None);
-                }
-                let v = crate::domain::json::parse_strict(&line)
-                    .map_err(|e| format!("line {n}: not valid JSON: {e}"))?;
-                NewEvent::from_json(&v)
-                    .map(Some)
-                    .map_err(|e| format!("line {n}: {e}"))
-            });
+    let mut n = 0;
+    loop {
+        n += 1;
+        let Some(line) = next_line(&mut *reader, n) else {
+            break;
+        };
+        let parsed = line.and_then(|line| {
+            if line.trim().is_empty() {
+                return Ok(None);
+            }
+            let v = crate::domain::json::parse_strict(&line)
+                .map_err(|e| format!("line {n}: not valid JSON: {e}"))?;
+            NewEvent::from_json(&v)
+                .map(Some)
+                .map_err(|e| format!("line {n}: {e}"))
+        });
         match parsed {
             Ok(None) => continue,
             Ok(Some(ev)) => {
