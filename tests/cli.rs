@@ -661,17 +661,25 @@ fn two_concurrent_imports_make_one_gapless_valid_chain() {
         let b = s.spawn(|| run(&fb));
         (a.join().unwrap(), b.join().unwrap())
     });
-    for o in [&oa, &ob] {
-        o.ok();
-        assert!(
-            o.stdout.starts_with("imported 5000 events"),
-            "stdout of `{}`: {}",
-            o.what,
-            o.stdout
-        );
-    }
-
     let c = env.conn_ro().unwrap();
+    // Each says where its events went: a run of seqs, or the span its
+    // events took among the other's.
+    for (o, tag) in [(&oa, "a"), (&ob, "b")] {
+        o.ok();
+        let (lo, hi): (i64, i64) = c
+            .query_row(
+                "SELECT min(seq), max(seq) FROM events WHERE actor = ?1",
+                [format!("proc-{tag}")],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        let want = if hi - lo + 1 == N as i64 {
+            format!("imported 5000 events (seq {lo}..{hi})")
+        } else {
+            format!("imported 5000 events (seqs from {lo} to {hi}, interleaved with other appends)")
+        };
+        assert_eq!(o.stdout.trim(), want, "stdout of `{}`", o.what);
+    }
     let (min, max, n): (i64, i64, i64) = c
         .query_row("SELECT min(seq), max(seq), count(*) FROM events", [], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
@@ -1046,15 +1054,19 @@ fn import_same_id_twice_is_idempotent_and_different_content_is_refused() {
         again.stdout.trim(),
         "imported 0 events; 1 already stored with the same content (matched by id, not written again)"
     );
-    // The same through `trail append --id`.
-    let (seq, id, _) = parse_append(&env.trail(&[
+    // The same through `trail append --id`, which says nothing was written.
+    let replay = env.trail(&[
         "append",
         "order.placed",
         "--actor",
         "alice",
         "--id",
         "dup-1",
-    ]));
+    ]);
+    replay.stderr_has(&[
+        "event id \"dup-1\" is stored already with the same content: nothing was written",
+    ]);
+    let (seq, id, _) = parse_append(&replay);
     assert_eq!((seq, id.as_str()), (3, "dup-1"));
     assert_eq!(env.rows(), after_first);
 
@@ -1113,7 +1125,7 @@ fn import_same_id_twice_is_idempotent_and_different_content_is_refused() {
     let seq = env.count();
     assert_eq!(
         out.stdout.trim(),
-        format!("imported 1 events (seq {seq}..{seq}); 1 already stored with the same content (matched by id, not written again)")
+        format!("imported 1 event (seq {seq}); 1 already stored with the same content (matched by id, not written again)")
     );
 }
 

@@ -734,6 +734,12 @@ fn append(
     let writer = start_writer(db, keys, sync)?;
     let stored = writer.append(vec![event])?;
     let a = &stored[0];
+    if !a.created {
+        eprintln!(
+            "trail: event id {:?} is stored already with the same content: nothing was written",
+            a.id
+        );
+    }
     println!(
         "seq={} id={} chain_hash={}",
         a.seq,
@@ -945,8 +951,15 @@ fn import(
         in_flight = Some((lines, p));
     }
     state.settle(&mut in_flight)?;
+    let n = state.committed;
+    let plural = if n == 1 { "event" } else { "events" };
     let mut msg = match state.range {
-        Some((a, b)) => format!("imported {} events (seq {a}..{b})", state.committed),
+        Some((a, b)) if a == b => format!("imported {n} {plural} (seq {a})"),
+        Some((a, b)) if b - a + 1 == n => format!("imported {n} {plural} (seq {a}..{b})"),
+        // Another process appended at the same time: its rows sit between.
+        Some((a, b)) => {
+            format!("imported {n} {plural} (seqs from {a} to {b}, interleaved with other appends)")
+        }
         None => "imported 0 events".to_owned(),
     };
     if state.already > 0 {
