@@ -410,6 +410,7 @@ pub async fn create_token(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    super::params::none(&req)?;
     let input: CreateToken = serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest {
         detail: format!(
             "expected {{\"name\": \"...\", \"scopes\": [\"ingest\"|\"read\"|\"admin\", ...]}}: {e}"
@@ -439,7 +440,11 @@ pub async fn create_token(
     get, path = "/v1/tokens", tag = "tokens",
     responses((status = 200, description = "{\"tokens\": [...]}: names, scopes, dates; never secrets"))
 )]
-pub async fn list_tokens(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn list_tokens(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    super::params::none(&req)?;
     let list = state.read(tokens::list).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({"tokens": list})))
 }
@@ -457,6 +462,7 @@ pub async fn revoke_token(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    super::params::none(&req)?;
     let name = path.into_inner();
     let by = changed_by(&req);
     let st = state.clone();

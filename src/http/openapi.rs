@@ -53,6 +53,7 @@ pub async fn openapi_json(
 ) -> Result<HttpResponse, super::error::ApiError> {
     super::params::none(&req)?;
     let mut doc = ApiDoc::openapi();
+    complete_query_params(&mut doc);
     // Under a base path, the paths above are relative to it: say so, or a
     // client generated from this document would call the wrong URLs.
     if !state.base_path.is_empty() {
@@ -63,4 +64,70 @@ pub async fn openapi_json(
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .body(doc.to_json().unwrap_or_default()))
+}
+
+/// The query parameters each route accepts, from the lists the handlers
+/// parse with ([`super::params`]): the document names every one of them, so
+/// a parameter the server takes is never missing from it.
+const ACCEPTED: &[(&str, &[&str])] = &[
+    ("/v1/events", super::params::LIST_PARAMS),
+    ("/api/audit", super::params::LIST_PARAMS),
+    ("/v1/audit", super::params::LIST_PARAMS),
+    ("/v1/export", super::params::EXPORT_PARAMS),
+    ("/v1/audit/export", super::params::EXPORT_PARAMS),
+    ("/v1/summary", super::params::SUMMARY_PARAMS),
+    ("/api/audit/summary", super::params::SUMMARY_PARAMS),
+    ("/v1/audit/stats", super::params::SUMMARY_PARAMS),
+    ("/v1/verify", super::params::VERIFY_PARAMS),
+    ("/v1/audit/verify", super::params::VERIFY_PARAMS),
+];
+
+/// Adds to each GET route the accepted query parameters its annotation does
+/// not list (the seed systems' aliases, the /v1 filters the seed routes
+/// also take), each saying what it is.
+fn complete_query_params(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+    use utoipa::openapi::{ObjectBuilder, RefOr, Required, Type};
+    for (path, accepted) in ACCEPTED {
+        let Some(op) = doc
+            .paths
+            .paths
+            .get_mut(*path)
+            .and_then(|item| item.get.as_mut())
+        else {
+            continue;
+        };
+        let params = op.parameters.get_or_insert_with(Vec::new);
+        for name in *accepted {
+            let listed = params
+                .iter()
+                .any(|p| matches!(p, RefOr::T(p) if p.name == *name));
+            if listed {
+                continue;
+            }
+            let description = match *name {
+                "type" => "Alias of event (the seed systems' name)".to_owned(),
+                "start" => "Alias of since (the seed systems' name)".to_owned(),
+                "end" => "Alias of until (the seed systems' name)".to_owned(),
+                "event" => {
+                    "Alias: type. Exact type, comma-separated list, or prefix such as auth.*"
+                        .to_owned()
+                }
+                "since" => "Alias: start. RFC 3339 or YYYY-MM-DD, inclusive".to_owned(),
+                "until" => {
+                    "Alias: end. RFC 3339 (inclusive) or YYYY-MM-DD (the whole day)".to_owned()
+                }
+                other => format!("As {other} on the /v1 route of the same kind"),
+            };
+            params.push(RefOr::T(
+                ParameterBuilder::new()
+                    .name(*name)
+                    .parameter_in(ParameterIn::Query)
+                    .required(Required::False)
+                    .description(Some(description))
+                    .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                    .build(),
+            ));
+        }
+    }
 }
