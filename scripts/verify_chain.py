@@ -189,6 +189,8 @@ def wal_on_read_only_media(path: str) -> str:
 def open_db(path: str) -> sqlite3.Connection:
     if not os.path.exists(path):
         raise InputError(f"no database at {path}")
+    if os.path.isdir(path):
+        raise InputError(f"{path} is a folder, not a trail database")
     uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=ro"
 
     def connect(uri):
@@ -211,14 +213,18 @@ def open_db(path: str) -> sqlite3.Connection:
             wal_empty = not os.path.exists(wal) or os.path.getsize(wal) == 0
             msg = str(e)
             read_only_media = "readonly" in msg or "unable to open" in msg
+            folder = os.path.dirname(os.path.abspath(path))
             if read_only_media and wal_empty:
                 conn, n = connect(uri + "&immutable=1")
-            elif read_only_media:
+            elif read_only_media and os.access(path, os.R_OK) and not os.access(folder, os.W_OK):
                 # As trail (exit 3): the file system, not the input.
                 raise ReadError(wal_on_read_only_media(path)) from None
             else:
                 raise
     except sqlite3.Error as e:
+        if "unable to open" in str(e) or "disk I/O" in str(e):
+            # As trail (exit 3): the file system refused, not the input.
+            raise ReadError(f"cannot read {path}: {e}") from None
         raise InputError(f"cannot open {path} as a trail database: {e}") from None
     if not n:
         conn.close()

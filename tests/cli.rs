@@ -8,6 +8,7 @@ mod util;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
+use std::os::unix::fs::FileTypeExt;
 use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -1236,14 +1237,14 @@ fn a_bom_is_skipped_and_an_oversized_input_is_refused_unread() {
         &env,
         &rows,
         &out,
-        &["line 2: longer than 1048576 bytes (1 MiB), more than any valid event; nothing of the batch from line 1 on was written (0 events committed before it)"],
+        &["line 2: longer than 1048576 bytes, the 1 MiB limit for one event's JSON; nothing of the batch from line 1 on was written (0 events committed before it)"],
     );
     let out = append_json(&env, &huge);
     assert_refused(
         &env,
         &rows,
         &out,
-        &["is larger than 1048576 bytes (1 MiB), more than any valid event"],
+        &["is larger than 1048576 bytes, the 1 MiB limit for one event's JSON"],
     );
 }
 
@@ -1476,39 +1477,56 @@ fn a_copy_in_a_read_only_folder_can_be_read_and_verified() {
         "copy the file and its -wal to a writable folder",
     ]);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/verify_chain.py");
-    let mut py = if root {
-        let mut c = std::process::Command::new("setpriv");
-        // An interpreter nobody may run (not one under /root, say).
-        let system = std::path::Path::new("/usr/bin/python3");
-        let python = if system.exists() {
-            system.to_str().unwrap()
+    let py_cmd = |db: &std::path::Path| {
+        let mut py = if root {
+            let mut c = std::process::Command::new("setpriv");
+            // An interpreter nobody may run (not one under /root, say).
+            let system = std::path::Path::new("/usr/bin/python3");
+            let python = if system.exists() {
+                system.to_str().unwrap()
+            } else {
+                "python3"
+            };
+            c.args([
+                "--reuid",
+                "65534",
+                "--regid",
+                "65534",
+                "--clear-groups",
+                python,
+            ]);
+            c
         } else {
-            "python3"
+            std::process::Command::new("python3")
         };
-        c.args([
-            "--reuid",
-            "65534",
-            "--regid",
-            "65534",
-            "--clear-groups",
-            python,
-        ]);
-        c
-    } else {
-        std::process::Command::new("python3")
+        py.arg(script)
+            .arg(db)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("TRAIL_HMAC_KEY_FILE", &key)
+            .stdin(std::process::Stdio::null());
+        py
     };
-    py.arg(script)
-        .arg(&copy)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("TRAIL_HMAC_KEY_FILE", &key)
-        .stdin(std::process::Stdio::null());
-    let v = util::run_cmd(py);
+    let v = util::run_cmd(py_cmd(&copy));
     v.expect_code(3).stderr_has(&[
         "trail.db-wal can only be read where SQLite may create",
         "copy the file and its -wal to a writable folder",
     ]);
+
+    // A file this user may not read is not "read-only media": both say
+    // what SQLite says, exit 3 alike.
     mode(&evidence, 0o755);
+    std::fs::remove_file(evidence.join("trail.db-wal")).unwrap();
+    mode(&copy, 0o000);
+    let v = run(&["verify"]);
+    v.expect_code(3);
+    assert!(!v.stderr.contains("read-only media"), "{}", v.stderr);
+    let py = py_cmd(&copy);
+    let v = util::run_cmd(py);
+    v.expect_code(3)
+        .stderr_has(&["cannot read", "unable to open database file"]);
+    assert!(!v.stderr.contains("read-only media"), "{}", v.stderr);
+    mode(&copy, 0o444);
 }
 
 // ---------------------------------------------------------------------------
@@ -1850,6 +1868,64 @@ fn an_export_never_replaces_the_database_a_backup_or_a_key() {
     assert_eq!(precious(&backup), backup_before);
     assert_eq!(precious(&env.key), key_before);
     env.trail(&["verify"]).ok();
+
+    // Another database's live WAL (and a copy of it under another name),
+    // and the -shm beside it.
+    let other = env.path("other.db");
+    let conn = rusqlite::Connection::open(&other).unwrap();
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0; CREATE TABLE t(x); INSERT INTO t VALUES (1);",
+    )
+    .unwrap();
+    let wal = env.path("other.db-wal");
+    let wal_copy = env.path("wal-copy.bin");
+    std::fs::copy(&wal, &wal_copy).unwrap();
+    let wal_before = precious(&wal);
+    for (target, what) in [
+        (wal.clone(), "a file SQLite keeps beside a database"),
+        (
+            env.path("other.db-shm"),
+            "a file SQLite keeps beside a database",
+        ),
+        (wal_copy.clone(), "an SQLite WAL file"),
+    ] {
+        env.trail(&["export-csv", target.to_str().unwrap()])
+            .expect_code(2)
+            .stderr_has(&["refusing to write the export to", what]);
+    }
+    assert_eq!(precious(&wal), wal_before);
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 1);
+    drop(conn);
+
+    // A pipe is written into, not replaced (and does not hang the export).
+    let fifo = env.path("export.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
+    };
+    env.trail(&[
+        "export",
+        "--format",
+        "csv",
+        "--output",
+        fifo.to_str().unwrap(),
+    ])
+    .ok();
+    let piped = reader.join().unwrap();
+    assert_eq!(piped.lines().next(), Some(CSV_HEADER));
+    assert_eq!(piped.lines().count(), TOTAL as usize + 1);
+    assert!(
+        std::fs::metadata(&fifo).unwrap().file_type().is_fifo(),
+        "still a pipe"
+    );
 
     // An ordinary file is replaced, through `NAME.partial`, which is gone.
     let out = env.path("out.csv");

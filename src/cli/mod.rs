@@ -750,9 +750,10 @@ fn append(
 }
 
 /// The most one event's JSON may take, for `append --json` and each line of
-/// `import`: the HTTP body limit's default, room for any valid event (64 KiB
-/// `details` and `metadata`, 1 KiB texts) even written with escapes. Past
-/// it, the input is refused before it is held in memory.
+/// `import`: the HTTP body limit's default, room for any event within the
+/// member limits (64 KiB `details` and `metadata`, 1 KiB texts) even
+/// written with escapes. Past it, the input is refused before it is held in
+/// memory.
 const MAX_EVENT_INPUT: usize = 1 << 20;
 
 /// A byte-order mark some Windows tools put first: not part of the JSON.
@@ -776,7 +777,7 @@ fn read_input(src: &str) -> Result<String, CliError> {
     .map_err(|e| CliError::Input(format!("cannot read {what}: {e}")))?;
     if bytes.len() > MAX_EVENT_INPUT {
         return Err(CliError::Input(format!(
-            "{what} is larger than {MAX_EVENT_INPUT} bytes (1 MiB), more than any valid event"
+            "{what} is larger than {MAX_EVENT_INPUT} bytes, the 1 MiB limit for one event's JSON"
         )));
     }
     let s = String::from_utf8(bytes)
@@ -801,7 +802,7 @@ fn next_line(reader: &mut dyn BufRead, n: usize) -> Option<Result<String, String
     }
     if buf.len() > MAX_EVENT_INPUT {
         return Some(Err(format!(
-            "line {n}: longer than {MAX_EVENT_INPUT} bytes (1 MiB), more than any valid event"
+            "line {n}: longer than {MAX_EVENT_INPUT} bytes, the 1 MiB limit for one event's JSON"
         )));
     }
     Some(match String::from_utf8(buf) {
@@ -1238,7 +1239,9 @@ fn verify(db: &Path, keys: &KeySource, args: VerifyArgs) -> Result<(), CliError>
 /// An export replaces its output file; it never replaces evidence. Refused
 /// (nothing written): the database itself or a file SQLite keeps beside it
 /// (also under another name, a hard link), any SQLite database (a backup),
-/// and a file holding a key (64 hex digits).
+/// any SQLite WAL, any `-wal`/`-shm`/`-journal` beside an SQLite file, and a
+/// file holding a key (64 hex digits). Anything that is not a regular file
+/// (a pipe, `/dev/stdout`) is written into, not replaced: see [`export_cmd`].
 fn refuse_precious_output(db: &Path, out: &Path) -> Result<(), CliError> {
     use std::os::unix::fs::MetadataExt;
     let Ok(meta) = std::fs::metadata(out) else {
@@ -1253,35 +1256,63 @@ fn refuse_precious_output(db: &Path, out: &Path) -> Result<(), CliError> {
     if meta.is_dir() {
         return refuse("a folder");
     }
-    for suffix in ["", "-wal", "-shm", "-journal"] {
-        let mut p = db.as_os_str().to_os_string();
-        p.push(suffix);
-        if let Ok(m) = std::fs::metadata(&p) {
-            if (m.dev(), m.ino()) == (meta.dev(), meta.ino()) {
-                return refuse(if suffix.is_empty() {
-                    "the database being exported"
-                } else {
-                    "one of the database's own files"
-                });
+    if !meta.is_file() {
+        return Ok(());
+    }
+    let same_file = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| (m.dev(), m.ino()) == (meta.dev(), meta.ino()))
+    };
+    if same_file(db) {
+        return refuse("the database being exported");
+    }
+    for suffix in ["-wal", "-shm", "-journal"] {
+        if same_file(&sidecar(db, suffix)) {
+            return refuse("one of the database's own files");
+        }
+        // Another database's: `X-wal` beside an SQLite file `X`.
+        let name = out.as_os_str().to_string_lossy();
+        if let Some(main) = name.strip_suffix(suffix) {
+            if starts_with_file(Path::new(main), b"SQLite format 3\0") {
+                return refuse("a file SQLite keeps beside a database");
             }
         }
     }
-    let mut head = Vec::with_capacity(130);
-    if let Ok(f) = std::fs::File::open(out) {
-        use std::io::Read;
-        let _ = f.take(130).read_to_end(&mut head);
-    }
-    if head.starts_with(b"SQLite format 3\0") {
+    if starts_with_file(out, b"SQLite format 3\0") {
         return refuse("an SQLite database (a backup?)");
     }
+    // A WAL's magic number, big-endian, either checksum order.
+    if starts_with_file(out, &[0x37, 0x7f, 0x06, 0x82])
+        || starts_with_file(out, &[0x37, 0x7f, 0x06, 0x83])
+    {
+        return refuse("an SQLite WAL file");
+    }
     if meta.len() <= 130 {
-        let text = String::from_utf8_lossy(&head);
-        let t = text.trim();
-        if t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let text = std::fs::read_to_string(out).unwrap_or_default();
+        if crate::domain::HmacKey::from_hex(&text).is_ok() {
             return refuse("a key file (64 hex digits)");
         }
     }
     Ok(())
+}
+
+/// `path + suffix` (SQLite's names for the files beside a database).
+fn sidecar(path: &Path, suffix: &str) -> PathBuf {
+    let mut p = path.as_os_str().to_os_string();
+    p.push(suffix);
+    PathBuf::from(p)
+}
+
+/// Whether `path` is a regular file that starts with `magic`.
+fn starts_with_file(path: &Path, magic: &[u8]) -> bool {
+    use std::io::Read;
+    if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        return false;
+    }
+    let mut head = Vec::with_capacity(magic.len());
+    std::fs::File::open(path)
+        .and_then(|f| f.take(magic.len() as u64).read_to_end(&mut head))
+        .is_ok()
+        && head == magic
 }
 
 fn export_cmd(
@@ -1297,7 +1328,26 @@ fn export_cmd(
     }
     let conn = open_read(db)?;
     let now = format_timestamp(chrono::Utc::now());
+    // A pipe or a device (`/dev/stdout`) is written into as it is.
+    let into_special = output
+        .as_deref()
+        .and_then(|p| std::fs::metadata(p).ok())
+        .is_some_and(|m| !m.is_file() && !m.is_dir());
     let n = match &output {
+        Some(path) if into_special => {
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(|e| CliError::Input(format!("cannot write to {}: {e}", path.display())))?;
+            match export(&conn, &filter, order, format, &now, &file) {
+                Err(StoreError::Io { source, .. })
+                    if source.kind() == io::ErrorKind::BrokenPipe =>
+                {
+                    0
+                }
+                other => other?,
+            }
+        }
         Some(path) => {
             // Write beside the target and rename, so a failed export never
             // leaves a truncated file that looks complete. The name keeps

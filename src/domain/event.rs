@@ -281,6 +281,13 @@ impl NewEvent {
                 {
                     return Some(i);
                 }
+                if !v.is_string() {
+                    errors.push(FieldError::new(
+                        n,
+                        format!("must be a string or an integer, not {}", json_type(v)),
+                    ));
+                    return None;
+                }
             }
             let s = text(n, v, errors)?;
             match check_text(s) {
@@ -844,7 +851,7 @@ mod tests {
         );
         assert_eq!(
             check(json!({"event": "a", "user_id": 4.5})),
-            "error: user_id: must be a string, not a number"
+            "error: user_id: must be a string or an integer, not a number"
         );
         assert_eq!(
             check(json!({"event": "a", "actor": 42})),

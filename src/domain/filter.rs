@@ -120,21 +120,24 @@ impl Filter {
                 )),
             }
         }
+        let mut instants = (None, None);
         if let Some(s) = input.since {
-            match parse_bound(s, false) {
-                Ok(t) => f.since = Some(t),
+            match parse_instant(s, false) {
+                Ok(t) => (instants.0, f.since) = (Some(t), parse_bound(s, false).ok()),
                 Err(e) => errors.push(FieldError::new("since", e)),
             }
         }
         if let Some(s) = input.until {
-            match parse_bound(s, true) {
-                Ok(t) => f.until = Some(t),
+            match parse_instant(s, true) {
+                Ok(t) => (instants.1, f.until) = (Some(t), parse_bound(s, true).ok()),
                 Err(e) => errors.push(FieldError::new("until", e)),
             }
         }
-        if let (Some(a), Some(b)) = (f.since, f.until) {
-            if a >= b {
-                errors.push(FieldError::new("until", "must be after since"));
+        // Reversed is an error; a range no timestamp falls in (within one
+        // microsecond) is not, it simply matches nothing.
+        if let (Some(a), Some(b)) = instants {
+            if a > b {
+                errors.push(FieldError::new("until", "must not be before since"));
             }
         }
         if errors.is_empty() {
@@ -193,32 +196,39 @@ fn check_plain(s: &str) -> Result<(), String> {
 }
 
 /// RFC 3339 date-time or `YYYY-MM-DD` (midnight UTC). An `until` date means
-/// the whole day; an `until` date-time is inclusive.
+/// the whole day; an `until` date-time is inclusive. The bound as applied to
+/// timestamps (which have microseconds): `since` the first microsecond not
+/// before it, `until` exclusive, just past the microsecond it falls in.
 pub fn parse_bound(s: &str, until: bool) -> Result<DateTime<Utc>, String> {
+    parse_instant(s, until).map(|t| {
+        let whole = truncate_micros(t);
+        if until || whole < t {
+            whole + chrono::Duration::microseconds(1)
+        } else {
+            whole
+        }
+    })
+}
+
+/// The instant a bound names, exactly: a date is its midnight, or for
+/// `until` the last nanosecond of that day.
+fn parse_instant(s: &str, until: bool) -> Result<DateTime<Utc>, String> {
     if s.len() == 10 {
         let d = NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
             format!("must be a date YYYY-MM-DD or an RFC 3339 date-time (got {s:?})")
         })?;
-        let d = if until {
-            d.succ_opt().ok_or("date out of range")?
+        let midnight = |d: NaiveDate| d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc();
+        return Ok(if until {
+            midnight(d.succ_opt().ok_or("date out of range")?) - chrono::Duration::nanoseconds(1)
         } else {
-            d
-        };
-        return Ok(d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc());
+            midnight(d)
+        });
     }
-    let exact = parse_rfc3339_exact(s).map_err(|_| {
+    parse_rfc3339_exact(s).map_err(|_| {
         format!(
             "must be a date YYYY-MM-DD or an RFC 3339 date-time (got {:?})",
             s.chars().take(64).collect::<String>()
         )
-    })?;
-    // Timestamps have microseconds: `until` lets through the microsecond it
-    // falls in, `since` starts at the first microsecond not before it.
-    let t = truncate_micros(exact);
-    Ok(if until || t < exact {
-        t + chrono::Duration::microseconds(1)
-    } else {
-        t
     })
 }
 
@@ -278,6 +288,33 @@ mod tests {
                 .clone()
         };
         assert_eq!(shown("2026-11-22"), "2026-11-22T23:59:59.999999Z");
+        // Within one microsecond: no timestamp can match, which is no error;
+        // a reversed range is.
+        let range = |since: &str, until: &str| {
+            Filter::parse(&FilterInput {
+                since: Some(since),
+                until: Some(until),
+                ..FilterInput::default()
+            })
+            .map(|f| (f.since, f.until))
+            .map_err(|e| e.to_string())
+        };
+        let (a, b) = range(
+            "2026-11-22T10:00:00.1234561Z",
+            "2026-11-22T10:00:00.1234569Z",
+        )
+        .unwrap();
+        assert_eq!(a, b);
+        assert!(range("2026-11-22T10:00:00Z", "2026-11-22T10:00:00Z").is_ok());
+        assert_eq!(
+            range("2026-11-22T10:00:00.000001Z", "2026-11-22T10:00:00Z").unwrap_err(),
+            "until: must not be before since"
+        );
+        assert_eq!(
+            range("2026-11-23", "2026-11-22").unwrap_err(),
+            "until: must not be before since"
+        );
+        assert!(range("2026-11-22", "2026-11-22").is_ok());
         assert_eq!(
             shown("2026-11-22T20:03:41.3Z"),
             "2026-11-22T20:03:41.300000Z"

@@ -269,14 +269,24 @@ pub fn open_write(path: &Path, sync: Synchronous) -> Result<Connection> {
         }
         None => Path::new("."),
     };
-    // A folder this process may not list cannot be locked: SQLite's own
-    // locks still keep the file whole; only the first-open race is open.
-    let lock = fs::File::open(dir).ok();
-    if let Some(lock) = &lock {
-        lock.lock().map_err(|source| StoreError::Io {
-            context: format!("locking {}", dir.display()),
+    // The folder of the real file, so two spellings of one database (a
+    // symlink) take the same lock. A folder this process may not list
+    // cannot be locked: SQLite's own locks still keep the file whole; only
+    // the first-open race is open.
+    let real_dir = fs::canonicalize(path)
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| dir.to_path_buf());
+    let lock = fs::File::open(&real_dir).ok();
+    match &lock {
+        Some(lock) => lock.lock().map_err(|source| StoreError::Io {
+            context: format!("locking {}", real_dir.display()),
             source,
-        })?;
+        })?,
+        None => tracing::debug!(
+            folder = %real_dir.display(),
+            "cannot open the folder to lock it: migrating without the lock"
+        ),
     }
     let mut conn = Connection::open(path).map_err(StoreError::sqlite("opening the database"))?;
     conn.busy_timeout(BUSY_TIMEOUT)
@@ -364,8 +374,9 @@ pub fn open_read(path: &Path) -> Result<Connection> {
             read_connection(path, true).map_err(|_| e)?
         }
         // WAL content there cannot be read without a `-shm`: say so, and
-        // what to do (exit 3, as the verifier script).
-        Err(e) if is_read_only_media(&e) => {
+        // what to do (exit 3, as the verifier script). Only when the folder
+        // really refuses writes: a file we may not read is SQLite's error.
+        Err(e) if is_read_only_media(&e) && readable(path) && !folder_writable(path) => {
             let shown = path.display();
             return Err(StoreError::Io {
                 context: format!(
@@ -411,6 +422,30 @@ fn is_read_only_media(e: &StoreError) -> bool {
     matches!(e, StoreError::Sqlite { source, .. }
         if matches!(source.sqlite_error_code(),
             Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen)))
+}
+
+/// Whether this process may read `path` (checked without opening it: a
+/// handle of our own closed on the database file would drop SQLite's locks).
+fn readable(path: &Path) -> bool {
+    access(path, libc::R_OK)
+}
+
+/// Whether this process may create files in the folder holding `path`.
+fn folder_writable(path: &Path) -> bool {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    access(dir, libc::W_OK)
+}
+
+fn access(path: &Path, mode: libc::c_int) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: a NUL-terminated path that lives across the call.
+    unsafe { libc::access(c.as_ptr(), mode) == 0 }
 }
 
 /// No `-wal` beside `path`, or an empty one: the file alone holds the log.
