@@ -828,6 +828,28 @@ struct Imported {
 type InFlight = (Vec<usize>, crate::store::Pending);
 
 impl Imported {
+    /// What an import says at the end: how many events it wrote and where.
+    fn summary(&self) -> String {
+        let n = self.committed;
+        let plural = if n == 1 { "event" } else { "events" };
+        let mut msg = match self.range {
+            Some((a, b)) if a == b => format!("imported {n} {plural} (seq {a})"),
+            Some((a, b)) if b - a + 1 == n => format!("imported {n} {plural} (seq {a}..{b})"),
+            // Another process appended at the same time: its rows sit between.
+            Some((a, b)) => format!(
+                "imported {n} {plural} (seqs from {a} to {b}, interleaved with other appends)"
+            ),
+            None => "imported 0 events".to_owned(),
+        };
+        if self.already > 0 {
+            msg.push_str(&format!(
+                "; {} already stored with the same content (matched by id, not written again)",
+                self.already
+            ));
+        }
+        msg
+    }
+
     /// Waits for the batch in flight; its events are committed once it returns.
     fn settle(&mut self, in_flight: &mut Option<InFlight>) -> Result<(), CliError> {
         let Some((lines, p)) = in_flight.take() else {
@@ -952,23 +974,7 @@ fn import(
         in_flight = Some((lines, p));
     }
     state.settle(&mut in_flight)?;
-    let n = state.committed;
-    let plural = if n == 1 { "event" } else { "events" };
-    let mut msg = match state.range {
-        Some((a, b)) if a == b => format!("imported {n} {plural} (seq {a})"),
-        Some((a, b)) if b - a + 1 == n => format!("imported {n} {plural} (seq {a}..{b})"),
-        // Another process appended at the same time: its rows sit between.
-        Some((a, b)) => {
-            format!("imported {n} {plural} (seqs from {a} to {b}, interleaved with other appends)")
-        }
-        None => "imported 0 events".to_owned(),
-    };
-    if state.already > 0 {
-        msg.push_str(&format!(
-            "; {} already stored with the same content (matched by id, not written again)",
-            state.already
-        ));
-    }
+    let msg = state.summary();
     println!("{msg}");
     Ok(())
 }
@@ -1377,4 +1383,33 @@ fn export_cmd(
         eprintln!("exported {n} events to {}", path.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Imported;
+
+    #[test]
+    fn an_import_says_where_its_events_went() {
+        let said = |committed, range, already| {
+            Imported {
+                committed,
+                already,
+                range,
+            }
+            .summary()
+        };
+        assert_eq!(said(0, None, 0), "imported 0 events");
+        assert_eq!(said(1, Some((7, 7)), 0), "imported 1 event (seq 7)");
+        assert_eq!(said(3, Some((7, 9)), 0), "imported 3 events (seq 7..9)");
+        // Another writer's rows between: the span, said as such.
+        assert_eq!(
+            said(3, Some((7, 12)), 0),
+            "imported 3 events (seqs from 7 to 12, interleaved with other appends)"
+        );
+        assert_eq!(
+            said(0, None, 2),
+            "imported 0 events; 2 already stored with the same content (matched by id, not written again)"
+        );
+    }
 }
