@@ -221,7 +221,7 @@ pub fn appended_json(a: &Appended, out: &mut String) {
         (status = 503, description = "Queue full or storage failing; nothing written; see Retry-After", content_type = "application/problem+json"),
     )
 )]
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(skip_all, level = "debug")]
 pub async fn post_events(
     req: HttpRequest,
     payload: web::Payload,

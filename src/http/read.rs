@@ -37,7 +37,7 @@ use super::AppState;
         (status = 400, description = "A bad parameter", content_type = "application/problem+json"),
     )
 )]
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(skip_all, level = "debug")]
 pub async fn list_events(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -98,7 +98,7 @@ pub async fn list_events(
     params(("id" = String, Path, description = "An event id, or a seq when all digits")),
     responses((status = 200, description = "The event"), (status = 404, description = "No such event", content_type = "application/problem+json"))
 )]
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(skip_all, level = "debug")]
 pub async fn get_event(
     req: HttpRequest,
     path: web::Path<String>,
@@ -167,7 +167,7 @@ fn summary_filter(p: &Params) -> Result<(String, Filter), ApiError> {
     ),
     responses((status = 200, description = "Totals computed with SQL aggregates", body = SummaryDoc))
 )]
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(skip_all, level = "debug")]
 pub async fn summary(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -198,7 +198,7 @@ pub async fn head(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     ),
     responses((status = 200, description = "The verdict (valid or not: the request itself succeeded)", body = ReportDoc))
 )]
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(skip_all, level = "debug")]
 pub async fn verify(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -266,7 +266,7 @@ impl std::io::Write for ChannelWriter {
     ),
     responses((status = 200, description = "Streamed with chunked encoding, as an attachment"))
 )]
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(skip_all, level = "debug")]
 pub async fn export_events(
     req: HttpRequest,
     state: web::Data<AppState>,
