@@ -1425,8 +1425,9 @@ fn a_copy_in_a_read_only_folder_can_be_read_and_verified() {
         .output()
         .map(|o| o.stdout.starts_with(b"0\n"))
         .unwrap_or(false);
-    let run = |args: &[&str]| {
-        let mut c = if root {
+    // `program`, as nobody when this is root.
+    let as_nobody = |program: &str| {
+        if root {
             let mut c = std::process::Command::new("setpriv");
             c.args([
                 "--reuid",
@@ -1434,12 +1435,15 @@ fn a_copy_in_a_read_only_folder_can_be_read_and_verified() {
                 "--regid",
                 "65534",
                 "--clear-groups",
-                util::BIN,
+                program,
             ]);
             c
         } else {
-            std::process::Command::new(util::BIN)
-        };
+            std::process::Command::new(program)
+        }
+    };
+    let run = |args: &[&str]| {
+        let mut c = as_nobody(util::BIN);
         c.arg("--db")
             .arg(&copy)
             .args(args)
@@ -1477,28 +1481,15 @@ fn a_copy_in_a_read_only_folder_can_be_read_and_verified() {
         "copy the file and its -wal to a writable folder",
     ]);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/verify_chain.py");
+    // As nobody, an interpreter nobody may run (not one under /root, say).
+    let system = std::path::Path::new("/usr/bin/python3");
+    let python = if root && system.exists() {
+        system.to_str().unwrap()
+    } else {
+        "python3"
+    };
     let py_cmd = |db: &std::path::Path| {
-        let mut py = if root {
-            let mut c = std::process::Command::new("setpriv");
-            // An interpreter nobody may run (not one under /root, say).
-            let system = std::path::Path::new("/usr/bin/python3");
-            let python = if system.exists() {
-                system.to_str().unwrap()
-            } else {
-                "python3"
-            };
-            c.args([
-                "--reuid",
-                "65534",
-                "--regid",
-                "65534",
-                "--clear-groups",
-                python,
-            ]);
-            c
-        } else {
-            std::process::Command::new("python3")
-        };
+        let mut py = as_nobody(python);
         py.arg(script)
             .arg(db)
             .env_clear()
