@@ -484,6 +484,25 @@ fn serve(config: &Config) -> Result<(), CliError> {
         // A fixed line on stderr, so scripts that bind port 0 learn the port.
         eprintln!("trail: listening on {}:{}", bind_host, app.port());
         tracing::info!(port = app.port(), db = %db.display(), "trail is serving");
+        // SIGTERM (docker stop) and SIGINT (Ctrl-C) alike: stop accepting,
+        // let in-flight requests finish, then record server.stop.
+        let handle = app.handle();
+        actix_web::rt::spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
+                tracing::error!("cannot listen for SIGTERM/SIGINT");
+                return;
+            };
+            let which = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            };
+            tracing::info!(signal = which, "stopping: in-flight requests finish first");
+            handle.stop(true).await;
+        });
         app.run_until_stopped().await.map_err(|e| {
             CliError::Store(StoreError::Io {
                 context: "serving".into(),

@@ -538,6 +538,10 @@ impl Application {
                 .wrap(actix_web::middleware::from_fn(auth::gate))
         })
         .shutdown_timeout(config.shutdown_timeout)
+        // Signals are trail's to handle (the binary: SIGTERM and SIGINT
+        // both stop gracefully); actix's own handling would cut in-flight
+        // requests off on SIGINT.
+        .disable_signals()
         .listen(listener)
         .map_err(|source| StartError::Bind {
             addr: config.bind.clone(),

@@ -545,6 +545,55 @@ async fn sigterm_with_a_stalled_export_still_stops_cleanly_within_ten_seconds() 
     assert_eq!(last, "server.stop");
 }
 
+/// SIGINT (Ctrl-C, some supervisors) stops as gracefully as SIGTERM: a
+/// request in flight when it comes (here: its headers read, its body not
+/// yet sent) is answered and its event stored, and server.stop is last.
+/// Before, actix's own handling made SIGINT a forced stop that cut the
+/// connection.
+#[actix_rt::test]
+async fn sigint_lets_a_request_in_flight_finish() {
+    use std::io::{Read, Write};
+    let dir = temp_dir();
+    let db_path = dir.path().join("trail.db");
+    let mut proc = Proc::start(&db_path);
+    let body = br#"{"event":"during.sigint"}"#;
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", proc.port)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    conn.write_all(
+        format!(
+            "POST /v1/events HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    // The server has read the headers and waits for the body.
+    let mut cont = [0u8; 25];
+    conn.read_exact(&mut cont).unwrap();
+    assert_eq!(&cont, b"HTTP/1.1 100 Continue\r\n\r\n");
+    let st = std::process::Command::new("kill")
+        .args(["-INT", &proc.serving.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    conn.write_all(body).unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 201 Created\r\n"), "{answer}");
+    let (status, _) = proc.wait_exit(Duration::from_secs(40)).await;
+    assert_eq!(status.code(), Some(0));
+    let events: Vec<String> = rusqlite::Connection::open(&db_path)
+        .unwrap()
+        .prepare("SELECT event FROM events ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(events, ["server.start", "during.sigint", "server.stop"]);
+}
+
 /// The database file deleted or replaced under a running server (an
 /// operator's `rm`, a restore copied over it): appends are refused with 503
 /// instead of acknowledged into a file that is gone, and `/readyz` says so.
