@@ -18,6 +18,7 @@ use subtle::ConstantTimeEq;
 
 use crate::domain::{EventType, NewEvent};
 use crate::store::tokens::{self, Scope, TokenInfo};
+use crate::store::StoreError;
 
 use super::error::ApiError;
 use super::proxy::{self, Client};
@@ -200,7 +201,9 @@ fn check(
 }
 
 /// Appends `auth.fail`, and waits for it: a refusal is answered only once
-/// it is on record (unless the writer cannot take it, which is logged).
+/// it is on record. When it cannot be (the writer's queue is full, a failed
+/// commit), the error says so, and the request gets that error (503 with
+/// `Retry-After`) instead of its 401/403: no refusal goes unrecorded.
 async fn record_failure(
     state: &AppState,
     req: &ServiceRequest,
@@ -208,8 +211,7 @@ async fn record_failure(
     rid: &str,
     needed: Scope,
     r: &Refusal,
-) {
-    metrics::counter!("trail_auth_failures_total", "reason" => r.reason).increment(1);
+) -> Result<(), StoreError> {
     let mut details = serde_json::Map::new();
     details.insert("reason".into(), r.reason.into());
     // A client chooses the method's text (any token, any length): keep what
@@ -240,14 +242,19 @@ async fn record_failure(
         ev = e;
     }
     ev.fill_from_request(client.ip, Some(rid));
-    match state.writer.submit(vec![ev]) {
-        Ok(p) => {
-            if let Err(e) = p.wait_async().await {
-                tracing::warn!(error = %e, "auth.fail could not be recorded");
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "auth.fail could not be recorded"),
+    let recorded = match state.writer.submit(vec![ev]) {
+        Ok(p) => p.wait_async().await.map(drop),
+        Err(e) => Err(e),
+    };
+    match &recorded {
+        Ok(()) => metrics::counter!("trail_auth_failures_total", "reason" => r.reason).increment(1),
+        Err(e) => tracing::warn!(
+            error = %e,
+            reason = r.reason,
+            "auth.fail could not be recorded: answering 503 instead of the refusal"
+        ),
     }
+    recorded
 }
 
 /// How much of a method's name `auth.fail` keeps.
@@ -322,8 +329,11 @@ pub async fn gate<B: MessageBody + 'static>(
         match outcome {
             Ok(name) => token = name,
             Err(refusal) => {
-                record_failure(&state, &req, &client, &rid, needed, &refusal).await;
-                let mut resp = refusal.error.error_response();
+                let mut resp =
+                    match record_failure(&state, &req, &client, &rid, needed, &refusal).await {
+                        Ok(()) => refusal.error.error_response(),
+                        Err(e) => ApiError::from(e).error_response(),
+                    };
                 let route = route.map_or("(unmatched)", |(pattern, _)| pattern);
                 finish(&mut resp, &rid, &method, route, started, &client);
                 return Ok(req.into_response(resp));

@@ -1003,3 +1003,55 @@ async fn a_wrong_method_is_405_before_any_token_is_asked_for() {
     s.get("/v1/verify").await.expect(401);
     s.stop().await;
 }
+
+/// A refusal that cannot be put on record (the writer's queue is full) is
+/// not answered 401 off the record: it gets the 503 with `Retry-After` of a
+/// full queue, and once there is room the same request is refused, 401,
+/// with its `auth.fail` in the chain.
+#[actix_rt::test]
+async fn a_refusal_that_cannot_be_recorded_is_a_503_not_an_unrecorded_401() {
+    let s = start(|c| c.writer.queue_depth = 1).await;
+    s.create_token("admin", &[Scope::Admin]);
+    let db = s.db();
+    let fails = db.events_of("auth.fail").len();
+    // Hold the writer until released, and fill its one-job queue.
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let (entered, is_held) = std::sync::mpsc::channel::<()>();
+    let state = s.state.clone();
+    let blocker = std::thread::spawn(move || {
+        state
+            .writer
+            .exec(move |_| {
+                entered.send(()).unwrap();
+                held.recv().unwrap();
+            })
+            .unwrap()
+    });
+    is_held.recv().unwrap();
+    let queued = s
+        .state
+        .writer
+        .submit(vec![trail::domain::NewEvent::from_json(
+            &json!({"event": "fills.queue"}),
+        )
+        .unwrap()])
+        .expect("one job fits in the queue");
+    let r = s
+        .call(Req::get("/v1/events").token("trail_not-a-real-token-at-all-000000000"))
+        .await;
+    r.expect(503);
+    assert_eq!(r.header("retry-after").as_deref(), Some("1"));
+    release.send(()).unwrap();
+    blocker.join().unwrap();
+    queued.wait_async().await.unwrap();
+    assert_eq!(
+        db.events_of("auth.fail").len(),
+        fails,
+        "nothing recorded, nothing claimed"
+    );
+    s.call(Req::get("/v1/events").token("trail_not-a-real-token-at-all-000000000"))
+        .await
+        .expect(401);
+    assert_eq!(db.events_of("auth.fail").len(), fails + 1);
+    s.stop().await;
+}

@@ -558,7 +558,8 @@ async fn sigint_lets_a_request_in_flight_finish() {
     let mut proc = Proc::start(&db_path);
     let body = br#"{"event":"during.sigint"}"#;
     let mut conn = std::net::TcpStream::connect(("127.0.0.1", proc.port)).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     conn.write_all(
         format!(
             "POST /v1/events HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
