@@ -360,14 +360,15 @@ impl Layers {
 
     /// Resolves every setting.
     pub fn resolve(&self) -> Result<Config, ConfigError> {
-        let data_dir = self.get("data_dir", None, |r| {
-            text(r).map(|s| Some(PathBuf::from(s)))
-        })?;
+        let data_dir = self.get("data_dir", None, path)?;
         let default_db = match &data_dir.value {
             Some(d) => d.join("trail.db"),
             None => PathBuf::from(DEFAULT_DB),
         };
-        let mut db = self.get("db", default_db, |r| text(r).map(PathBuf::from))?;
+        // An empty value (`TRAIL_DB=`) is a mistake, not "the default".
+        let mut db = self.get("db", default_db, |r| {
+            path(r)?.ok_or_else(|| "must not be empty".to_owned())
+        })?;
         // `db` and `data_dir` are one choice too: the higher layer wins,
         // both at one layer is an error.
         if let Some(dir) = &data_dir.value {

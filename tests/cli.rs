@@ -2097,3 +2097,27 @@ fn read_commands_work_while_another_process_holds_the_file_for_writing() {
     assert!(status.success(), "the writer failed: {status}");
     assert_eq!(env.count(), total as i64);
 }
+
+/// An empty `TRAIL_DB` (or `TRAIL_DATA_DIR`) is a mistake named as such,
+/// exit 2, before anything is created: no database, no `hmac.key`.
+#[test]
+fn an_empty_trail_db_is_refused_before_anything_is_created() {
+    let env = Env::new();
+    let cwd = env.path("cwd");
+    std::fs::create_dir(&cwd).unwrap();
+    for var in ["TRAIL_DB", "TRAIL_DATA_DIR"] {
+        for cmd in [&["append", "x.y"][..], &["serve", "--bind", "127.0.0.1:0"]] {
+            let mut c = std::process::Command::new(util::BIN);
+            c.args(cmd)
+                .env_clear()
+                .env(var, "")
+                .current_dir(&cwd)
+                .stdin(std::process::Stdio::null());
+            util::run_cmd(c)
+                .expect_code(2)
+                .stderr_has(&[var, "is empty"]);
+        }
+    }
+    let left: Vec<_> = std::fs::read_dir(&cwd).unwrap().collect();
+    assert!(left.is_empty(), "nothing created: {left:?}");
+}
