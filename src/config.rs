@@ -452,16 +452,27 @@ impl Layers {
                 }
                 EventMatch::parse(&items.join(","))
             })?,
-            metadata: self.get("metadata", Map::new(), |r| match r {
-                Raw::Toml(toml::Value::Table(t)) => Ok(toml_to_json(&toml::Value::Table(t.clone()))
-                    .as_object()
-                    .cloned()
-                    .unwrap_or_default()),
-                Raw::Text(s) => match serde_json::from_str::<Value>(s) {
-                    Ok(Value::Object(m)) => Ok(m),
-                    _ => Err("must be a JSON object such as {\"env\":\"prod\"} (or a table in the config file)".into()),
-                },
-                Raw::Toml(other) => Err(format!("must be a table of keys and values, not {}", kind(other))),
+            metadata: self.get("metadata", Map::new(), |r| {
+                let m = match r {
+                    Raw::Toml(toml::Value::Table(t)) => toml_to_json(&toml::Value::Table(t.clone()))
+                        .as_object()
+                        .cloned()
+                        .unwrap_or_default(),
+                    Raw::Text(s) => match serde_json::from_str::<Value>(s) {
+                        Ok(Value::Object(m)) => m,
+                        _ => return Err("must be a JSON object such as {\"env\":\"prod\"} (or a table in the config file)".into()),
+                    },
+                    Raw::Toml(other) => return Err(format!("must be a table of keys and values, not {}", kind(other))),
+                };
+                // In TOML every key after `[metadata]` belongs to it: a
+                // setting written below the table (`hmac_key = ...`) would
+                // be recorded in every event, where it can never be removed.
+                match m.keys().find(|k| SETTINGS.contains(&k.as_str())) {
+                    Some(k) => Err(format!(
+                        "holds {k:?}, the name of a setting: in a config file every key after [metadata] belongs to it; move {k} above [metadata]"
+                    )),
+                    None => Ok(m),
+                }
             })?,
             host_metadata: self.get("host_metadata", true, boolean)?,
             max_body_bytes: self.get("max_body_bytes", 1 << 20, |r| uint(r, 1024, 64 << 20))?,
@@ -1039,6 +1050,23 @@ mod tests {
         let err = Layers::from_parts(Some(&file), env(&[])).unwrap_err();
         assert_eq!(err.setting, "colour");
         assert!(err.message.starts_with("unknown setting"), "{err}");
+        // A setting written below [metadata] is in the table, not a
+        // setting: refused, or the key would be in every event for good.
+        let key = "ab".repeat(32);
+        std::fs::write(
+            &file,
+            format!("[metadata]\nenv = \"prod\"\nhmac_key = \"{key}\"\n"),
+        )
+        .unwrap();
+        let err = Layers::from_parts(Some(&file), env(&[]))
+            .unwrap()
+            .resolve()
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("setting metadata (from config file {}): holds \"hmac_key\", the name of a setting: in a config file every key after [metadata] belongs to it; move hmac_key above [metadata]", file.display())
+        );
+        assert!(!err.to_string().contains(&key));
     }
 
     #[test]
