@@ -681,14 +681,30 @@ fn rows_sealed_with_an_old_key_verify_and_prune_only_with_that_key() {
     out.stderr_has(&["refusing to prune", "seq 1 is unknown_key"]);
     assert_eq!(env.count(), 8);
 
-    // `verify_key_files` (here from the environment) gives the verifiers
-    // the old key without a flag on every command.
+    // `verify_key_files` (from the environment, or the flag on any
+    // command) gives the verifiers the old key.
     let mut cmd = env.command(&["verify", "--json"]);
     cmd.env("TRAIL_VERIFY_KEY_FILES", other.to_str().unwrap());
     let v = util::run_cmd(cmd);
     v.expect_code(0);
     assert_eq!(v.json()["valid"], json!(true));
     assert_eq!(v.json()["entries_checked"], json!(8));
+    let v = env.trail(&[
+        "verify",
+        "--json",
+        "--verify-key-files",
+        other.to_str().unwrap(),
+    ]);
+    v.expect_code(0);
+    assert_eq!(v.json()["entries_checked"], json!(8));
+    let copy = env.path("with-old-key.db");
+    env.trail(&[
+        "--verify-key-files",
+        other.to_str().unwrap(),
+        "backup",
+        copy.to_str().unwrap(),
+    ])
+    .expect_code(0);
 
     let out = env.trail(&[
         "prune",

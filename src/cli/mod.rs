@@ -47,6 +47,11 @@ pub struct Cli {
     /// (faster; may lose the last transactions on power loss).
     #[arg(long, global = true)]
     pub synchronous: Option<String>,
+    /// Earlier key files, comma-separated, that verification (trail verify,
+    /// backup, prune, /v1/verify) and retention also accept, picked by key id
+    /// (TRAIL_VERIFY_KEY_FILES).
+    #[arg(long, global = true)]
+    pub verify_key_files: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -155,10 +160,6 @@ pub struct ServeArgs {
     /// addresses or CIDRs (TRAIL_TRUSTED_PROXIES).
     #[arg(long)]
     pub trusted_proxies: Option<String>,
-    /// Earlier key files, comma-separated, that /v1/verify and retention also
-    /// accept, picked by key id (TRAIL_VERIFY_KEY_FILES).
-    #[arg(long)]
-    pub verify_key_files: Option<String>,
     /// Serve everything under this path, such as /audit (TRAIL_BASE_PATH).
     #[arg(long)]
     pub base_path: Option<String>,
@@ -183,7 +184,6 @@ impl ServeArgs {
             ("workers", &self.workers),
             ("retention_days", &self.retention_days),
             ("trusted_proxies", &self.trusted_proxies),
-            ("verify_key_files", &self.verify_key_files),
             ("base_path", &self.base_path),
             ("log_format", &self.log_format),
             ("min_level", &self.min_level),
@@ -417,6 +417,9 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     }
     if let Some(f) = &cli.hmac_key_file {
         layers.flag("hmac_key_file", f.display().to_string());
+    }
+    if let Some(v) = &cli.verify_key_files {
+        layers.flag("verify_key_files", v.clone());
     }
     if let Some(s) = &cli.synchronous {
         layers.flag("synchronous", s.clone());
