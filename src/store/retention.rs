@@ -170,10 +170,11 @@ pub fn prune(
     details.insert("chain_hash".into(), Value::from(hex::encode(&chain_hash)));
     details.insert("before".into(), Value::from(before_text));
     if let Some(cut_at) = finishes {
-        // The rows deleted are those of an earlier prune that was
-        // interrupted after recording its cut (at `cut_at`), not rows this
-        // prune's `before` selected: the record says so.
-        details.insert("finishes_interrupted_cut_at".into(), Value::from(cut_at));
+        // The rows deleted are those of a cut another prune recorded (at
+        // `cut_at`) and has not recorded the end of: one interrupted, or one
+        // still running in another process. Not rows this prune's `before`
+        // selected: the record says so, without guessing which.
+        details.insert("finishes_cut_recorded_at".into(), Value::from(cut_at));
     }
     let event = NewEvent::builder(EventType::parse(PRUNE_EVENT).expect("a valid event type"))
         .with_level(Level::Info)
@@ -511,7 +512,7 @@ mod tests {
             )
             .unwrap();
         let details: serde_json::Value = serde_json::from_str(&details).unwrap();
-        assert_eq!(details["finishes_interrupted_cut_at"], "x");
+        assert_eq!(details["finishes_cut_recorded_at"], "x");
         assert_eq!(details["up_to_seq"], 6);
         assert_eq!(details["deleted"], 6);
     }
