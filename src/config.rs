@@ -1037,11 +1037,15 @@ mod tests {
         );
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("t.toml");
-        std::fs::write(&file, "synchronous = \"sometimes\"").unwrap();
-        let err = Layers::from_parts(Some(&file), env(&[]))
-            .unwrap()
-            .resolve()
-            .unwrap_err();
+        // The error resolving a config file holding `text`.
+        let refused = |text: &str| {
+            std::fs::write(&file, text).unwrap();
+            Layers::from_parts(Some(&file), env(&[]))
+                .unwrap()
+                .resolve()
+                .unwrap_err()
+        };
+        let err = refused("synchronous = \"sometimes\"");
         assert_eq!(
             err.to_string(),
             format!("setting synchronous (from config file {}): must be full or normal (got \"sometimes\")", file.display())
@@ -1053,15 +1057,9 @@ mod tests {
         // A setting written below [metadata] is in the table, not a
         // setting: refused, or the key would be in every event for good.
         let key = "ab".repeat(32);
-        std::fs::write(
-            &file,
-            format!("[metadata]\nenv = \"prod\"\nhmac_key = \"{key}\"\n"),
-        )
-        .unwrap();
-        let err = Layers::from_parts(Some(&file), env(&[]))
-            .unwrap()
-            .resolve()
-            .unwrap_err();
+        let err = refused(&format!(
+            "[metadata]\nenv = \"prod\"\nhmac_key = \"{key}\"\n"
+        ));
         assert_eq!(
             err.to_string(),
             format!("setting metadata (from config file {}): holds \"hmac_key\", the name of a setting: in a config file every key after [metadata] belongs to it; move hmac_key above [metadata]", file.display())
