@@ -900,14 +900,21 @@ impl Imported {
                     ),
                 };
                 Err(CliError::Input(format!(
-                    "line {}: event id {id:?} {what}; \
-                     nothing of the batch from line {first} on was written ({} events committed before it)",
+                    "line {}: event id {id:?} {what}; {}",
                     line_of(index),
-                    self.committed
+                    self.nothing_of_batch_from(first)
                 )))
             }
             Err(e) => Err(self.failed_from(lines.first().copied().unwrap_or(0), e)),
         }
+    }
+
+    /// What a refused batch leaves: where the import can resume.
+    fn nothing_of_batch_from(&self, first: usize) -> String {
+        format!(
+            "nothing of the batch from line {first} on was written ({} events committed before it)",
+            self.committed
+        )
     }
 
     /// A batch from line `first` on could not be written: the error, and
@@ -970,8 +977,8 @@ fn import(
                 state.settle(&mut in_flight)?;
                 let first = lines.first().copied().unwrap_or(n);
                 return Err(CliError::Input(format!(
-                    "{m}; nothing of the batch from line {first} on was written ({} events committed before it)",
-                    state.committed
+                    "{m}; {}",
+                    state.nothing_of_batch_from(first)
                 )));
             }
         }
@@ -1293,54 +1300,44 @@ fn refuse_precious_output(db: &Path, out: &Path) -> Result<(), CliError> {
     if same_file(db) {
         return refuse("the database being exported");
     }
+    const SQLITE: &[u8] = b"SQLite format 3\0";
     for suffix in ["-wal", "-shm", "-journal"] {
-        if same_file(&sidecar(db, suffix)) {
+        if same_file(&crate::store::db::sidecar(db, suffix)) {
             return refuse("one of the database's own files");
         }
         // Another database's: `X-wal` beside an SQLite file `X`.
         let name = out.as_os_str().to_string_lossy();
         if let Some(main) = name.strip_suffix(suffix) {
-            if starts_with_file(Path::new(main), b"SQLite format 3\0") {
+            if file_head(Path::new(main)).starts_with(SQLITE) {
                 return refuse("a file SQLite keeps beside a database");
             }
         }
     }
-    if starts_with_file(out, b"SQLite format 3\0") {
+    // Read once: a key file is shorter than this, so it is all there.
+    let head = file_head(out);
+    if head.starts_with(SQLITE) {
         return refuse("an SQLite database (a backup?)");
     }
     // A WAL's magic number, big-endian, either checksum order.
-    if starts_with_file(out, &[0x37, 0x7f, 0x06, 0x82])
-        || starts_with_file(out, &[0x37, 0x7f, 0x06, 0x83])
-    {
+    if head.starts_with(&[0x37, 0x7f, 0x06, 0x82]) || head.starts_with(&[0x37, 0x7f, 0x06, 0x83]) {
         return refuse("an SQLite WAL file");
     }
-    if meta.len() <= 130 {
-        let text = std::fs::read_to_string(out).unwrap_or_default();
-        if crate::domain::HmacKey::from_hex(&text).is_ok() {
-            return refuse("a key file (64 hex digits)");
-        }
+    let key_like =
+        std::str::from_utf8(&head).is_ok_and(|text| crate::domain::HmacKey::from_hex(text).is_ok());
+    if meta.len() <= 130 && key_like {
+        return refuse("a key file (64 hex digits)");
     }
     Ok(())
 }
 
-/// `path + suffix` (SQLite's names for the files beside a database).
-fn sidecar(path: &Path, suffix: &str) -> PathBuf {
-    let mut p = path.as_os_str().to_os_string();
-    p.push(suffix);
-    PathBuf::from(p)
-}
-
-/// Whether `path` is a regular file that starts with `magic`.
-fn starts_with_file(path: &Path, magic: &[u8]) -> bool {
+/// The first 130 bytes of `path` when it is a regular file (empty otherwise).
+fn file_head(path: &Path) -> Vec<u8> {
     use std::io::Read;
-    if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
-        return false;
+    let mut head = Vec::with_capacity(130);
+    if std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        let _ = std::fs::File::open(path).and_then(|f| f.take(130).read_to_end(&mut head));
     }
-    let mut head = Vec::with_capacity(magic.len());
-    std::fs::File::open(path)
-        .and_then(|f| f.take(magic.len() as u64).read_to_end(&mut head))
-        .is_ok()
-        && head == magic
+    head
 }
 
 fn export_cmd(

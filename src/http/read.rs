@@ -444,7 +444,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     metrics::gauge!("trail_writer_queue_depth").set(state.writer.queue_depth() as f64);
     let mut size = 0u64;
     for suffix in ["", "-wal"] {
-        let p = format!("{}{suffix}", state.db_path.display());
+        let p = crate::store::db::sidecar(&state.db_path, suffix);
         size += std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     }
     metrics::gauge!("trail_database_size_bytes").set(size as f64);

@@ -18,7 +18,7 @@ use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, OpenFlags};
 use serde::Serialize;
 
-use super::db::open_read;
+use super::db::{open_read, sidecar};
 use super::error::{Result, StoreError};
 use super::query;
 
@@ -102,12 +102,6 @@ fn temp_path(dest: &Path) -> PathBuf {
         .unwrap_or_else(|| "backup".into());
     name.push(format!(".partial-{}", std::process::id()));
     dest.with_file_name(name)
-}
-
-fn sidecar(path: &Path, suffix: &str) -> PathBuf {
-    let mut s = path.as_os_str().to_os_string();
-    s.push(suffix);
-    PathBuf::from(s)
 }
 
 /// Copies `source` into a new database file at `tmp`.

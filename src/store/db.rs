@@ -448,11 +448,17 @@ fn access(path: &Path, mode: libc::c_int) -> bool {
     unsafe { libc::access(c.as_ptr(), mode) == 0 }
 }
 
+/// `path` + `suffix`: the names SQLite gives the files beside a database
+/// (`-wal`, `-shm`, `-journal`).
+pub fn sidecar(path: &Path, suffix: &str) -> std::path::PathBuf {
+    let mut s = path.as_os_str().to_os_string();
+    s.push(suffix);
+    s.into()
+}
+
 /// No `-wal` beside `path`, or an empty one: the file alone holds the log.
 fn wal_is_empty(path: &Path) -> bool {
-    let mut wal = path.as_os_str().to_owned();
-    wal.push("-wal");
-    match fs::metadata(&wal) {
+    match fs::metadata(sidecar(path, "-wal")) {
         Ok(m) => m.len() == 0,
         Err(e) => e.kind() == std::io::ErrorKind::NotFound,
     }
