@@ -121,13 +121,55 @@ pub struct WriterMetrics {
 
 impl WriterObserver for WriterMetrics {
     fn committed(&self, events: usize, _jobs: usize, head_seq: u64, elapsed: Duration) {
+        metrics::gauge!("trail_chain_head_seq").set(head_seq as f64);
+        // A commit that stored nothing (`/readyz`'s empty job, a group of
+        // retries answered from the log) is not a group commit of events: it
+        // would drag "events per commit" down with every probe.
+        if events == 0 {
+            return;
+        }
         self.appended.fetch_add(events as u64, Ordering::Relaxed);
         metrics::counter!("trail_events_appended_total").increment(events as u64);
         metrics::histogram!("trail_commit_batch_events").record(events as f64);
         metrics::histogram!("trail_commit_duration_seconds").record(elapsed.as_secs_f64());
-        metrics::gauge!("trail_chain_head_seq").set(head_seq as f64);
     }
     fn failed(&self, jobs: usize) {
         metrics::counter!("trail_commit_failures_total").increment(jobs as u64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Renders what `f` records, on a recorder of its own (the process-wide
+    /// one is shared by every test).
+    fn rendered(f: impl FnOnce()) -> String {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, f);
+        handle.render()
+    }
+
+    #[test]
+    fn a_commit_that_stored_nothing_is_not_counted_as_a_group_commit() {
+        let observer = WriterMetrics::default();
+        let text = rendered(|| {
+            observer.committed(0, 1, 7, Duration::from_millis(1)); // /readyz
+            observer.committed(3, 2, 10, Duration::from_millis(2));
+            observer.committed(0, 1, 10, Duration::from_millis(1)); // a retry
+        });
+        assert!(
+            text.contains("trail_commit_batch_events_count 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("trail_commit_batch_events_sum 3\n"), "{text}");
+        assert!(
+            text.contains("trail_commit_duration_seconds_count 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("trail_events_appended_total 3\n"), "{text}");
+        assert!(text.contains("trail_chain_head_seq 10\n"), "{text}");
+        assert_eq!(observer.appended.load(Ordering::Relaxed), 3);
     }
 }
