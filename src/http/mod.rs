@@ -498,6 +498,9 @@ impl Application {
         if !config.base_path.is_empty() {
             details.insert("base_path".into(), config.base_path.clone().into());
         }
+        if let Some(check) = check_head(&config.db, &reads, &keys)? {
+            details.insert("head_check".into(), check);
+        }
         writer.append(vec![self_event("server.start", details)])?;
 
         // The read threads keep their connections for life: a pool of their
@@ -731,6 +734,50 @@ fn bootstrap_token(
         }
     }
     Ok(Bootstrap::Created)
+}
+
+/// Checks the newest event (its hash, its link, its seal) before the first
+/// new one is chained after it: `{"seq", "valid", "kind"}` for
+/// `server.start`, `None` for an empty log. A head that does not verify is
+/// logged as an error and recorded, and the server starts anyway: refusing
+/// would lose the events still to come, and the bad row stays detectable
+/// by `verify` at its own `seq` whatever is chained after it.
+fn check_head(
+    db: &std::path::Path,
+    reads: &r2d2::Pool<SqliteConnectionManager>,
+    keys: &Keyring,
+) -> Result<Option<serde_json::Value>, StartError> {
+    let head = {
+        let conn = reads.get().map_err(|e| StoreError::Pool(e.to_string()))?;
+        crate::store::query::head(&conn)?.seq
+    };
+    if head == 0 {
+        return Ok(None);
+    }
+    let report = crate::store::verify_file(
+        db,
+        keys,
+        crate::store::VerifyRequest {
+            from: Some(head),
+            to: Some(head),
+            anchor: None,
+        },
+    )?;
+    let kind = report.kind.map(|k| k.as_str());
+    if let (Some(seq), Some(kind)) = (report.first_bad_seq, kind) {
+        tracing::error!(
+            seq,
+            kind,
+            db = %db.display(),
+            "the newest event does not verify; new events are chained after it, and `trail verify` \
+             reports it: find out who changed the file before trusting it"
+        );
+    }
+    Ok(Some(serde_json::json!({
+        "seq": report.first_bad_seq.unwrap_or(head),
+        "valid": report.valid,
+        "kind": kind,
+    })))
 }
 
 /// One read thread per actix worker (per core by default).

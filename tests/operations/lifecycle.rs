@@ -657,3 +657,56 @@ async fn readyz_is_not_ready_when_the_disk_has_no_room_for_appends() {
     );
     s.stop().await;
 }
+
+/// A server started on a log whose newest event was changed says so in its
+/// `server.start` (and its log), chains after it, and `verify` still names
+/// the changed row.
+#[actix_rt::test]
+async fn server_start_records_whether_the_newest_event_verifies() {
+    let s = start(|_| {}).await;
+    s.post_event(json!({"event": "head.one"}), None)
+        .await
+        .expect(201);
+    let dir = s.dir.clone();
+    let db = s.db();
+    s.stop().await;
+    let stop_seq = db.count();
+
+    // Intact: recorded as such (an empty log has nothing to check).
+    let s = start_in(dir.clone(), |_| {}).await;
+    let started = s.db().events_of("server.start");
+    assert_eq!(started[0]["details"].get("head_check"), None);
+    assert_eq!(
+        started[1]["details"]["head_check"],
+        json!({"seq": stop_seq, "valid": true, "kind": null}),
+        "{}",
+        started[1]
+    );
+    s.stop().await;
+    let stop_seq = db.count();
+
+    // The newest row's seal replaced, as by someone without the key.
+    {
+        let c = rusqlite::Connection::open(&db.0).unwrap();
+        c.execute_batch("DROP TRIGGER events_no_update").unwrap();
+        c.execute(
+            "UPDATE events SET signature = zeroblob(32) WHERE seq = ?1",
+            [stop_seq as i64],
+        )
+        .unwrap();
+    }
+    let s = start_in(dir.clone(), |_| {}).await;
+    let started = s.db().events_of("server.start");
+    assert_eq!(started.len(), 3);
+    assert_eq!(
+        started[2]["details"]["head_check"],
+        json!({"seq": stop_seq, "valid": false, "kind": "bad_seal"}),
+        "{}",
+        started[2]
+    );
+    let r = s.get("/v1/verify").await;
+    r.expect(200);
+    assert_eq!(r.json()["first_bad_seq"], json!(stop_seq));
+    assert_eq!(r.json()["kind"], json!("bad_seal"));
+    s.stop().await;
+}
