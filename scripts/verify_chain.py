@@ -322,8 +322,40 @@ def _rows(cur):
         yield from batch
 
 
+# What is read of a row: the chained columns, then the generated ones, which
+# must hold the entry's members of the same names (GENERATED).
+# (TEXT arrives as bytes, as BLOB does: the last column tells them apart.)
+ROW_COLUMNS = ("seq, entry, chain_hash, signature, "
+               "id, ts, event, level, actor, resource, success, source_ip, "
+               "'blob' IN (typeof(id), typeof(ts), typeof(event), typeof(level), "
+               "typeof(actor), typeof(resource), typeof(success), typeof(source_ip))")
+GENERATED = ("id", "timestamp", "event", "level", "actor", "resource", "success", "source_ip")
+
+
+def columns_agree(entry: bytes, columns) -> bool:
+    """Whether the generated columns hold what the entry says. SQLite
+    computes them when a row is written; they disagree only if someone
+    rewrote the table's schema, and then every filter and query of the
+    columns shows a forged value beside an entry that verifies."""
+    try:
+        doc = json.loads(entry)
+    except ValueError:
+        return False
+    if not isinstance(doc, dict) or columns[-1]:
+        return False
+    for name, have in zip(GENERATED, columns):
+        want = doc.get(name)
+        if isinstance(want, bool):
+            want = int(want)
+        elif isinstance(want, str):
+            want = want.encode("utf-8")
+        if type(have) is not type(want) or have != want:
+            return False
+    return True
+
+
 def check_rows(rows, ring: Keyring, expected: int, prev):
-    """Checks rows (seq, entry, chain_hash, signature) in seq order, the first
+    """Checks rows (ROW_COLUMNS) in seq order, the first
     expected at `expected`; `prev` is its predecessor's hash, or None when
     that row is gone (its link is then not checked). Returns
     (checked, failure or None, next expected seq, last hash)."""
@@ -331,7 +363,7 @@ def check_rows(rows, ring: Keyring, expected: int, prev):
     sha256 = hashlib.sha256
     compare = hmac.compare_digest
     checked = 0
-    for seq, entry, ch, sig in rows:
+    for seq, entry, ch, sig, *columns in rows:
         if type(seq) is not int:
             seq = 0  # as trail reads a seq that is not an integer
         if seq > expected:
@@ -354,6 +386,8 @@ def check_rows(rows, ring: Keyring, expected: int, prev):
         mac.update(ch)
         if type(sig) is not bytes or not compare(mac.digest(), sig):
             return checked, (seq, BAD_SEAL), expected, prev
+        if not columns_agree(entry, columns):
+            return checked, (seq, MODIFIED), expected, prev
         prev = ch
         expected += 1
         checked += 1
@@ -365,7 +399,7 @@ def check_below_cut(conn, ring: Keyring, cut_seq: int, cut_hash: bytes):
     after recording it): a run ending at the cut with the cut's hash, each
     row checked but the first one's link (row 1 still links to the genesis)."""
     cur = conn.execute(
-        "SELECT seq, entry, chain_hash, signature FROM events WHERE seq BETWEEN 1 AND ? ORDER BY seq",
+        "SELECT " + ROW_COLUMNS + " FROM events WHERE seq BETWEEN 1 AND ? ORDER BY seq",
         (cut_seq,),
     )
     first = cur.fetchone()
@@ -400,7 +434,7 @@ def check_range(conn, ring: Keyring, start: int, end: int, cut_seq: int, cut_has
     if prev_seq + 1 != start:
         return 0, (prev_seq + 1, MISSING)
     cur = conn.execute(
-        "SELECT seq, entry, chain_hash, signature FROM events WHERE seq BETWEEN ? AND ? ORDER BY seq",
+        "SELECT " + ROW_COLUMNS + " FROM events WHERE seq BETWEEN ? AND ? ORDER BY seq",
         (start, end),
     )
     checked, failure, expected, _ = check_rows(_rows(cur), ring, start, prev)

@@ -173,6 +173,102 @@ fn entry_edited_in_place_is_modified_at_that_row() {
     );
 }
 
+/// Rewrites generated column `column` of row `seq` to `value` the only way
+/// SQLite allows: the table's schema rewritten to make it a plain column,
+/// the row updated, the schema put back (`integrity_check` still says ok).
+fn forge_generated_column(env: &Env, seq: i64, column: &str, value: rusqlite::types::Value) {
+    let generated = format!(
+        "{column:<10} TEXT    GENERATED ALWAYS AS (json_extract(entry, '$.{column}')) STORED"
+    );
+    let c = env.conn();
+    let schema: String = c
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE name = 'events'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(schema.contains(&generated), "{schema}");
+    let plain = schema.replace(&generated, &format!("{column} TEXT"));
+    let set_schema = |sql: &str| {
+        let c = env.conn();
+        c.execute_batch("PRAGMA writable_schema = ON").unwrap();
+        c.execute(
+            "UPDATE sqlite_master SET sql = ?1 WHERE name = 'events'",
+            [sql],
+        )
+        .unwrap();
+    };
+    drop(c);
+    set_schema(&plain);
+    tamper(
+        env,
+        &format!("UPDATE events SET {column} = ?1 WHERE seq = ?2"),
+        rusqlite::params![value, seq],
+        1,
+    );
+    set_schema(&schema);
+    let c = env.conn();
+    c.execute_batch("CREATE TRIGGER events_no_update BEFORE UPDATE ON events BEGIN SELECT RAISE(ABORT, 'x'); END;").unwrap();
+    let ok: String = c
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(ok, "ok");
+}
+
+/// A stored column made to disagree with its row's entry (every filter and
+/// summary reads the columns) is `modified` at that row, though the entry
+/// itself and its seal are untouched; so is one set where the entry has no
+/// such member.
+#[test]
+fn a_generated_column_forged_through_the_schema_is_modified_at_that_row() {
+    let env = Env::new();
+    log_of_20(&env);
+    forge_generated_column(&env, 7, "actor", "mallory".to_owned().into());
+    let actor: String = env
+        .conn_ro()
+        .unwrap()
+        .query_row("SELECT actor FROM events WHERE seq = 7", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(actor, "mallory");
+    assert!(entry_of(&env, 7).contains(r#""actor":"alice""#));
+    verify_both(
+        &env,
+        &[],
+        &verdict(false, 6, Some((7, "modified")), &env.head()),
+    );
+    // Rows before it are intact on their own.
+    verify_both(&env, &["--to", "6"], &verdict(true, 6, None, &env.head()));
+
+    let env = Env::new();
+    log_of_20(&env);
+    forge_generated_column(&env, 12, "source_ip", "10.0.0.1".to_owned().into());
+    verify_both(
+        &env,
+        &[],
+        &verdict(false, 11, Some((12, "modified")), &env.head()),
+    );
+
+    // Members with escapes in their JSON text are compared decoded.
+    let env = Env::new();
+    env.import_values(
+        "escaped.jsonl",
+        &[
+            json!({"event": "a.b", "actor": "o\"brien\\x", "resource": "caf\u{e9}"}),
+            json!({"event": "a.b", "actor": "plain", "success": false}),
+        ],
+        10,
+    );
+    assert!(entry_of(&env, 1).contains(r#""actor":"o\"brien\\x""#));
+    verify_both(&env, &[], &verdict(true, 2, None, &env.head()));
+    forge_generated_column(&env, 1, "actor", "o'brien".to_owned().into());
+    verify_both(
+        &env,
+        &[],
+        &verdict(false, 0, Some((1, "modified")), &env.head()),
+    );
+}
+
 #[test]
 fn chain_hash_edited_is_modified_at_that_row() {
     let env = Env::new();

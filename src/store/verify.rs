@@ -193,7 +193,9 @@ fn check_below_cut(
 ) -> Result<(u64, Option<Failure>)> {
     let e = || StoreError::sqlite("reading events to verify");
     let mut stmt = conn
-        .prepare_cached("SELECT seq, entry, chain_hash, signature FROM events WHERE seq BETWEEN 1 AND ?1 ORDER BY seq")
+        .prepare_cached(&format!(
+            "SELECT {ROW_COLUMNS} FROM events WHERE seq BETWEEN 1 AND ?1 ORDER BY seq"
+        ))
         .map_err(e())?;
     let mut rows = stmt.query([cut_seq as i64]).map_err(e())?;
     let mut checker: Option<Checker<'_>> = None;
@@ -207,6 +209,9 @@ fn check_below_cut(
         });
         if let Err(f) = c.check(row) {
             return Ok((c.checked(), Some(f)));
+        }
+        if let Some(f) = columns_disagree(conn, r, row)? {
+            return Ok((c.checked() - 1, Some(f)));
         }
     }
     let Some(c) = checker else {
@@ -225,6 +230,100 @@ fn check_below_cut(
         ));
     }
     Ok((c.checked(), None))
+}
+
+/// What verification reads of a row: the chained columns, then the
+/// generated ones (see [`columns_disagree`]).
+const ROW_COLUMNS: &str =
+    "seq, entry, chain_hash, signature, id, ts, event, level, actor, resource, success, source_ip";
+
+/// `modified` when a generated column of the row (read as
+/// [`ROW_COLUMNS`]) does not hold what `json_extract` takes from its entry.
+/// SQLite computes them when a row is written, so they can only disagree if
+/// someone rewrote the table's schema to change them; every filter, SQL
+/// query and summary would then show the forged value beside an entry that
+/// verifies. Called only for a row whose entry verified, so the entry is
+/// trail's own serialization: its column members come first, in the chain
+/// format's order, and [`generated_agree`] reads just them. A row it cannot
+/// vouch for is asked of SQLite's own `json_extract`, so the verdict is
+/// exactly SQLite's.
+fn columns_disagree(
+    conn: &Connection,
+    r: &rusqlite::Row<'_>,
+    row: Row<'_>,
+) -> Result<Option<Failure>> {
+    if generated_agree(r, row.entry) == Some(true) {
+        return Ok(None);
+    }
+    let agree: Option<bool> = conn
+        .prepare_cached(
+            "SELECT id IS json_extract(entry, '$.id') AND ts IS json_extract(entry, '$.timestamp') \
+             AND event IS json_extract(entry, '$.event') AND level IS json_extract(entry, '$.level') \
+             AND actor IS json_extract(entry, '$.actor') AND resource IS json_extract(entry, '$.resource') \
+             AND success IS json_extract(entry, '$.success') \
+             AND source_ip IS json_extract(entry, '$.source_ip') \
+             FROM events WHERE seq = ?1",
+        )
+        .and_then(|mut s| s.query_row([row.seq as i64], |r| r.get(0)))
+        .map_err(StoreError::sqlite("reading events to verify"))?;
+    Ok((agree != Some(true)).then_some(Failure {
+        seq: row.seq,
+        kind: FailureKind::Modified,
+    }))
+}
+
+/// Whether the generated columns (`r`'s columns 4 to 11) hold the members
+/// at the start of `entry`: `{"v":1,"seq":N,"id","timestamp","event","level"`
+/// then `actor`, `resource`, `success`, `source_ip` when present. `None`
+/// when the entry does not start that way or a string has an escape in it.
+fn generated_agree(r: &rusqlite::Row<'_>, entry: &[u8]) -> Option<bool> {
+    let mut rest = entry.strip_prefix(b"{\"v\":1,\"seq\":")?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    rest = &rest[digits..];
+    let col = |i: usize| r.get_ref(i).ok();
+    let mut agree = true;
+    for (i, name) in [
+        (4, "id"),
+        (5, "timestamp"),
+        (6, "event"),
+        (7, "level"),
+        (8, "actor"),
+        (9, "resource"),
+        (10, "success"),
+        (11, "source_ip"),
+    ] {
+        let member = rest
+            .strip_prefix(b",\"")
+            .and_then(|m| m.strip_prefix(name.as_bytes()))
+            .and_then(|m| m.strip_prefix(b"\":"));
+        let have = col(i)?;
+        let Some(value) = member else {
+            // id to level are always there; the others may be absent.
+            if i < 8 {
+                return None;
+            }
+            agree &= matches!(have, ValueRef::Null);
+            continue;
+        };
+        if name == "success" {
+            let (b, after) = if let Some(a) = value.strip_prefix(b"true") {
+                (1, a)
+            } else {
+                (0, value.strip_prefix(b"false")?)
+            };
+            agree &= matches!(have, ValueRef::Integer(v) if v == b);
+            rest = after;
+            continue;
+        }
+        let text = value.strip_prefix(b"\"")?;
+        let end = text.iter().position(|&b| b == b'"' || b == b'\\')?;
+        if text[end] != b'"' {
+            return None;
+        }
+        agree &= matches!(have, ValueRef::Text(t) if t == &text[..end]);
+        rest = &text[end + 1..];
+    }
+    Some(agree)
 }
 
 fn row_of<'r>(r: &'r rusqlite::Row<'_>) -> Result<Row<'r>> {
@@ -291,7 +390,9 @@ fn check_chunk(
         }
         let mut checker = Checker::new(keys, a, prev_hash);
         let mut stmt = conn
-            .prepare_cached("SELECT seq, entry, chain_hash, signature FROM events WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq")
+            .prepare_cached(&format!(
+                "SELECT {ROW_COLUMNS} FROM events WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq"
+            ))
             .map_err(StoreError::sqlite("reading events to verify"))?;
         let mut rows = stmt
             .query([a as i64, b as i64])
@@ -300,8 +401,12 @@ fn check_chunk(
             .next()
             .map_err(StoreError::sqlite("reading events to verify"))?
         {
-            if let Err(f) = checker.check(row_of(r)?) {
+            let row = row_of(r)?;
+            if let Err(f) = checker.check(row) {
                 return Ok((checker.checked(), Some(f)));
+            }
+            if let Some(f) = columns_disagree(conn, r, row)? {
+                return Ok((checker.checked() - 1, Some(f)));
             }
         }
         Ok((checker.checked(), checker.finish(b).err()))
