@@ -2217,3 +2217,35 @@ fn an_empty_trail_db_is_refused_before_anything_is_created() {
     let left: Vec<_> = std::fs::read_dir(&cwd).unwrap().collect();
     assert!(left.is_empty(), "nothing created: {left:?}");
 }
+
+/// A float in `details` is stored as the number sent (not one a step off),
+/// so a retry of the same lines by id is the same event, not a conflict.
+#[test]
+fn floats_are_stored_as_sent_and_their_retry_is_the_same_event() {
+    let env = Env::new();
+    let values = [
+        "9007199254740991.0",
+        "8282494558699.3125",
+        "9.525102111858402e-14",
+        "0.1",
+        "5e-324",
+        "-2.2250738585072014e-308",
+    ];
+    let lines: Vec<String> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| format!(r#"{{"id":"float-{i}","event":"num.float","details":{{"n":{v}}}}}"#))
+        .collect();
+    let file = env.write_lines("floats.jsonl", &lines);
+    let file = file.to_str().unwrap();
+    env.trail(&["import", file]).ok();
+    for (i, v) in values.iter().enumerate() {
+        let entry: Value = serde_json::from_str(&entry_of(&env, i as i64 + 1)).unwrap();
+        let stored = entry["details"]["n"].as_f64().unwrap();
+        let sent: f64 = v.parse().unwrap();
+        assert_eq!(stored.to_bits(), sent.to_bits(), "{v} stored as {stored:e}");
+    }
+    let again = env.trail(&["import", file]);
+    again.ok();
+    assert_eq!(env.count(), values.len() as i64, "{}", again.stdout);
+}
