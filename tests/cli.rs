@@ -2249,3 +2249,57 @@ fn floats_are_stored_as_sent_and_their_retry_is_the_same_event() {
     again.ok();
     assert_eq!(env.count(), values.len() as i64, "{}", again.stdout);
 }
+
+/// `until=9999-12-31` (a common "no upper bound") lets every event through,
+/// and shows back as the last microsecond of that day; bounds outside the
+/// years 0000 to 9999, or a `since` past the last timestamp there can be,
+/// are refused by name.
+#[test]
+fn time_bounds_at_the_end_of_year_9999_and_beyond_it() {
+    let env = Env::new();
+    env.trail(&["append", "a.one"]).ok();
+    env.trail(&["append", "a.two"]).ok();
+    for until in [
+        "9999-12-31",
+        "9999-12-31T23:59:59.999999Z",
+        "9999-12-31T23:59:59.9999999Z",
+    ] {
+        let out = env.trail(&["search", "--until", until, "--json"]);
+        out.ok();
+        assert_eq!(
+            out.json()["events"].as_array().unwrap().len(),
+            2,
+            "until {until}"
+        );
+    }
+    let out = env.trail(&["export", "--format", "json", "--until", "9999-12-31"]);
+    out.ok();
+    let doc = out.json();
+    assert_eq!(doc["count"], json!(2));
+    assert_eq!(
+        doc["filters"]["until"],
+        json!("9999-12-31T23:59:59.999999Z")
+    );
+
+    for (flag, value, says) in [
+        (
+            "--since",
+            "9999-12-31T23:59:59.9999999Z",
+            "since: must be at most 9999-12-31T23:59:59.999999Z",
+        ),
+        (
+            "--since",
+            "-001-01-01",
+            "since: must be between 0000-01-01 and 9999-12-31",
+        ),
+        (
+            "--until",
+            "-001-01-01",
+            "until: must be between 0000-01-01 and 9999-12-31",
+        ),
+    ] {
+        let out = env.trail(&["search", &format!("{flag}={value}"), "--json"]);
+        out.expect_code(2);
+        assert!(out.stderr.contains(says), "{flag} {value}: {}", out.stderr);
+    }
+}

@@ -1,6 +1,6 @@
 //! Query filters, validated before any SQL sees them.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 
 use super::error::{FieldError, InputError};
 use super::event::{format_timestamp, parse_rfc3339_exact, truncate_micros, EventType, Level};
@@ -123,6 +123,16 @@ impl Filter {
         let mut instants = (None, None);
         if let Some(s) = input.since {
             match parse_instant(s, false) {
+                // Rounded up past the last microsecond a timestamp can have.
+                Ok(_) if parse_bound(s, false).is_ok_and(|b| b > last_timestamp()) => {
+                    errors.push(FieldError::new(
+                        "since",
+                        format!(
+                            "must be at most {} (the last timestamp there can be)",
+                            format_timestamp(last_timestamp())
+                        ),
+                    ))
+                }
                 Ok(t) => (instants.0, f.since) = (Some(t), parse_bound(s, false).ok()),
                 Err(e) => errors.push(FieldError::new("since", e)),
             }
@@ -210,9 +220,30 @@ pub fn parse_bound(s: &str, until: bool) -> Result<DateTime<Utc>, String> {
     })
 }
 
+/// The last microsecond a timestamp can name (they have four-digit years).
+/// An exclusive `until` past it lets every timestamp through.
+pub fn last_timestamp() -> DateTime<Utc> {
+    NaiveDate::from_ymd_opt(9999, 12, 31)
+        .and_then(|d| d.and_hms_micro_opt(23, 59, 59, 999_999))
+        .expect("a valid date-time")
+        .and_utc()
+}
+
 /// The instant a bound names, exactly: a date is its midnight, or for
-/// `until` the last nanosecond of that day.
+/// `until` the last nanosecond of that day. Years run from 0000 to 9999, as
+/// in timestamps.
 fn parse_instant(s: &str, until: bool) -> Result<DateTime<Utc>, String> {
+    let t = parse_instant_any_year(s, until)?;
+    if !(0..=9999).contains(&t.year()) {
+        return Err(format!(
+            "must be between 0000-01-01 and 9999-12-31 (got {:?})",
+            s.chars().take(64).collect::<String>()
+        ));
+    }
+    Ok(t)
+}
+
+fn parse_instant_any_year(s: &str, until: bool) -> Result<DateTime<Utc>, String> {
     if s.len() == 10 {
         let d = NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
             format!("must be a date YYYY-MM-DD or an RFC 3339 date-time (got {s:?})")

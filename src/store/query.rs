@@ -21,6 +21,7 @@ use rusqlite::{params_from_iter, Connection, OptionalExtension};
 use serde::Serialize;
 
 use crate::domain::event::format_timestamp;
+use crate::domain::filter::last_timestamp;
 use crate::domain::{Filter, Hash, GENESIS};
 
 use super::error::{Result, StoreError};
@@ -317,7 +318,8 @@ fn seq_range(conn: &Connection, filter: &Filter) -> Result<Option<(i64, i64)>> {
             None => return Ok(None),
         }
     }
-    if let Some(until) = filter.until {
+    // Past the last timestamp there can be (`until=9999-12-31`): no bound.
+    if let Some(until) = filter.until.filter(|u| *u <= last_timestamp()) {
         let found: Option<i64> = conn
             .prepare_cached(
                 "SELECT seq FROM events WHERE ts < ?1 ORDER BY ts DESC, seq DESC LIMIT 1",
