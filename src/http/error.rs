@@ -83,6 +83,10 @@ impl From<StoreError> for ApiError {
                     retry_after: 5,
                 }
             }
+            StoreError::ReadersBusy => ApiError::Unavailable {
+                detail: "every read connection is busy with long reads (exports, summaries, verifications); retry after the indicated delay".into(),
+                retry_after: 5,
+            },
             StoreError::Closed => ApiError::Unavailable { detail: "the server is shutting down".into(), retry_after: 5 },
             other => ApiError::Internal(format!("{other:#}")),
         }

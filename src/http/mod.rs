@@ -40,6 +40,8 @@ pub struct Limits {
     pub default_limit: usize,
     pub max_limit: usize,
     pub max_offset: usize,
+    /// An export whose client takes nothing for this long is cut off.
+    pub export_stall: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -50,6 +52,7 @@ impl Default for Limits {
             default_limit: 100,
             max_limit: 1000,
             max_offset: 10_000,
+            export_stall: read::EXPORT_STALL_LIMIT,
         }
     }
 }
@@ -214,7 +217,7 @@ impl AppState {
         let span = tracing::Span::current();
         web::block(move || {
             let _enter = span.enter();
-            let conn = pool.get().map_err(|e| StoreError::Pool(e.to_string()))?;
+            let conn = long_read_conn(&pool)?;
             f(&conn)
         })
         .await
@@ -241,6 +244,25 @@ impl AppState {
 /// that serve pages keep the usual cache (their p99 is the target).
 pub const LONG_READ_CACHE_KIB: u32 = 8 * 1024;
 
+/// How long a request waits for a read connection of the long-read pool
+/// before it is answered 503 with `Retry-After`.
+pub const READ_POOL_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A connection of the long-read pool. Waiting in vain while every one is
+/// checked out is [`StoreError::ReadersBusy`] (a 503: retry), not a failure.
+pub fn long_read_conn(
+    pool: &ReadPool,
+) -> Result<r2d2::PooledConnection<SqliteConnectionManager>, StoreError> {
+    pool.get().map_err(|e| {
+        let state = pool.state();
+        if state.idle_connections == 0 && state.connections == pool.max_size() {
+            StoreError::ReadersBusy
+        } else {
+            StoreError::Pool(e.to_string())
+        }
+    })
+}
+
 pub fn read_pool(
     path: &std::path::Path,
     size: u32,
@@ -257,6 +279,7 @@ pub fn read_pool(
     r2d2::Pool::builder()
         .max_size(size.max(1))
         .min_idle(Some(1))
+        .connection_timeout(READ_POOL_WAIT)
         .build(manager)
         .map_err(|e| StoreError::Pool(e.to_string()))
 }

@@ -229,9 +229,17 @@ pub async fn verify(
 /// Streams the export from a blocking thread through a small channel: the
 /// thread waits whenever the client reads slower than the database, so memory
 /// stays at a few chunks whatever the size of the log.
+/// A client that takes nothing for this long loses its export (the stream
+/// is cut, so it sees a broken transfer), and its read connection goes back
+/// to the pool.
+pub const EXPORT_STALL_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 struct ChannelWriter {
     tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
     buf: Vec<u8>,
+    /// The runtime whose timers bound each wait for the client.
+    runtime: tokio::runtime::Handle,
+    stall_limit: std::time::Duration,
 }
 
 const CHUNK: usize = 64 * 1024;
@@ -248,10 +256,39 @@ impl std::io::Write for ChannelWriter {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
-        self.tx
-            .blocking_send(Ok(chunk))
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went away"))
+        // In pieces of at most CHUNK (a CSV export hands over thousands of
+        // rows at once): the channel then holds a few chunks' worth, and a
+        // client that stops reading stops the export soon.
+        let mut data = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
+        while !data.is_empty() {
+            let piece = data.split_to(CHUNK.min(data.len()));
+            self.send(piece)?;
+        }
+        Ok(())
+    }
+}
+
+impl ChannelWriter {
+    /// Waits for room in the channel, at most the stall limit.
+    fn send(&self, chunk: Bytes) -> std::io::Result<()> {
+        let sent = self.runtime.block_on(tokio::time::timeout(
+            self.stall_limit,
+            self.tx.send(Ok(chunk)),
+        ));
+        match sent {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "client went away",
+            )),
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "the client read nothing for {} s",
+                    self.stall_limit.as_secs()
+                ),
+            )),
+        }
     }
 }
 
@@ -283,10 +320,9 @@ pub async fn export_events(
     let pool = state.reads.clone();
     // Take the connection before answering 200, so a broken database is a
     // clean error instead of a truncated stream.
-    let conn = web::block(move || pool.get())
+    let conn = web::block(move || super::long_read_conn(&pool))
         .await
-        .map_err(|e| ApiError::Internal(format!("export task: {e}")))?
-        .map_err(|e| ApiError::Internal(format!("read pool: {e}")))?;
+        .map_err(|e| ApiError::Internal(format!("export task: {e}")))??;
     let now = chrono::Utc::now();
     let filename = format!(
         "trail-export-{}.{}",
@@ -306,10 +342,16 @@ pub async fn export_events(
     }
     let generated_at = format_timestamp(now);
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    let runtime = tokio::runtime::Handle::current();
+    let finished = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let done = finished.clone();
+    let stall_limit = state.limits.export_stall;
     tokio::task::spawn_blocking(move || {
         let mut w = ChannelWriter {
             tx: tx.clone(),
             buf: Vec::with_capacity(CHUNK),
+            runtime,
+            stall_limit,
         };
         let result = export(&conn, &filter, order, format, &generated_at, &mut w).and_then(|_| {
             std::io::Write::flush(&mut w).map_err(|e| crate::store::StoreError::Io {
@@ -319,13 +361,29 @@ pub async fn export_events(
         });
         if let Err(e) = result {
             tracing::warn!(error = %e, "export stopped before the end");
-            // Make the client see a broken transfer, not a short file.
-            let _ = tx.blocking_send(Err(std::io::Error::other("export failed")));
+        } else {
+            done.store(true, std::sync::atomic::Ordering::Release);
         }
     });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    });
+    // An export that did not finish (a database error, a client that
+    // stalled) ends in an error item, so the client sees a broken transfer,
+    // never a short file that looks whole.
+    let stream = futures_util::stream::unfold(
+        (rx, finished, false),
+        |(mut rx, finished, cut)| async move {
+            if cut {
+                return None;
+            }
+            match rx.recv().await {
+                Some(item) => Some((item, (rx, finished, false))),
+                None if finished.load(std::sync::atomic::Ordering::Acquire) => None,
+                None => Some((
+                    Err(std::io::Error::other("export failed")),
+                    (rx, finished, true),
+                )),
+            }
+        },
+    );
     Ok(resp.streaming(stream))
 }
 

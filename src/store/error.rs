@@ -61,6 +61,10 @@ pub enum StoreError {
     },
     #[error("read pool: {0}")]
     Pool(String),
+    /// Every read connection stayed checked out (long reads: exports,
+    /// summaries, verifications) for as long as a request may wait.
+    #[error("every read connection is busy with long reads (exports, summaries, verifications)")]
+    ReadersBusy,
     /// A prune found that the rows it would delete do not verify.
     #[error(
         "refusing to prune: the events to delete do not verify: seq {seq} is {kind} ({}); \

@@ -413,3 +413,84 @@ async fn export_of_100000_rows_parses_back_equal_to_the_file() {
     assert_eq!(n, total);
     assert_eq!(r.body.last(), Some(&b'\n'));
 }
+
+/// An export whose client reads nothing past the status line (by then the
+/// export holds its read connection), over a raw socket.
+async fn stalled_export(port: u16) -> std::net::TcpStream {
+    actix_web::rt::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        s.write_all(b"GET /v1/export?format=csv HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .unwrap();
+        let mut status = [0u8; 15];
+        s.read_exact(&mut status).unwrap();
+        assert_eq!(&status, b"HTTP/1.1 200 OK");
+        s
+    })
+    .await
+    .unwrap()
+}
+
+/// About 12 MB of events: more than the export's channel and both socket
+/// buffers hold, so an export to a client that reads nothing stalls.
+async fn twelve_megabytes(app: &TestApp) {
+    let pad = "x".repeat(60_000);
+    for i in 0..200 {
+        app.post(&json!({"event": "bulk.pad", "details": {"i": i, "pad": pad}}))
+            .await
+            .expect(201);
+    }
+}
+
+/// With every long-read connection held by exports nobody reads, a summary
+/// is a 503 with `Retry-After` (retry), not a 500 after 30 s; an export
+/// whose client takes nothing for the stall limit is cut off (a broken
+/// transfer, not a short file that looks whole) and its connection serves
+/// others again.
+#[actix_rt::test]
+async fn stalled_exports_give_503s_then_are_cut_off_and_free_their_connection() {
+    // Stall limit longer than the pool wait: the summary finds no connection.
+    let app = spawn_app_with(|c| c.read_pool_size = 1).await;
+    twelve_megabytes(&app).await;
+    let stalled = stalled_export(app.port).await;
+    let r = app.get("/v1/summary?period=all").await;
+    r.expect(503);
+    assert_eq!(r.header("retry-after").as_deref(), Some("5"));
+    assert_eq!(r.json()["detail"], json!("every read connection is busy with long reads (exports, summaries, verifications); retry after the indicated delay"));
+    drop(stalled);
+    app.get("/v1/summary?period=all").await.expect(200);
+
+    // Stall limit shorter than the pool wait: the export is cut off first.
+    let app = spawn_app_with(|c| {
+        c.read_pool_size = 1;
+        c.limits.export_stall = std::time::Duration::from_secs(1);
+    })
+    .await;
+    twelve_megabytes(&app).await;
+    let mut stalled = stalled_export(app.port).await;
+    let r = app.get("/v1/summary?period=all").await;
+    r.expect(200);
+    assert_eq!(r.json()["total_events"], json!(app.total()));
+    let received = actix_web::rt::task::spawn_blocking(move || {
+        use std::io::Read;
+        stalled
+            .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        let mut out = Vec::new();
+        let _ = stalled.read_to_end(&mut out);
+        out
+    })
+    .await
+    .unwrap();
+    assert!(
+        received.len() < 12_000_000,
+        "the export was cut off, {} bytes",
+        received.len()
+    );
+    assert!(
+        !received.ends_with(b"\r\n0\r\n\r\n"),
+        "a cut-off export must not end like a whole one"
+    );
+}
