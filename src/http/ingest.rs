@@ -293,9 +293,16 @@ pub async fn post_events(
         body.push('}');
     } else if let Some(a) = stored.first() {
         appended_json(a, &mut body);
+        // A path of digits names a seq first: an all-digit id is located
+        // by its seq, which cannot name another event.
+        let key = if a.id.bytes().all(|b| b.is_ascii_digit()) {
+            a.seq.to_string()
+        } else {
+            a.id.clone()
+        };
         resp.insert_header((
             header::LOCATION,
-            format!("{}/v1/events/{}", state.base_path, a.id),
+            format!("{}/v1/events/{key}", state.base_path),
         ));
     }
     Ok(resp.content_type("application/json").body(body))

@@ -106,13 +106,18 @@ pub async fn get_event(
 ) -> Result<HttpResponse, ApiError> {
     super::params::none(&req)?;
     let key = path.into_inner();
-    let found = if !key.is_empty() && key.len() <= 19 && key.bytes().all(|b| b.is_ascii_digit()) {
-        let seq: u64 = key
-            .parse()
-            .map_err(|_| ApiError::NotFound(format!("no event with seq {key}")))?;
-        state
-            .read_quick(move |conn| query::get_by_seq(conn, seq))
-            .await?
+    // All digits: a seq first; an id that is all digits (ids may be) when
+    // no event has that seq.
+    let by_seq = match key.parse::<u64>() {
+        Ok(seq) if key.bytes().all(|b| b.is_ascii_digit()) => {
+            state
+                .read_quick(move |conn| query::get_by_seq(conn, seq))
+                .await?
+        }
+        _ => None,
+    };
+    let found = if by_seq.is_some() {
+        by_seq
     } else {
         // An id that cannot exist is simply not there.
         if EventId::parse(&key).is_err() {

@@ -65,6 +65,42 @@ fn check_event_object(app: &TestApp, ev: &Value, prev_hash: &[u8]) {
     chrono::DateTime::parse_from_rfc3339(ts).expect("RFC 3339 timestamp");
 }
 
+/// Ids may be all digits, and a path of digits names a seq first: such an
+/// id's `Location` names its seq, and it is still found by id when no event
+/// has that seq.
+#[actix_rt::test]
+async fn an_all_digit_id_is_located_by_seq_and_found_by_id() {
+    let app = spawn_app().await;
+    let first = app.post(&json!({"event": "digits.a"})).await.ok_json(201);
+    let r = app.post(&json!({"event": "digits.b", "id": "1"})).await;
+    let v = r.ok_json(201);
+    let seq = v["seq"].as_u64().unwrap();
+    assert_ne!(seq, 1);
+    assert_eq!(r.header("location"), Some(format!("/v1/events/{seq}")));
+    let located = app.get(&format!("/v1/events/{seq}")).await;
+    assert_eq!(located.ok_json(200)["id"], json!("1"));
+    // "1" is seq 1 (the server's own start), not the event with id "1".
+    assert_eq!(app.get("/v1/events/1").await.ok_json(200)["seq"], json!(1));
+    assert_ne!(first["id"], json!("1"));
+
+    let r = app
+        .post(&json!({"event": "digits.c", "id": "999999"}))
+        .await;
+    let v = r.ok_json(201);
+    let got = app.get("/v1/events/999999").await;
+    assert_eq!(got.ok_json(200)["seq"], v["seq"]);
+    assert_eq!(got.body, r.body);
+    app.get("/v1/events/999998").await.expect(404);
+    // Past 64 bits it can only be an id.
+    let long = "123456789012345678901234567890";
+    let r = app.post(&json!({"event": "digits.d", "id": long})).await;
+    let v = r.ok_json(201);
+    assert_eq!(
+        app.get(&format!("/v1/events/{long}")).await.ok_json(200)["seq"],
+        v["seq"]
+    );
+}
+
 #[actix_rt::test]
 async fn post_one_event_returns_201_the_stored_event_and_location() {
     let app = spawn_app().await;
