@@ -1274,19 +1274,32 @@ fn verify(db: &Path, keys: &KeySource, args: VerifyArgs) -> Result<(), CliError>
 /// An export replaces its output file; it never replaces evidence. Refused
 /// (nothing written): the database itself or a file SQLite keeps beside it
 /// (also under another name, a hard link), any SQLite database (a backup),
-/// any SQLite WAL, any `-wal`/`-shm`/`-journal` beside an SQLite file, and a
+/// any SQLite WAL, any `-wal`/`-shm`/`-journal` name beside an SQLite file
+/// (whether such a file is there or not), and a
 /// file holding a key (64 hex digits). Anything that is not a regular file
 /// (a pipe, `/dev/stdout`) is written into, not replaced: see [`export_cmd`].
 fn refuse_precious_output(db: &Path, out: &Path) -> Result<(), CliError> {
     use std::os::unix::fs::MetadataExt;
-    let Ok(meta) = std::fs::metadata(out) else {
-        return Ok(());
-    };
     let refuse = |what: &str| {
         Err(CliError::Input(format!(
             "refusing to write the export to {}: it is {what}; an export never replaces it (choose another --output)",
             out.display()
         )))
+    };
+    const SQLITE: &[u8] = b"SQLite format 3\0";
+    // `X-wal`, `X-shm`, `X-journal` beside an SQLite file `X`, there or not:
+    // SQLite would take an export of that name for a journal of X's (a hot
+    // `-journal` stops every write to X).
+    let name = out.as_os_str().to_string_lossy();
+    for suffix in ["-wal", "-shm", "-journal"] {
+        if let Some(main) = name.strip_suffix(suffix) {
+            if file_head(Path::new(main)).starts_with(SQLITE) {
+                return refuse("a file SQLite keeps beside a database");
+            }
+        }
+    }
+    let Ok(meta) = std::fs::metadata(out) else {
+        return Ok(());
     };
     if meta.is_dir() {
         return refuse("a folder");
@@ -1300,17 +1313,9 @@ fn refuse_precious_output(db: &Path, out: &Path) -> Result<(), CliError> {
     if same_file(db) {
         return refuse("the database being exported");
     }
-    const SQLITE: &[u8] = b"SQLite format 3\0";
     for suffix in ["-wal", "-shm", "-journal"] {
         if same_file(&crate::store::db::sidecar(db, suffix)) {
             return refuse("one of the database's own files");
-        }
-        // Another database's: `X-wal` beside an SQLite file `X`.
-        let name = out.as_os_str().to_string_lossy();
-        if let Some(main) = name.strip_suffix(suffix) {
-            if file_head(Path::new(main)).starts_with(SQLITE) {
-                return refuse("a file SQLite keeps beside a database");
-            }
         }
     }
     // Read once: a key file is shorter than this, so it is all there.
