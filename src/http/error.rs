@@ -22,6 +22,9 @@ pub enum ApiError {
     Invalid(InputError),
     #[error("{0}")]
     TooLarge(String),
+    /// The request body did not arrive in time; the connection is closed.
+    #[error("{0}")]
+    RequestTimeout(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
     /// A `Content-Encoding` other than `identity`: answered with
@@ -112,6 +115,7 @@ impl ResponseError for ApiError {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType(_) | ApiError::UnsupportedEncoding(_) => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
@@ -143,6 +147,12 @@ impl ResponseError for ApiError {
             ApiError::TooLarge(d) => (
                 "urn:trail:problem:too-large",
                 "Payload too large",
+                d.clone(),
+                &[],
+            ),
+            ApiError::RequestTimeout(d) => (
+                "urn:trail:problem:request-timeout",
+                "Request timeout",
                 d.clone(),
                 &[],
             ),
@@ -207,6 +217,9 @@ impl ResponseError for ApiError {
         }
         if let ApiError::MethodNotAllowed { allow, .. } = self {
             resp.insert_header((header::ALLOW, allow.as_str()));
+        }
+        if let ApiError::RequestTimeout(_) = self {
+            resp.insert_header((header::CONNECTION, "close"));
         }
         if let ApiError::UnsupportedEncoding(_) = self {
             resp.insert_header((header::ACCEPT_ENCODING, "identity"));

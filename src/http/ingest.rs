@@ -12,8 +12,26 @@ use crate::store::{Appended, IdempotencyKey, StoredEvent};
 use super::error::ApiError;
 use super::AppState;
 
-/// Reads the body, refusing it as soon as it passes the limit.
+/// Reads the body, refusing it as soon as it passes the limit, or when it
+/// has not all arrived within `deadline` (a client that sends fewer bytes
+/// than it announced, or sends them a byte at a time, holds a connection
+/// no longer than that).
 async fn read_body(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+    deadline: std::time::Duration,
+) -> Result<web::BytesMut, ApiError> {
+    match tokio::time::timeout(deadline, read_body_to_end(req, payload, limit)).await {
+        Ok(body) => body,
+        Err(_) => Err(ApiError::RequestTimeout(format!(
+            "the request body did not all arrive within {} s; nothing was written",
+            deadline.as_secs()
+        ))),
+    }
+}
+
+async fn read_body_to_end(
     req: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,
@@ -216,6 +234,7 @@ pub fn appended_json(a: &Appended, out: &mut String) {
         (status = 400, description = "Malformed body", content_type = "application/problem+json"),
         (status = 409, description = "Id or Idempotency-Key already used with other content", content_type = "application/problem+json"),
         (status = 413, description = "Body or batch too large", content_type = "application/problem+json"),
+        (status = 408, description = "The body did not all arrive within 30 s; nothing written", content_type = "application/problem+json"),
         (status = 415, description = "Not application/json, or a Content-Encoding other than identity (send the JSON uncompressed)", content_type = "application/problem+json"),
         (status = 422, description = "An event breaks a rule; every problem is listed", content_type = "application/problem+json"),
         (status = 503, description = "Queue full or storage failing; nothing written; see Retry-After", content_type = "application/problem+json"),
@@ -231,7 +250,13 @@ pub async fn post_events(
     check_content_type(&req)?;
     check_content_encoding(&req)?;
     let idem = idempotency_key(&req)?;
-    let body = read_body(&req, payload, state.limits.max_body_bytes).await?;
+    let body = read_body(
+        &req,
+        payload,
+        state.limits.max_body_bytes,
+        state.limits.body_deadline,
+    )
+    .await?;
     let (parsed, is_batch) = parse_events(&body, state.limits.max_batch)?;
     let ctx = super::auth::RequestContext::of(&req);
     let total = parsed.len();

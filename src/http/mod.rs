@@ -42,6 +42,8 @@ pub struct Limits {
     pub max_offset: usize,
     /// An export whose client takes nothing for this long is cut off.
     pub export_stall: std::time::Duration,
+    /// A request body must have arrived whole within this (else 408).
+    pub body_deadline: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -53,6 +55,7 @@ impl Default for Limits {
             max_limit: 1000,
             max_offset: 10_000,
             export_stall: read::EXPORT_STALL_LIMIT,
+            body_deadline: std::time::Duration::from_secs(30),
         }
     }
 }

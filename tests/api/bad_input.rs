@@ -915,3 +915,49 @@ async fn a_body_cut_short_is_a_400_in_plain_words_and_writes_nothing() {
     );
     assert_eq!(app.total(), before);
 }
+
+/// A body that never arrives whole (fewer bytes than `Content-Length`, the
+/// connection kept open) gets a 408 when the body deadline passes, the
+/// connection is closed, and nothing is written.
+#[actix_rt::test]
+async fn a_body_that_never_arrives_whole_is_a_408_at_the_deadline() {
+    let app = spawn_app_with(|c| c.limits.body_deadline = std::time::Duration::from_secs(1)).await;
+    let before = app.total();
+    let port = app.port;
+    let raw = actix_web::rt::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        s.write_all(
+            b"POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+              Content-Length: 100\r\n\r\n{\"event\":\"never.whole\"}",
+        )
+        .unwrap();
+        // No shutdown: the client just stops sending.
+        let mut out = Vec::new();
+        s.read_to_end(&mut out)
+            .expect("the server answers and closes");
+        String::from_utf8(out).expect("UTF-8 response")
+    })
+    .await
+    .unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").expect("end of headers");
+    assert!(
+        head.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
+        "{head}"
+    );
+    let lower = head.to_ascii_lowercase();
+    assert!(
+        lower.contains("content-type: application/problem+json"),
+        "{head}"
+    );
+    assert!(lower.contains("connection: close"), "{head}");
+    let p: Value = serde_json::from_str(body).expect("a problem document");
+    assert_eq!(p["status"], json!(408));
+    assert_eq!(
+        p["detail"],
+        json!("the request body did not all arrive within 1 s; nothing was written")
+    );
+    assert_eq!(app.total(), before);
+}
