@@ -118,9 +118,19 @@ fn check_content_encoding(req: &HttpRequest) -> Result<(), ApiError> {
 }
 
 fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
-    let Some(v) = req.headers().get("idempotency-key") else {
+    let mut given = req.headers().get_all("idempotency-key");
+    let Some(v) = given.next() else {
         return Ok(None);
     };
+    if given.next().is_some() {
+        return Err(ApiError::BadRequest {
+            detail: "the Idempotency-Key header is given more than once; send one".into(),
+            errors: vec![crate::domain::FieldError::new(
+                "Idempotency-Key",
+                "is given more than once",
+            )],
+        });
+    }
     let bad = || ApiError::BadRequest {
         detail: "the Idempotency-Key header must be 1 to 255 visible ASCII characters".into(),
         errors: vec![crate::domain::FieldError::new(
@@ -144,6 +154,9 @@ pub fn parse_events(body: &[u8], max_batch: usize) -> Result<(Vec<NewEvent>, boo
         ),
         errors: vec![],
     })?;
+    // A byte-order mark is not JSON, but RFC 8259 lets a reader skip it,
+    // and the CLI does.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     if let Some(field) = too_deep(text) {
         return Err(ApiError::Invalid(InputError::single(
             field,

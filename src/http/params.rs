@@ -110,7 +110,9 @@ impl Params {
                 _ => continue,
             };
             if fe.field == "until" && since != "since" {
-                fe.message = fe.message.replace("after since", &format!("after {since}"));
+                fe.message = fe
+                    .message
+                    .replace("before since", &format!("before {since}"));
             }
             fe.field = name.to_owned();
         }

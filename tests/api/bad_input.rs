@@ -961,3 +961,68 @@ async fn a_body_that_never_arrives_whole_is_a_408_at_the_deadline() {
     );
     assert_eq!(app.total(), before);
 }
+
+/// A reversed range is named with the parameters the client sent: the seed
+/// systems' `start`/`end` as such.
+#[actix_rt::test]
+async fn a_reversed_range_names_the_parameters_sent() {
+    let app = spawn_app().await;
+    for (query, field, message) in [
+        (
+            "/v1/events?since=2026-02-01&until=2026-01-01",
+            "until",
+            "must not be before since",
+        ),
+        (
+            "/api/audit?start=2026-02-01&end=2026-01-01",
+            "end",
+            "must not be before start",
+        ),
+        (
+            "/api/audit?since=2026-02-01&end=2026-01-01",
+            "end",
+            "must not be before since",
+        ),
+    ] {
+        let r = app.get(query).await;
+        r.expect(400);
+        let p = r.json();
+        assert_eq!(
+            p["errors"],
+            json!([{"field": field, "message": message}]),
+            "{query}"
+        );
+    }
+}
+
+/// Two `Idempotency-Key` headers are ambiguous: a 400 naming the header,
+/// nothing written. A leading byte-order mark is skipped, as by the CLI.
+#[actix_rt::test]
+async fn two_idempotency_keys_are_refused_and_a_bom_is_skipped() {
+    let app = spawn_app().await;
+    let before = app.total();
+    let r = send(
+        app.client
+            .post(app.url("/v1/events"))
+            .insert_header(("content-type", "application/json"))
+            .append_header(("idempotency-key", "k-1"))
+            .append_header(("idempotency-key", "k-2")),
+        Some(br#"{"event":"two.keys"}"#.to_vec()),
+    )
+    .await;
+    r.expect(400);
+    assert_eq!(
+        r.json()["errors"],
+        json!([{"field": "Idempotency-Key", "message": "is given more than once"}])
+    );
+    assert_eq!(app.total(), before);
+
+    let mut body = "\u{feff}".as_bytes().to_vec();
+    body.extend_from_slice(br#"{"event":"with.bom"}"#);
+    let v = app
+        .post_raw(Some("application/json"), &[], body)
+        .await
+        .ok_json(201);
+    assert_eq!(v["event"], json!("with.bom"));
+    assert_eq!(app.total(), before + 1);
+}
