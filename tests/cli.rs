@@ -2314,3 +2314,22 @@ fn time_bounds_at_the_end_of_year_9999_and_beyond_it() {
         assert!(out.stderr.contains(says), "{flag} {value}: {}", out.stderr);
     }
 }
+
+/// `--output -` is standard output (as `-` is standard input to `import`),
+/// not a file named `-`.
+#[test]
+fn export_to_dash_is_standard_output() {
+    let env = Env::new();
+    env.trail(&["append", "dash.one"]).ok();
+    let out = env.trail(&["export", "--format", "jsonl", "--output", "-"]);
+    out.ok();
+    let lines: Vec<Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["event"], json!("dash.one"));
+    assert!(!env.path("-").exists());
+    assert!(!std::path::Path::new("-").exists());
+}

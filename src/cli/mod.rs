@@ -313,7 +313,7 @@ pub struct VerifyArgs {
 pub struct ExportArgs {
     #[arg(long, value_parser = Format::parse)]
     pub format: Format,
-    /// Write here instead of standard output.
+    /// Write here instead of standard output (`-`: standard output).
     #[arg(long, short = 'o')]
     pub output: Option<PathBuf>,
     /// asc (default, oldest first) or desc.
@@ -1353,6 +1353,8 @@ fn export_cmd(
     filter: &FilterArgs,
 ) -> Result<(), CliError> {
     let filter = filter.parse()?;
+    // `-` is standard output, as `-` is standard input to import and append.
+    let output = output.filter(|p| p.as_os_str() != "-");
     if let Some(path) = &output {
         refuse_precious_output(db, path)?;
     }
