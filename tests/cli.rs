@@ -1112,7 +1112,9 @@ fn import_bad_json_on_line_3_commits_only_the_batches_before_it() {
     let (env, rows) = seeded();
     let out = import_with_bad_line_3(&env, r#"{"event": oops"#, "2");
     out.expect_code(2);
-    out.stderr_has(&["line 3"]);
+    // The column within line 3, not serde_json's "line 1" of it.
+    out.stderr_has(&["line 3: not valid JSON: expected value at column 11;"]);
+    assert!(!out.stderr.contains("line 1 column"), "{}", out.stderr);
     let now = env.rows();
     assert_eq!(&now[..2], &rows[..], "earlier rows untouched");
     assert_eq!(

@@ -961,8 +961,15 @@ fn import(
             if line.trim().is_empty() {
                 return Ok(None);
             }
-            let v = crate::domain::json::parse_strict(&line)
-                .map_err(|e| format!("line {n}: not valid JSON: {e}"))?;
+            // serde_json counts lines within the text it was given, always
+            // line 1 here: the column is what tells.
+            let v = crate::domain::json::parse_strict(&line).map_err(|e| {
+                let text = e.to_string();
+                let text = text
+                    .strip_suffix(&format!(" at line 1 column {}", e.column()))
+                    .map_or(text.clone(), |m| format!("{m} at column {}", e.column()));
+                format!("line {n}: not valid JSON: {text}")
+            })?;
             NewEvent::from_json(&v)
                 .map(Some)
                 .map_err(|e| format!("line {n}: {e}"))
