@@ -40,6 +40,7 @@ import urllib.parse
 PROG = "verify_chain.py"
 GENESIS = bytes(32)
 U64_MAX = (1 << 64) - 1
+I64_MAX = (1 << 63) - 1
 
 MISSING = "missing"
 BROKEN_LINK = "broken_link"
@@ -547,8 +548,8 @@ def parse_seq_arg(s: str) -> int:
     if not _SEQ.fullmatch(s):
         raise argparse.ArgumentTypeError(f"must be a sequence number (got {s!r})")
     n = int(s)
-    if n > U64_MAX:
-        raise argparse.ArgumentTypeError(f"is too large (got {s!r})")
+    if not 1 <= n <= I64_MAX:
+        raise argparse.ArgumentTypeError(f"must be from 1 to {I64_MAX} (got {s!r})")
     return n
 
 

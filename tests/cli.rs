@@ -2335,3 +2335,32 @@ fn export_to_dash_is_standard_output() {
     assert!(!env.path("-").exists());
     assert!(!std::path::Path::new("-").exists());
 }
+
+/// `--from`/`--to` take seqs from 1 to 2^63-1 in both verifiers, as
+/// `/v1/verify` does: 0 is refused (exit 2), not "intact, 0 checked".
+#[test]
+fn verify_ranges_run_from_seq_1_in_both_verifiers() {
+    let env = Env::new();
+    log_of_20(&env);
+    for args in [
+        ["--from", "0"],
+        ["--to", "0"],
+        ["--from", "9223372036854775808"],
+    ] {
+        let mut t = vec!["verify", "--json"];
+        t.extend(args);
+        env.trail(&t)
+            .expect_code(2)
+            .stderr_has(&["is not in 1..=9223372036854775807"]);
+        let mut p = vec!["--key-file", env.key_str(), "--json"];
+        p.extend(args);
+        env.py_verify(&p)
+            .expect_code(2)
+            .stderr_has(&["must be from 1 to 9223372036854775807"]);
+    }
+    verify_both(
+        &env,
+        &["--from", "20", "--to", "20"],
+        &verdict(true, 1, None, &env.head()),
+    );
+}

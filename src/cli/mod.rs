@@ -300,9 +300,11 @@ pub struct VerifyArgs {
     /// A head seen earlier, SEQ:HEX: detects a cut-off or rewritten tail.
     #[arg(long, value_parser = Anchor::parse)]
     pub anchor: Option<Anchor>,
-    #[arg(long)]
+    /// The first seq to check (1 to 2^63-1, as `/v1/verify` takes).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=i64::MAX as u64))]
     pub from: Option<u64>,
-    #[arg(long)]
+    /// The last seq to check.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=i64::MAX as u64))]
     pub to: Option<u64>,
     /// Another key the log may be sealed with (repeatable); picked by key id.
     #[arg(long = "key-file")]
