@@ -20,7 +20,9 @@ Usage:
 
 Keys: every --key-file, plus TRAIL_HMAC_KEY (64 hex digits) if set, else the
 file named by TRAIL_HMAC_KEY_FILE if set (both set is an error, as in trail),
-else hmac.key beside DB if it exists.
+else hmac.key beside DB if it exists; plus every file of
+TRAIL_VERIFY_KEY_FILES (comma-separated). A TOML configuration file
+(TRAIL_CONFIG) is not read: give the keys it names with --key-file.
 
 Exit codes: 0 intact, 1 verification failure, 2 usage or input error,
 3 the database could not be read (part-way through, or at all on read-only
@@ -138,6 +140,11 @@ def build_keyring(db_path: str, key_files) -> Keyring:
         default = os.path.join(os.path.dirname(db_path), "hmac.key")
         if os.path.exists(default):
             ring.add(read_key_file(default))
+    # Earlier keys, as trail takes them from the environment (comma-separated).
+    earlier = os.environ.get("TRAIL_VERIFY_KEY_FILES", "")
+    if earlier.strip():
+        for path in earlier.split(","):
+            ring.add(read_key_file(path))
     for path in key_files:
         ring.add(read_key_file(path))
     return ring

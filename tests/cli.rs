@@ -524,6 +524,19 @@ fn rows_sealed_with_another_key_are_unknown_key_until_that_key_is_given() {
     let t = env.trail(&["verify", "--json", "--key-file", other_s]);
     assert_eq!(t.json(), verdict(true, 23, None, &head));
     t.ok();
+
+    // The environment of the rotation itself: the new key signs, the old
+    // one is in TRAIL_VERIFY_KEY_FILES. The script reads it as trail does.
+    let t = with_other(&["verify", "--json"]);
+    let mut py = std::process::Command::new("python3");
+    py.arg(util::verify_script())
+        .arg(&env.db)
+        .arg("--json")
+        .env_remove("TRAIL_HMAC_KEY")
+        .env("TRAIL_HMAC_KEY_FILE", other_s)
+        .env("TRAIL_VERIFY_KEY_FILES", main);
+    let p = util::run_cmd(py);
+    assert_verdicts(&t, &p, &verdict(true, 23, None, &head));
 }
 
 // ---------------------------------------------------------------------------
