@@ -216,10 +216,12 @@ pub fn check_key_continues(db: &Path, key: &HmacKey, ring: &Keyring) -> Result<(
         return Ok(());
     }
     Err(StoreError::Key(format!(
-        "the newest event of {} (seq {seq}) is sealed with key {key_id}, but the key given is {}: \
+        "the newest event of {} (seq {seq}) says it is sealed with key {key_id}, but the key given is {}: \
          give the key with id {key_id} (check TRAIL_HMAC_KEY / TRAIL_HMAC_KEY_FILE, or restore hmac.key); \
          to change keys on purpose, keep the old key file in verify_key_files; if that key is lost \
-         for good, start a new log file and keep this one for verification; nothing was written",
+         for good, start a new log file and keep this one for verification; if no key with that id \
+         was ever used for this log, the row was written by someone else: run `trail verify`; \
+         nothing was written",
         db.display(),
         key.id().as_str()
     )))
