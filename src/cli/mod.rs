@@ -394,7 +394,12 @@ fn init_logging(serving: bool, format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
-        .with_writer(io::stderr);
+        .with_writer(io::stderr)
+        // A log that cannot be written (a full disk, a log shipper gone)
+        // must not take the server down: by default a failed write is
+        // reported with `eprintln!`, which panics on that same stderr, in
+        // whichever thread logged (the writer's, the signal handler's).
+        .log_internal_errors(false);
     let _ = if serving && format == LogFormat::Json {
         builder
             .json()
@@ -487,7 +492,13 @@ fn serve(config: &Config) -> Result<(), CliError> {
             other => CliError::Input(other.to_string()),
         })?;
         // A fixed line on stderr, so scripts that bind port 0 learn the port.
-        eprintln!("trail: listening on {}:{}", bind_host, app.port());
+        // Not `eprintln!`: it panics when stderr fails.
+        let _ = writeln!(
+            io::stderr(),
+            "trail: listening on {}:{}",
+            bind_host,
+            app.port()
+        );
         tracing::info!(port = app.port(), db = %db.display(), "trail is serving");
         // SIGTERM (docker stop) and SIGINT (Ctrl-C) alike: stop accepting,
         // let in-flight requests finish, then record server.stop.

@@ -710,3 +710,92 @@ async fn server_start_records_whether_the_newest_event_verifies() {
     assert_eq!(r.json()["kind"], json!("bad_seal"));
     s.stop().await;
 }
+
+/// `POST /v1/events` of `body` over a new connection; the status line.
+fn post_status(port: u16, body: &str) -> String {
+    use std::io::{BufRead, Write};
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        conn,
+        "POST /v1/events HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut status = String::new();
+    let _ = std::io::BufReader::new(conn).read_line(&mut status);
+    status.trim_end().to_owned()
+}
+
+/// A log that cannot be written (its reader gone: a dead log shipper, a
+/// `| head`) does not take the server down: appends are answered, and
+/// SIGTERM still stops it gracefully with `server.stop` last. Before, the
+/// first failed log line panicked the thread that logged it: the writer
+/// (never restarted), the request handlers, the signal handler.
+#[test]
+fn a_log_nobody_reads_any_more_stops_nothing() {
+    use std::io::BufRead;
+    let dir = temp_dir();
+    let db_path = dir.path().join("trail.db");
+    let mut cmd = trail_cmd(&[
+        "--db",
+        db_path.to_str().unwrap(),
+        "serve",
+        "--bind",
+        "127.0.0.1:0",
+        "--workers",
+        "2",
+    ]);
+    cmd.env("TRAIL_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let port = {
+        let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        loop {
+            let line = lines.next().expect("a listening line").unwrap();
+            if let Some(addr) = line.strip_prefix("trail: listening on ") {
+                break addr.rsplit(':').next().unwrap().parse::<u16>().unwrap();
+            }
+        }
+        // The read end of the log is closed here.
+    };
+    for i in 0..20 {
+        let status = post_status(
+            port,
+            &format!(r#"{{"event":"log.gone","details":{{"i":{i}}}}}"#),
+        );
+        assert_eq!(status, "HTTP/1.1 201 Created", "post {i}");
+    }
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("trail serve did not stop within 30 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+    let events: Vec<String> = rusqlite::Connection::open(&db_path)
+        .unwrap()
+        .prepare("SELECT event FROM events ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(events.len(), 22, "{events:?}");
+    assert_eq!(events.first().map(String::as_str), Some("server.start"));
+    assert_eq!(events.last().map(String::as_str), Some("server.stop"));
+}
