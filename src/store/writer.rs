@@ -297,14 +297,29 @@ impl Drop for Writer {
     }
 }
 
-/// The database file the writer opened, by device and inode. A file deleted
-/// or replaced under a running writer (an operator's `rm`, a restore copied
-/// over it) would take commits into an unlinked inode: answered, then gone
-/// at the next start. Each commit checks first, and refuses instead.
+/// The database file the writer opened, by device and inode, and the
+/// `-wal` and `-shm` SQLite keeps beside it. A file deleted or replaced
+/// under a running writer (an operator's `rm`, a restore copied over it)
+/// would take commits into an unlinked inode: answered, then gone at the
+/// next start. A `-wal` deleted (a careless cleanup) holds the same fate for
+/// every commit not yet checkpointed, and a `-shm` replaced lets another
+/// process write beside this one without sharing its locks (a corrupt
+/// file). Each commit checks first, and refuses instead.
 struct FileIdentity {
     path: std::path::PathBuf,
     dev: u64,
     ino: u64,
+    /// `-wal`, `-shm`: their identity once seen (SQLite makes them on
+    /// first use, and never replaces them while it has the file open).
+    sidecars: [(&'static str, Option<(u64, u64)>); 2],
+    /// Set once a sidecar was found gone or replaced: it stays so.
+    broken: Option<SidecarBroken>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum SidecarBroken {
+    Wal,
+    Shm,
 }
 
 impl FileIdentity {
@@ -314,39 +329,97 @@ impl FileIdentity {
             context: format!("reading {}", path.display()),
             source,
         })?;
-        Ok(FileIdentity {
+        let mut id = FileIdentity {
             path: path.to_owned(),
             dev: m.dev(),
             ino: m.ino(),
-        })
+            sidecars: [("-wal", None), ("-shm", None)],
+            broken: None,
+        };
+        id.check_sidecars();
+        Ok(id)
     }
 
     /// An error naming the problem when the path no longer leads to the
-    /// file the writer holds.
-    fn check(&self) -> std::result::Result<(), String> {
+    /// file the writer holds, or a sidecar of it was deleted or replaced.
+    fn check(&mut self) -> std::result::Result<(), String> {
         use std::os::unix::fs::MetadataExt;
         match std::fs::metadata(&self.path) {
-            Ok(m) if m.dev() == self.dev && m.ino() == self.ino => Ok(()),
+            Ok(m) if m.dev() == self.dev && m.ino() == self.ino => {}
             // No path in the reason: it can reach clients (`/readyz`); the
             // log line names the file.
-            Ok(_) => Err(
-                "the database file was replaced by another file while trail was running; \
-                 nothing was written; restart trail"
+            Ok(_) => {
+                return Err(
+                    "the database file was replaced by another file while trail was running; \
+                     nothing was written; restart trail"
+                        .into(),
+                )
+            }
+            Err(e) => {
+                return Err(format!(
+                    "the database file is gone ({}) while trail was running; nothing was written; \
+                     put it back before restarting trail, which would otherwise start a new, \
+                     empty log (while trail runs, its open copy can be copied from \
+                     /proc/<pid of trail>/fd)",
+                    e.kind()
+                ))
+            }
+        }
+        self.check_sidecars();
+        match self.broken {
+            None => Ok(()),
+            Some(SidecarBroken::Wal) => Err(
+                "the database's -wal file was deleted or replaced while trail was running; \
+                 nothing was written; the events trail acknowledged were copied into the \
+                 database file; stop trail (SIGTERM) and start it again; never delete -wal or \
+                 -shm while a trail process has the file open"
                     .into(),
             ),
-            Err(e) => Err(format!(
-                "the database file is gone ({}) while trail was running; nothing was written; \
-                 restore it or restart trail",
-                e.kind()
-            )),
+            Some(SidecarBroken::Shm) => Err(
+                "the database's -shm file was deleted or replaced while trail was running, so \
+                 other processes no longer share its locks; nothing was written; stop every \
+                 trail process using the file, then start again; never delete -wal or -shm \
+                 while a trail process has the file open"
+                    .into(),
+            ),
         }
+    }
+
+    /// Records each sidecar's identity when first seen, and whether one is
+    /// gone or replaced since.
+    fn check_sidecars(&mut self) {
+        use std::os::unix::fs::MetadataExt;
+        for (suffix, seen) in &mut self.sidecars {
+            let now = std::fs::metadata(super::db::sidecar(&self.path, suffix))
+                .ok()
+                .map(|m| (m.dev(), m.ino()));
+            match (*seen, now) {
+                (None, now) => *seen = now,
+                (Some(was), Some(is)) if was == is => {}
+                (Some(_), _) => {
+                    if self.broken.is_none() {
+                        self.broken = Some(if *suffix == "-wal" {
+                            SidecarBroken::Wal
+                        } else {
+                            SidecarBroken::Shm
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether the writer's view of the WAL (its `-shm`) is still the one
+    /// every process shares: only then may it checkpoint (copy the WAL
+    /// into the file, and empty the WAL).
+    fn may_checkpoint(&self) -> bool {
+        self.broken != Some(SidecarBroken::Shm)
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn run(
     mut conn: Connection,
-    file: FileIdentity,
+    mut file: FileIdentity,
     key: HmacKey,
     rx: Receiver<Msg>,
     depth: Arc<AtomicUsize>,
@@ -402,8 +475,14 @@ fn run(
         depth.fetch_sub(jobs.len(), Ordering::Relaxed);
         let started = std::time::Instant::now();
         let n_jobs = jobs.len();
+        let was_broken = file.broken;
         if let Err(why) = file.check() {
-            tracing::error!(%why, db = %file.path.display(), jobs = n_jobs, "refusing to commit");
+            tracing::error!(%why, db = %file.path.display(), pid = std::process::id(), jobs = n_jobs, "refusing to commit");
+            if was_broken.is_none() && file.broken == Some(SidecarBroken::Wal) {
+                // The WAL is unlinked but still open here: copy what it
+                // holds into the file now, so no crash can lose it.
+                rescue_checkpoint(&conn);
+            }
             fail_group(jobs, why, observer.as_ref());
             continue;
         }
@@ -429,7 +508,26 @@ fn run(
             }
         }
     }
-    checkpoint_on_stop(&conn);
+    file.check_sidecars();
+    if file.may_checkpoint() {
+        checkpoint_on_stop(&conn);
+    } else {
+        tracing::error!(
+            db = %file.path.display(),
+            "no checkpoint at stop: the -shm was replaced, and emptying the WAL could drop \
+             another process's commits"
+        );
+    }
+}
+
+/// A deleted `-wal` found: everything committed is copied from the WAL
+/// (still open here) into the database file.
+fn rescue_checkpoint(conn: &Connection) {
+    match conn.query_row("PRAGMA wal_checkpoint(FULL)", [], |r| r.get::<_, i64>(0)) {
+        Ok(0) => tracing::warn!("the events of the deleted -wal were copied into the database file"),
+        Ok(_) => tracing::error!("copying the deleted -wal into the database file was blocked by a reader; stop trail with SIGTERM (its stop copies it)"),
+        Err(e) => tracing::error!(error = %e, "copying the deleted -wal into the database file failed; stop trail with SIGTERM, do not kill it"),
+    }
 }
 
 /// Answers every job of a group that was not committed: nothing of it was

@@ -799,3 +799,110 @@ fn a_log_nobody_reads_any_more_stops_nothing() {
     assert_eq!(events.first().map(String::as_str), Some("server.start"));
     assert_eq!(events.last().map(String::as_str), Some("server.stop"));
 }
+
+/// `trail.db-wal` deleted under a running server (a careless cleanup of
+/// "stale" files): appends are refused (503, `/readyz` says why) instead of
+/// acknowledged into an unlinked WAL, and what was acknowledged before is
+/// copied into the database file at once, so even a crash then loses
+/// nothing. Before, the server went on answering 201, and a SIGKILL lost
+/// every event not yet checkpointed.
+#[actix_rt::test]
+async fn a_wal_deleted_under_the_server_is_refused_and_nothing_acknowledged_is_lost() {
+    let dir = temp_dir();
+    let db_path = dir.path().join("trail.db");
+    let mut proc = Proc::start(&db_path);
+    let port = proc.port;
+    let acked = actix_web::rt::task::spawn_blocking(move || {
+        (0..30)
+            .map(|i| {
+                post_status(
+                    port,
+                    &format!(r#"{{"event":"before.rm","details":{{"i":{i}}}}}"#),
+                )
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    assert!(
+        acked.iter().all(|s| s == "HTTP/1.1 201 Created"),
+        "{acked:?}"
+    );
+    std::fs::remove_file(format!("{}-wal", db_path.display())).unwrap();
+    let after =
+        actix_web::rt::task::spawn_blocking(move || post_status(port, r#"{"event":"after.rm"}"#))
+            .await
+            .unwrap();
+    assert_eq!(after, "HTTP/1.1 503 Service Unavailable");
+    let client = client();
+    let ready = send(client.get(proc.url("/readyz")), None).await;
+    ready.expect(503);
+    assert!(
+        ready
+            .text_lossy()
+            .contains("-wal file was deleted or replaced"),
+        "{}",
+        ready.text_lossy()
+    );
+    // A crash now.
+    proc.serving.child.kill().unwrap();
+    proc.serving.child.wait().unwrap();
+    let events: Vec<String> = rusqlite::Connection::open(&db_path)
+        .unwrap()
+        .prepare("SELECT event FROM events ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(events.iter().filter(|e| *e == "before.rm").count(), 30);
+    assert!(!events.iter().any(|e| e == "after.rm"));
+    let dbp = db_path.clone();
+    let out = blocking(move || trail(&dbp, &["verify"])).await;
+    out.expect_code(0);
+}
+
+/// `trail.db-shm` deleted under a running server: another process would
+/// make a new one and write without sharing the server's locks (a corrupt
+/// file). The server refuses to commit from then on, and does not empty
+/// the WAL at stop (its view of it is no longer shared); every event is
+/// still there at the next open.
+#[actix_rt::test]
+async fn a_shm_deleted_under_the_server_is_refused_and_the_log_stays_whole() {
+    let s = start(|_| {}).await;
+    for i in 0..5 {
+        s.post_event(json!({"event": "before.shm", "details": {"i": i}}), None)
+            .await
+            .expect(201);
+    }
+    std::fs::remove_file(format!("{}-shm", s.db_path.display())).unwrap();
+    s.post_event(json!({"event": "after.shm"}), None)
+        .await
+        .expect(503);
+    let ready = s.get("/readyz").await;
+    ready.expect(503);
+    assert!(
+        ready.json()["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("-shm file was deleted or replaced"),
+        "{}",
+        ready.text_lossy()
+    );
+    let db_path = s.db_path.clone();
+    let db = s.db();
+    s.stop().await;
+    let events: Vec<String> = db
+        .events()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        events.iter().filter(|e| *e == "before.shm").count(),
+        5,
+        "{events:?}"
+    );
+    assert!(!events.iter().any(|e| e == "after.shm"));
+    let out = blocking(move || trail(&db_path, &["verify"])).await;
+    out.expect_code(0);
+}
