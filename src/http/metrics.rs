@@ -105,6 +105,11 @@ fn describe() {
         Unit::Bytes,
         "Database file plus its WAL"
     );
+    describe_gauge!(
+        "trail_wal_size_bytes",
+        Unit::Bytes,
+        "The WAL alone: it grows past a few MiB only while a reader holds an old snapshot"
+    );
     for reason in ["min_level", "excluded"] {
         metrics::counter!("trail_events_dropped_total", "reason" => reason).increment(0);
     }

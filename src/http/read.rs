@@ -505,12 +505,12 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         return HttpResponse::ServiceUnavailable().body("metrics are not available");
     };
     metrics::gauge!("trail_writer_queue_depth").set(state.writer.queue_depth() as f64);
-    let mut size = 0u64;
-    for suffix in ["", "-wal"] {
-        let p = crate::store::db::sidecar(&state.db_path, suffix);
-        size += std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-    }
-    metrics::gauge!("trail_database_size_bytes").set(size as f64);
+    let len = |suffix| {
+        std::fs::metadata(crate::store::db::sidecar(&state.db_path, suffix)).map_or(0, |m| m.len())
+    };
+    let wal = len("-wal");
+    metrics::gauge!("trail_database_size_bytes").set((len("") + wal) as f64);
+    metrics::gauge!("trail_wal_size_bytes").set(wal as f64);
     handle.run_upkeep();
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")

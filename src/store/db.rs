@@ -308,7 +308,8 @@ pub fn open_write(path: &Path, sync: Synchronous) -> Result<Connection> {
          PRAGMA synchronous = {};
          PRAGMA foreign_keys = ON;
          PRAGMA cache_size = -65536;
-         PRAGMA temp_store = MEMORY;",
+         PRAGMA temp_store = MEMORY;
+         PRAGMA journal_size_limit = {WAL_KEEP_BYTES};",
         sync.pragma()
     ))
     .map_err(StoreError::sqlite("setting pragmas"))?;
@@ -450,6 +451,12 @@ fn access(path: &Path, mode: libc::c_int) -> bool {
 
 /// `path` + `suffix`: the names SQLite gives the files beside a database
 /// (`-wal`, `-shm`, `-journal`).
+/// What the WAL is cut back to when it starts over after a checkpoint.
+/// A reader holding an old snapshot (an analyst's open transaction) keeps
+/// it from starting over, so it grows meanwhile; without a limit it kept
+/// that size on disk until the writer stopped.
+pub const WAL_KEEP_BYTES: u64 = 64 << 20;
+
 pub fn sidecar(path: &Path, suffix: &str) -> std::path::PathBuf {
     let mut s = path.as_os_str().to_os_string();
     s.push(suffix);

@@ -314,6 +314,8 @@ struct FileIdentity {
     sidecars: [(&'static str, Option<(u64, u64)>); 2],
     /// Set once a sidecar was found gone or replaced: it stays so.
     broken: Option<SidecarBroken>,
+    /// The WAL's size at the last check.
+    wal_len: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -335,6 +337,7 @@ impl FileIdentity {
             ino: m.ino(),
             sidecars: [("-wal", None), ("-shm", None)],
             broken: None,
+            wal_len: 0,
         };
         id.check_sidecars();
         Ok(id)
@@ -390,9 +393,11 @@ impl FileIdentity {
     fn check_sidecars(&mut self) {
         use std::os::unix::fs::MetadataExt;
         for (suffix, seen) in &mut self.sidecars {
-            let now = std::fs::metadata(super::db::sidecar(&self.path, suffix))
-                .ok()
-                .map(|m| (m.dev(), m.ino()));
+            let meta = std::fs::metadata(super::db::sidecar(&self.path, suffix)).ok();
+            if *suffix == "-wal" {
+                self.wal_len = meta.as_ref().map_or(0, |m| m.len());
+            }
+            let now = meta.map(|m| (m.dev(), m.ino()));
             match (*seen, now) {
                 (None, now) => *seen = now,
                 (Some(was), Some(is)) if was == is => {}
@@ -429,6 +434,7 @@ fn run(
     let server = Some(config.server_metadata.clone()).filter(|m| !m.is_empty());
     let mut stopping = false;
     let mut execs: Vec<ExecFn> = Vec::new();
+    let mut wal_warned: Option<std::time::Instant> = None;
     while !stopping {
         for f in execs.drain(..) {
             f(&mut WriteCtx {
@@ -486,6 +492,18 @@ fn run(
             fail_group(jobs, why, observer.as_ref());
             continue;
         }
+        if file.wal_len > WAL_WARN_BYTES
+            && wal_warned.is_none_or(|t: std::time::Instant| t.elapsed() > WAL_WARN_EVERY)
+        {
+            wal_warned = Some(std::time::Instant::now());
+            tracing::warn!(
+                wal_mib = file.wal_len >> 20,
+                db = %file.path.display(),
+                "the WAL keeps growing: a reader holds an old snapshot (a long transaction, such \
+                 as an open BEGIN in sqlite3), so it cannot start over; it grows with every \
+                 append until that reader ends"
+            );
+        }
         match commit_group(&mut conn, &key, &jobs, server.as_ref()) {
             Ok((results, head_seq)) => {
                 // Only rows written count: a retry answered from the log is not.
@@ -529,6 +547,12 @@ fn rescue_checkpoint(conn: &Connection) {
         Err(e) => tracing::error!(error = %e, "copying the deleted -wal into the database file failed; stop trail with SIGTERM, do not kill it"),
     }
 }
+
+/// A WAL past this is reported (every [`WAL_WARN_EVERY`] while it lasts):
+/// far past what checkpoints let it reach (a few MiB), so a reader is
+/// holding it.
+const WAL_WARN_BYTES: u64 = 1 << 30;
+const WAL_WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Answers every job of a group that was not committed: nothing of it was
 /// written, and each caller is told why.
@@ -1019,5 +1043,54 @@ mod tests {
         let report = verify_file(&path, &Keyring::new(key), VerifyRequest::default()).unwrap();
         assert!(report.valid, "{report:?}");
         assert_eq!(report.entries_checked, 709);
+    }
+}
+
+#[cfg(test)]
+mod wal_tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A reader holding an old snapshot keeps the WAL from starting over, so
+    /// it grows; once the reader is gone the WAL starts over and is cut back
+    /// to [`super::super::db::WAL_KEEP_BYTES`] instead of keeping its size on
+    /// disk until the writer stops.
+    #[test]
+    fn the_wal_shrinks_back_once_a_long_reader_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("trail.db");
+        let writer =
+            Writer::start(&path, HmacKey::from_bytes([7; 32]), WriterConfig::default()).unwrap();
+        let pad = "p".repeat(2000);
+        let batch = |b: usize| -> Vec<NewEvent> {
+            (0..1000)
+                .map(|i| NewEvent::from_json(&json!({"event": "wal.grow", "actor": format!("a{}", (b * 1000 + i) % 997), "details": {"pad": pad}})).unwrap())
+                .collect()
+        };
+        writer.append(batch(0)).unwrap();
+        let reader = super::super::db::open_read(&path).unwrap();
+        reader.execute_batch("BEGIN").unwrap();
+        let _: i64 = reader
+            .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+            .unwrap();
+        let wal = super::super::db::sidecar(&path, "-wal");
+        let mut b = 1;
+        while std::fs::metadata(&wal).unwrap().len() <= 2 * super::super::db::WAL_KEEP_BYTES {
+            writer.append(batch(b)).unwrap();
+            b += 1;
+        }
+        reader.execute_batch("COMMIT").unwrap();
+        drop(reader);
+        // A commit checkpoints the whole WAL; the next one starts it over.
+        for _ in 0..3 {
+            writer.append(batch(b)).unwrap();
+            b += 1;
+        }
+        let len = std::fs::metadata(&wal).unwrap().len();
+        assert!(
+            len <= super::super::db::WAL_KEEP_BYTES,
+            "the WAL stayed at {} MiB",
+            len >> 20
+        );
     }
 }

@@ -118,6 +118,7 @@ async fn counters_move_with_appends_requests_and_refusals() {
         "trail_chain_head_seq",
         "trail_writer_queue_depth",
         "trail_database_size_bytes",
+        "trail_wal_size_bytes",
     ] {
         assert!(after.contains(name), "{name} in /metrics:\n{after}");
     }
