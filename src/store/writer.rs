@@ -548,6 +548,27 @@ fn rescue_checkpoint(conn: &Connection) {
     }
 }
 
+/// The clock reads earlier than the newest event: events are stamped with
+/// that event's time (invariant 5), and a clock set back far (or put right
+/// after running ahead) freezes every timestamp until it catches up.
+/// Reported at most once a minute when it is behind by more than a second.
+fn clock_behind(by: chrono::TimeDelta) {
+    static LAST: Mutex<Option<std::time::Instant>> = Mutex::new(None);
+    if by <= chrono::TimeDelta::seconds(1) {
+        return;
+    }
+    let Ok(mut last) = LAST.lock() else { return };
+    if last.is_some_and(|t| t.elapsed() < WAL_WARN_EVERY) {
+        return;
+    }
+    *last = Some(std::time::Instant::now());
+    tracing::warn!(
+        behind_seconds = by.num_seconds(),
+        "the clock reads earlier than the newest event: new events get that event's time \
+         (timestamps never go backwards) until the clock catches up; check the clock (NTP)"
+    );
+}
+
 /// A WAL past this is reported (every [`WAL_WARN_EVERY`] while it lasts):
 /// far past what checkpoints let it reach (a few MiB), so a reader is
 /// holding it.
@@ -686,7 +707,10 @@ fn commit_group(
     // clock does. One timestamp serves the whole group.
     let now = truncate_micros(Utc::now());
     let ts = match head.timestamp {
-        Some(prev) if prev > now => prev,
+        Some(prev) if prev > now => {
+            clock_behind(prev - now);
+            prev
+        }
         _ => now,
     };
     let ts_text = format_timestamp(ts);
