@@ -1629,6 +1629,27 @@ fn a_copy_in_a_read_only_folder_can_be_read_and_verified() {
         .stderr_has(&["cannot read", "unable to open database file"]);
     assert!(!v.stderr.contains("read-only media"), "{}", v.stderr);
     mode(&copy, 0o444);
+
+    // Writing there is refused in terms of the file and its folder, not
+    // SQLite's "attempt to write a readonly database"; nothing is written.
+    let v = run(&["append", "x.y"]);
+    v.expect_code(3).stderr_has(&[
+        "cannot write",
+        "the file is read-only for user",
+        "nothing was written",
+    ]);
+    mode(&copy, 0o666);
+    mode(&evidence, 0o555);
+    let v = run(&["append", "x.y"]);
+    v.expect_code(3).stderr_has(&[
+        "cannot write",
+        "cannot create files in",
+        "trail.db-wal and trail.db-shm beside the file",
+    ]);
+    assert!(!v.stderr.contains("attempt to write"), "{}", v.stderr);
+    mode(&evidence, 0o755);
+    mode(&copy, 0o444);
+    assert_eq!(util::count_in(&copy).unwrap(), 20);
 }
 
 // ---------------------------------------------------------------------------

@@ -257,6 +257,53 @@ mod sqlite_alloc {
 /// analyst's `sqlite3`) would then take itself for the last one using the
 /// file and delete the WAL the writer still writes into.
 pub fn open_write(path: &Path, sync: Synchronous) -> Result<Connection> {
+    open_write_inner(path, sync).map_err(|e| not_writable(e, path))
+}
+
+/// SQLite's "attempt to write a readonly database", for a file trail is
+/// about to write, said in terms of the file and its folder.
+fn not_writable(e: StoreError, path: &Path) -> StoreError {
+    match e {
+        StoreError::Sqlite { source, .. }
+            if source.sqlite_error_code() == Some(rusqlite::ErrorCode::ReadOnly) =>
+        {
+            StoreError::NotWritable {
+                path: path.to_owned(),
+                why: not_writable_why(path),
+            }
+        }
+        e => e,
+    }
+}
+
+/// Why SQLite found `path` read-only, in the terms an operator fixes.
+fn not_writable_why(path: &Path) -> String {
+    let user = format!("user {}", process_uid());
+    let folder = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let writable = |p: &Path| fs::OpenOptions::new().append(true).open(p).is_ok();
+    if path.exists() && !writable(path) {
+        format!("the file is read-only for {user} (trail writes it; check its owner and mode, or the mount)")
+    } else {
+        format!(
+            "{} cannot create files in {} (trail keeps {}-wal and {}-shm beside the file; check the folder's owner and mode, or the mount)",
+            user,
+            folder.display(),
+            path.file_name().map_or("".into(), |n| n.to_string_lossy()),
+            path.file_name().map_or("".into(), |n| n.to_string_lossy()),
+        )
+    }
+}
+
+/// This process's user id (from `/proc`, without unsafe code).
+fn process_uid() -> String {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata("/proc/self").map_or_else(|_| "?".into(), |m| m.uid().to_string())
+}
+
+fn open_write_inner(path: &Path, sync: Synchronous) -> Result<Connection> {
     sqlite_process_settings();
     refuse_folder(path)?;
     let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -495,6 +542,10 @@ fn immutable_uri(path: &Path) -> Result<String> {
 /// path that holds something other than a trail database, or one that a
 /// newer trail migrated. A missing file is fine: it will be created.
 pub fn check_target(path: &Path) -> Result<()> {
+    check_target_inner(path).map_err(|e| not_writable(e, path))
+}
+
+fn check_target_inner(path: &Path) -> Result<()> {
     sqlite_process_settings();
     refuse_folder(path)?;
     if !path.exists() {

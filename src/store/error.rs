@@ -32,6 +32,9 @@ pub enum StoreError {
     /// or another program's SQLite database. Nothing is written to it.
     #[error("{path} is not a trail database: {why} (check --db / TRAIL_DB)")]
     NotTrail { path: PathBuf, why: String },
+    /// SQLite found the database read-only for this process.
+    #[error("cannot write {path}: {why}; nothing was written")]
+    NotWritable { path: PathBuf, why: String },
     #[error("{context}: {source}")]
     Sqlite {
         context: &'static str,
