@@ -127,9 +127,8 @@ fn check(
     insecure: bool,
 ) -> Result<Option<String>, Refusal> {
     let any_active = list.iter().any(|t| t.revoked_at.is_none());
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
+    let authorization = req.headers().get(header::AUTHORIZATION);
+    let presented = authorization
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
@@ -140,9 +139,9 @@ fn check(
             return Ok(None);
         }
         // Loopback-only mode serves loopback clients without a token; one
-        // that presents a token (a stale or revoked one) is told it is not
-        // valid below, as when tokens exist.
-        if presented.is_none() {
+        // that presents a credential (a stale or revoked token, or anything
+        // else in `Authorization`) is checked below, as when tokens exist.
+        if authorization.is_none() {
             if client.direct_loopback {
                 return Ok(None);
             }

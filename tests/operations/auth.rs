@@ -502,12 +502,27 @@ async fn with_no_token_only_direct_loopback_clients_are_served() {
         .call(Req::get("/v1/events").token(&last))
         .await
         .expect(401);
+    // So is any other credential: a Basic one, an empty Bearer.
+    for value in ["Basic dXNlcjpwYXNz", "Bearer "] {
+        server
+            .call(Req::get("/v1/events").header("authorization", value))
+            .await
+            .expect(401);
+    }
     server.get("/v1/events").await.expect(200);
     let reasons: Vec<Value> = db.events_of("auth.fail")[fails..]
         .iter()
         .map(|e| e["details"]["reason"].clone())
         .collect();
-    assert_eq!(reasons, [json!("invalid_token"), json!("revoked_token")]);
+    assert_eq!(
+        reasons,
+        [
+            json!("invalid_token"),
+            json!("revoked_token"),
+            json!("missing_token"),
+            json!("missing_token")
+        ]
+    );
     server.stop().await;
 }
 
