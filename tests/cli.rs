@@ -2398,3 +2398,59 @@ fn verify_ranges_run_from_seq_1_in_both_verifiers() {
         &verdict(true, 1, None, &env.head()),
     );
 }
+
+/// The schema is not covered by the chain: a view redefined to relabel or
+/// hide rows, a trigger dropped, and the chain still verifies. `verify`
+/// says so beside its verdict (stdout with the text, stderr beside JSON),
+/// leaving the verdict and the JSON object as they are.
+#[test]
+fn verify_names_a_schema_that_is_not_trails() {
+    let env = Env::new();
+    log_of_20(&env);
+    let out = env.trail(&["verify"]);
+    out.ok();
+    assert_eq!(out.stdout.lines().count(), 1, "{}", out.stdout);
+
+    let c = env.conn();
+    let view: String = c
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE name = 'audit_log'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    c.execute_batch("DROP VIEW audit_log").unwrap();
+    c.execute_batch(&view.replace("FROM events", "FROM events WHERE seq <> 7"))
+        .unwrap();
+    c.execute_batch("DROP TRIGGER events_no_update; CREATE INDEX x_extra ON events (level);")
+        .unwrap();
+    drop(c);
+    let out = env.trail(&["verify"]);
+    out.ok();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("intact: 20 entries checked"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        lines[1].starts_with("warning: the schema is not the one trail's migrations make ("),
+        "{}",
+        out.stdout
+    );
+    for part in [
+        "trigger events_no_update: missing",
+        "view audit_log: changed",
+        "index x_extra: not trail's",
+    ] {
+        assert!(lines[1].contains(part), "{part}: {}", out.stdout);
+    }
+    let json = env.trail(&["verify", "--json"]);
+    json.ok();
+    assert_eq!(json.json()["valid"], json!(true));
+    assert_eq!(json.stdout.lines().count(), 1);
+    json.stderr_has(&[
+        "warning: the schema is not the one",
+        "view audit_log: changed",
+    ]);
+}

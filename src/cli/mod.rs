@@ -1262,6 +1262,22 @@ fn verify(db: &Path, keys: &KeySource, args: VerifyArgs) -> Result<(), CliError>
             anchor: args.anchor,
         },
     )?;
+    // The schema is not covered by the chain: said apart from the verdict
+    // (stdout with the verdict, stderr beside JSON), which it leaves as is.
+    let schema = crate::store::db::open_read(db)
+        .and_then(|c| crate::store::db::schema_differences(&c))
+        .unwrap_or_default();
+    let warning = (!schema.is_empty()).then(|| {
+        format!(
+            "warning: the schema is not the one trail's migrations make ({}): queries of the \
+             columns, the audit_log view or the triggers' protection may not be what they seem; \
+             the chain itself is checked from entry, chain_hash and signature alone",
+            schema.join("; ")
+        )
+    });
+    if let (true, Some(w)) = (args.json, &warning) {
+        eprintln!("trail: {w}");
+    }
     let text = if args.json {
         serde_json::to_string(&report).expect("report serializes")
     } else if report.valid {
@@ -1282,6 +1298,10 @@ fn verify(db: &Path, keys: &KeySource, args: VerifyArgs) -> Result<(), CliError>
             s.push_str("\nno HMAC key was found: set TRAIL_HMAC_KEY, TRAIL_HMAC_KEY_FILE or pass --key-file");
         }
         s
+    };
+    let text = match (&warning, args.json) {
+        (Some(w), false) => format!("{text}\n{w}"),
+        _ => text,
     };
     if report.valid {
         println!("{text}");

@@ -527,6 +527,18 @@ impl Application {
         if let Some(check) = check_head(&config.db, &reads, &keys)? {
             details.insert("head_check".into(), check);
         }
+        let schema = {
+            let conn = reads.get().map_err(|e| StoreError::Pool(e.to_string()))?;
+            crate::store::db::schema_differences(&conn)?
+        };
+        if !schema.is_empty() {
+            tracing::error!(
+                differences = ?schema,
+                "the database's schema is not the one trail's migrations make: someone changed \
+                 its views, triggers or indexes; the chain is unaffected, queries may not be"
+            );
+            details.insert("schema_differences".into(), schema.into());
+        }
         writer.append(vec![self_event("server.start", details)])?;
 
         // The read threads keep their connections for life: a pool of their

@@ -665,6 +665,57 @@ pub fn reader_pragmas_with_cache(conn: &Connection, cache_kib: u32) -> rusqlite:
 }
 
 /// The newest schema version the embedded migrations reach.
+/// How the file's schema differs from what trail's migrations make, up to
+/// the version the file records: each table, index, trigger and view that
+/// is missing, changed, or not trail's (`"view audit_log: changed"`). Empty
+/// when it is exactly trail's. The chain and seals say nothing of these: a
+/// view redefined to relabel or hide rows, a trigger dropped, verify
+/// intact. Objects SQLite keeps for itself (`sqlite_*`) are not compared.
+pub fn schema_differences(conn: &Connection) -> Result<Vec<String>> {
+    let version: i64 = conn
+        .query_row(
+            "SELECT coalesce(max(version), 0) FROM refinery_schema_history",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(StoreError::sqlite("reading the schema version"))?;
+    let mut reference =
+        Connection::open_in_memory().map_err(StoreError::sqlite("opening a scratch database"))?;
+    embedded::migrations::runner()
+        .set_target(refinery::Target::Version(version as i32))
+        .run(&mut reference)
+        .map_err(|e| StoreError::Migration(e.to_string()))?;
+    let objects =
+        |c: &Connection| -> Result<std::collections::BTreeMap<(String, String), Option<String>>> {
+            let mut st = c
+                .prepare(
+                    "SELECT type, name, sql FROM sqlite_schema \
+                 WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
+                )
+                .map_err(StoreError::sqlite("reading the schema"))?;
+            let rows = st
+                .query_map([], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))
+                .and_then(|rows| rows.collect())
+                .map_err(StoreError::sqlite("reading the schema"))?;
+            Ok(rows)
+        };
+    let (have, want) = (objects(conn)?, objects(&reference)?);
+    let mut out = Vec::new();
+    for ((kind, name), sql) in &want {
+        match have.get(&(kind.clone(), name.clone())) {
+            None => out.push(format!("{kind} {name}: missing")),
+            Some(s) if s != sql => out.push(format!("{kind} {name}: changed")),
+            Some(_) => {}
+        }
+    }
+    for (kind, name) in have.keys() {
+        if !want.contains_key(&(kind.clone(), name.clone())) {
+            out.push(format!("{kind} {name}: not trail's"));
+        }
+    }
+    Ok(out)
+}
+
 pub fn latest_migration() -> u32 {
     embedded::migrations::runner()
         .get_migrations()

@@ -704,6 +704,12 @@ async fn server_start_records_whether_the_newest_event_verifies() {
         "{}",
         started[2]
     );
+    // The trigger dropped to do it is on record too.
+    assert_eq!(
+        started[2]["details"]["schema_differences"],
+        json!(["trigger events_no_update: missing"])
+    );
+    assert_eq!(started[1]["details"].get("schema_differences"), None);
     let r = s.get("/v1/verify").await;
     r.expect(200);
     assert_eq!(r.json()["first_bad_seq"], json!(stop_seq));
