@@ -90,7 +90,7 @@ impl From<StoreError> for ApiError {
                 detail: "every read connection is busy with long reads (exports, summaries, verifications); retry after the indicated delay".into(),
                 retry_after: 5,
             },
-            StoreError::Closed => ApiError::Unavailable { detail: "the server is shutting down".into(), retry_after: 5 },
+            StoreError::Closed => ApiError::Unavailable { detail: "the writer is not running: the server is shutting down, or its writer stopped (then /healthz says so)".into(), retry_after: 5 },
             other => ApiError::Internal(format!("{other:#}")),
         }
     }

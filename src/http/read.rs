@@ -392,9 +392,23 @@ pub async fn export_events(
     Ok(resp.streaming(stream))
 }
 
-#[utoipa::path(get, path = "/healthz", tag = "probes", responses((status = 200, description = "The process is alive")))]
-pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+#[utoipa::path(
+    get, path = "/healthz", tag = "probes",
+    responses(
+        (status = 200, description = "The process is alive"),
+        (status = 503, description = "Its writer thread has stopped: restart it", content_type = "application/problem+json"),
+    )
+)]
+pub async fn healthz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    // A writer that stopped without being asked to (a panic) never comes
+    // back: only a restart gives this process its appends again.
+    if !state.writer.is_running() {
+        return Err(ApiError::Unavailable {
+            detail: "the writer thread has stopped; nothing can be appended; restart trail".into(),
+            retry_after: 5,
+        });
+    }
+    Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ok"})))
 }
 
 #[utoipa::path(

@@ -272,6 +272,17 @@ impl Writer {
         self.submit_wait(events)?.wait()
     }
 
+    /// Whether the writer thread is still there to take jobs: false once
+    /// it was shut down, or if it stopped on its own (a panic).
+    pub fn is_running(&self) -> bool {
+        !self.closed.load(Ordering::Acquire)
+            && self
+                .thread
+                .lock()
+                .map(|t| t.as_ref().is_some_and(|t| !t.is_finished()))
+                .unwrap_or(false)
+    }
+
     /// Jobs waiting for the writer right now.
     pub fn queue_depth(&self) -> usize {
         self.depth.load(Ordering::Relaxed)

@@ -912,3 +912,38 @@ async fn a_shm_deleted_under_the_server_is_refused_and_the_log_stays_whole() {
     let out = blocking(move || trail(&db_path, &["verify"])).await;
     out.expect_code(0);
 }
+
+/// A writer thread that stopped on its own (here: a panic on it) never
+/// comes back: `/healthz` says so (503), so a supervisor restarts the
+/// process, instead of "alive" beside appends that all fail; an append says
+/// the writer is not running, not only that the server is shutting down.
+#[actix_rt::test]
+async fn a_writer_that_died_fails_the_liveness_probe() {
+    let s = start(|_| {}).await;
+    s.get("/healthz").await.expect(200);
+    let state = s.state.clone();
+    let died = blocking(move || {
+        state
+            .writer
+            .exec(|_| -> () { panic!("injected writer failure") })
+    })
+    .await;
+    assert!(died.is_err());
+    let h = s.get("/healthz").await;
+    h.expect(503);
+    assert_eq!(
+        h.json()["detail"],
+        json!("the writer thread has stopped; nothing can be appended; restart trail")
+    );
+    let r = s.post_event(json!({"event": "after.death"}), None).await;
+    r.expect(503);
+    assert!(
+        r.json()["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("its writer stopped (then /healthz says so)"),
+        "{}",
+        r.text_lossy()
+    );
+    s.get("/readyz").await.expect(503);
+}
