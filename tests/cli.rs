@@ -2454,3 +2454,33 @@ fn verify_names_a_schema_that_is_not_trails() {
         "view audit_log: changed",
     ]);
 }
+
+/// `append` and `import` after a newest row that does not verify (its seal
+/// replaced, as by someone without the key): they append, and say so.
+#[test]
+fn appending_after_a_newest_event_that_does_not_verify_says_so() {
+    let env = Env::new();
+    log_of_20(&env);
+    tamper(
+        &env,
+        "UPDATE events SET signature = zeroblob(32) WHERE seq = 20",
+        [],
+        1,
+    );
+    let out = env.trail(&["append", "after.forged"]);
+    out.ok();
+    out.stderr_has(&[
+        "warning: the newest event does not verify (seq 20: bad_seal",
+        "run `trail verify`",
+    ]);
+    assert_eq!(env.count(), 21);
+    // Once the newest event verifies again (this one), no warning.
+    let out = env.trail(&["append", "after.that"]);
+    out.ok();
+    assert!(!out.stderr.contains("does not verify"), "{}", out.stderr);
+    verify_both(
+        &env,
+        &[],
+        &verdict(false, 19, Some((20, "bad_seal")), &env.head()),
+    );
+}

@@ -674,7 +674,20 @@ fn healthcheck(config: &Config) -> Result<(), CliError> {
 fn start_writer(db: &Path, keys: &KeySource, sync: Synchronous) -> Result<Writer, CliError> {
     crate::store::db::check_target(db)?;
     let key = keys.signing_key(db)?;
-    crate::store::keys::check_key_continues(db, &key, &keys.verify_keyring(db, &[])?)?;
+    let ring = keys.verify_keyring(db, &[])?;
+    crate::store::keys::check_key_continues(db, &key, &ring)?;
+    // Said, not refused: the events to come are not lost, and the bad row
+    // stays detectable at its own seq whatever is chained after it.
+    if let Some(r) = crate::store::verify::check_newest(db, &ring)?.filter(|r| !r.valid) {
+        let kind = r.kind.expect("invalid has a kind");
+        eprintln!(
+            "trail: warning: the newest event does not verify (seq {}: {}, {}); new events are \
+             chained after it; run `trail verify` and find out who changed the file",
+            r.first_bad_seq.unwrap_or(0),
+            kind,
+            kind.explain()
+        );
+    }
     Ok(Writer::start(
         db,
         key,

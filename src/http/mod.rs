@@ -524,7 +524,7 @@ impl Application {
         if !config.base_path.is_empty() {
             details.insert("base_path".into(), config.base_path.clone().into());
         }
-        if let Some(check) = check_head(&config.db, &reads, &keys)? {
+        if let Some(check) = check_head(&config.db, &keys)? {
             details.insert("head_check".into(), check);
         }
         let schema = {
@@ -782,25 +782,11 @@ fn bootstrap_token(
 /// by `verify` at its own `seq` whatever is chained after it.
 fn check_head(
     db: &std::path::Path,
-    reads: &r2d2::Pool<SqliteConnectionManager>,
     keys: &Keyring,
 ) -> Result<Option<serde_json::Value>, StartError> {
-    let head = {
-        let conn = reads.get().map_err(|e| StoreError::Pool(e.to_string()))?;
-        crate::store::query::head(&conn)?.seq
-    };
-    if head == 0 {
+    let Some(report) = crate::store::verify::check_newest(db, keys)? else {
         return Ok(None);
-    }
-    let report = crate::store::verify_file(
-        db,
-        keys,
-        crate::store::VerifyRequest {
-            from: Some(head),
-            to: Some(head),
-            anchor: None,
-        },
-    )?;
+    };
     let kind = report.kind.map(|k| k.as_str());
     if let (Some(seq), Some(kind)) = (report.first_bad_seq, kind) {
         tracing::error!(
@@ -812,7 +798,7 @@ fn check_head(
         );
     }
     Ok(Some(serde_json::json!({
-        "seq": report.first_bad_seq.unwrap_or(head),
+        "seq": report.first_bad_seq.unwrap_or(report.head.seq),
         "valid": report.valid,
         "kind": kind,
     })))

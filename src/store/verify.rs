@@ -56,6 +56,25 @@ pub fn verify_file(path: &Path, keys: &Keyring, req: VerifyRequest) -> Result<Re
     }
 }
 
+/// Verifies the newest event alone (its hash, its link, its seal; the
+/// newest cut's seal too): what a writer is about to chain after. `None`
+/// for a log with no events (or no file yet).
+pub fn check_newest(path: &Path, keys: &Keyring) -> Result<Option<Report>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let head = super::query::head(&open_read(path)?)?.seq;
+    if head == 0 {
+        return Ok(None);
+    }
+    let req = VerifyRequest {
+        from: Some(head),
+        to: Some(head),
+        anchor: None,
+    };
+    verify_file(path, keys, req).map(Some)
+}
+
 /// One verification run; also answers the cut it started from.
 fn verify_once(path: &Path, keys: &Keyring, req: VerifyRequest) -> Result<(Report, u64)> {
     let conn = open_read(path)?;
