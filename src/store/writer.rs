@@ -1079,12 +1079,6 @@ mod tests {
         assert!(report.valid, "{report:?}");
         assert_eq!(report.entries_checked, 709);
     }
-}
-
-#[cfg(test)]
-mod wal_tests {
-    use super::*;
-    use serde_json::json;
 
     /// A reader holding an old snapshot keeps the WAL from starting over, so
     /// it grows; once the reader is gone the WAL starts over and is cut back

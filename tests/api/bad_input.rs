@@ -883,24 +883,13 @@ async fn a_body_cut_short_is_a_400_in_plain_words_and_writes_nothing() {
     let app = spawn_app().await;
     let before = app.total();
     let port = app.port;
-    let raw = actix_web::rt::task::spawn_blocking(move || {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
-            .unwrap();
-        s.write_all(
-            b"POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
-              Content-Length: 100\r\n\r\n{\"event\":\"cut.off\"}",
-        )
-        .unwrap();
-        s.shutdown(std::net::Shutdown::Write).unwrap();
-        let mut out = Vec::new();
-        s.read_to_end(&mut out)
-            .expect("the server answers and closes");
-        String::from_utf8(out).expect("UTF-8 response")
-    })
-    .await
-    .unwrap();
+    let raw = raw_exchange(
+        port,
+        b"POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+          Content-Length: 100\r\n\r\n{\"event\":\"cut.off\"}",
+        true,
+    )
+    .await;
     let (head, body) = raw.split_once("\r\n\r\n").expect("end of headers");
     assert!(head.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{head}");
     assert!(
@@ -924,24 +913,14 @@ async fn a_body_that_never_arrives_whole_is_a_408_at_the_deadline() {
     let app = spawn_app_with(|c| c.limits.body_deadline = std::time::Duration::from_secs(1)).await;
     let before = app.total();
     let port = app.port;
-    let raw = actix_web::rt::task::spawn_blocking(move || {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
-            .unwrap();
-        s.write_all(
-            b"POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
-              Content-Length: 100\r\n\r\n{\"event\":\"never.whole\"}",
-        )
-        .unwrap();
-        // No shutdown: the client just stops sending.
-        let mut out = Vec::new();
-        s.read_to_end(&mut out)
-            .expect("the server answers and closes");
-        String::from_utf8(out).expect("UTF-8 response")
-    })
-    .await
-    .unwrap();
+    // No shutdown: the client just stops sending.
+    let raw = raw_exchange(
+        port,
+        b"POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+          Content-Length: 100\r\n\r\n{\"event\":\"never.whole\"}",
+        false,
+    )
+    .await;
     let (head, body) = raw.split_once("\r\n\r\n").expect("end of headers");
     assert!(
         head.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
@@ -1025,4 +1004,25 @@ async fn two_idempotency_keys_are_refused_and_a_bom_is_skipped() {
         .ok_json(201);
     assert_eq!(v["event"], json!("with.bom"));
     assert_eq!(app.total(), before + 1);
+}
+
+/// Sends `request` as it is over a new connection (then closes the sending
+/// side when `close_write`), and reads until the server closes.
+async fn raw_exchange(port: u16, request: &'static [u8], close_write: bool) -> String {
+    actix_web::rt::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        s.write_all(request).unwrap();
+        if close_write {
+            s.shutdown(std::net::Shutdown::Write).unwrap();
+        }
+        let mut out = Vec::new();
+        s.read_to_end(&mut out)
+            .expect("the server answers and closes");
+        String::from_utf8(out).expect("UTF-8 response")
+    })
+    .await
+    .unwrap()
 }

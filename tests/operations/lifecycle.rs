@@ -584,14 +584,7 @@ async fn sigint_lets_a_request_in_flight_finish() {
     assert!(answer.starts_with("HTTP/1.1 201 Created\r\n"), "{answer}");
     let (status, _) = proc.wait_exit(Duration::from_secs(40)).await;
     assert_eq!(status.code(), Some(0));
-    let events: Vec<String> = rusqlite::Connection::open(&db_path)
-        .unwrap()
-        .prepare("SELECT event FROM events ORDER BY seq")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(|r| r.unwrap())
-        .collect();
+    let events: Vec<String> = event_types(&db_path);
     assert_eq!(events, ["server.start", "during.sigint", "server.stop"]);
 }
 
@@ -793,14 +786,7 @@ fn a_log_nobody_reads_any_more_stops_nothing() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(status.code(), Some(0));
-    let events: Vec<String> = rusqlite::Connection::open(&db_path)
-        .unwrap()
-        .prepare("SELECT event FROM events ORDER BY seq")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(|r| r.unwrap())
-        .collect();
+    let events: Vec<String> = event_types(&db_path);
     assert_eq!(events.len(), 22, "{events:?}");
     assert_eq!(events.first().map(String::as_str), Some("server.start"));
     assert_eq!(events.last().map(String::as_str), Some("server.stop"));
@@ -853,14 +839,7 @@ async fn a_wal_deleted_under_the_server_is_refused_and_nothing_acknowledged_is_l
     // A crash now.
     proc.serving.child.kill().unwrap();
     proc.serving.child.wait().unwrap();
-    let events: Vec<String> = rusqlite::Connection::open(&db_path)
-        .unwrap()
-        .prepare("SELECT event FROM events ORDER BY seq")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(|r| r.unwrap())
-        .collect();
+    let events: Vec<String> = event_types(&db_path);
     assert_eq!(events.iter().filter(|e| *e == "before.rm").count(), 30);
     assert!(!events.iter().any(|e| e == "after.rm"));
     let dbp = db_path.clone();
@@ -946,4 +925,16 @@ async fn a_writer_that_died_fails_the_liveness_probe() {
         r.text_lossy()
     );
     s.get("/readyz").await.expect(503);
+}
+
+/// The `event` of every row of the file at `db`, by seq.
+fn event_types(db: &Path) -> Vec<String> {
+    rusqlite::Connection::open(db)
+        .unwrap()
+        .prepare("SELECT event FROM events ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect()
 }
