@@ -908,7 +908,16 @@ async fn a_writer_that_died_fails_the_liveness_probe() {
     })
     .await;
     assert!(died.is_err());
-    let h = s.get("/healthz").await;
+    // The caller hears of it while the thread is still unwinding: wait
+    // (bounded) until it is gone.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let h = loop {
+        let h = s.get("/healthz").await;
+        if h.status != 200 || Instant::now() > deadline {
+            break h;
+        }
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
+    };
     h.expect(503);
     assert_eq!(
         h.json()["detail"],
