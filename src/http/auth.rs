@@ -432,6 +432,13 @@ pub async fn create_token(
         .map(|s| Scope::parse(s))
         .collect::<Result<_, _>>()
         .map_err(|m| ApiError::Invalid(crate::domain::InputError::single("scopes", m)))?;
+    if scopes.is_empty() {
+        // Named as this request names it (the CLI's flag is --scope).
+        return Err(ApiError::Invalid(crate::domain::InputError::single(
+            "scopes",
+            "give at least one scope",
+        )));
+    }
     let by = changed_by(&req);
     let secret = tokens::generate_secret();
     let st = state.clone();

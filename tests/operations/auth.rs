@@ -699,6 +699,25 @@ async fn token_create_and_revoke_are_audited_by_name_never_by_secret() {
         )
         .await;
     r.expect(201);
+    // Bad scopes are named by the member the request used.
+    for (scopes, message) in [
+        (json!([]), "give at least one scope"),
+        (
+            json!(["nope"]),
+            "unknown scope \"nope\": use ingest, read or admin",
+        ),
+    ] {
+        let bad = server
+            .call(
+                Req::post("/v1/tokens", json!({"name": "svc-bad", "scopes": scopes})).token(&admin),
+            )
+            .await;
+        bad.expect(422);
+        assert_eq!(
+            bad.json()["errors"],
+            json!([{"field": "scopes", "message": message}])
+        );
+    }
     let create_rid = "create-svc-api-1";
     let body = r.json();
     assert_eq!(body["name"], "svc-api");
