@@ -371,15 +371,15 @@ fn finish(
     metrics::counter!("trail_http_requests_total", "route" => route.to_owned(), "method" => method, "status" => status.to_string())
         .increment(1);
     metrics::histogram!("trail_http_request_duration_seconds").record(elapsed.as_secs_f64());
-    tracing::info!(
-        request_id = %rid,
-        method = %method,
-        route = %route,
-        status,
-        duration_ms = elapsed.as_secs_f64() * 1000.0,
-        client = %client.ip.map(|i| i.to_string()).unwrap_or_default(),
-        "request"
-    );
+    let client = client.ip.map(|i| i.to_string()).unwrap_or_default();
+    let duration_ms = elapsed.as_secs_f64() * 1000.0;
+    // A probe or a scrape every few seconds that succeeds says nothing new:
+    // at debug, so the log holds the requests that matter.
+    if matches!(route, "/healthz" | "/readyz" | "/metrics") && resp.status().is_success() {
+        tracing::debug!(request_id = %rid, method = %method, route = %route, status, duration_ms, client = %client, "request");
+    } else {
+        tracing::info!(request_id = %rid, method = %method, route = %route, status, duration_ms, client = %client, "request");
+    }
 }
 
 // ---- token routes (admin) ----

@@ -947,3 +947,44 @@ fn event_types(db: &Path) -> Vec<String> {
         .map(|r| r.unwrap())
         .collect()
 }
+
+/// Successful probes and scrapes are logged at debug; every other request
+/// (and a probe that fails) keeps its info line.
+#[actix_rt::test]
+async fn successful_probes_stay_out_of_the_info_log() {
+    let dir = temp_dir();
+    let db_path = dir.path().join("trail.db");
+    let mut cmd = trail_cmd(&[
+        "--db",
+        db_path.to_str().unwrap(),
+        "serve",
+        "--bind",
+        "127.0.0.1:0",
+    ]);
+    cmd.env("TRAIL_LOG", "info");
+    let mut proc = Proc {
+        serving: spawn_listening(cmd),
+        port: 0,
+    };
+    proc.port = proc.serving.port_on("127.0.0.1");
+    let client = client();
+    for path in ["/healthz", "/readyz", "/metrics", "/healthz"] {
+        send(client.get(proc.url(path)), None).await.expect(200);
+    }
+    send(client.get(proc.url("/v1/events/999")), None)
+        .await
+        .expect(404);
+    proc.sigterm();
+    let (status, _) = proc.wait_exit(Duration::from_secs(30)).await;
+    assert_eq!(status.code(), Some(0));
+    let log = proc.serving.stderr.lock().unwrap().clone();
+    let requests: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(r#""message":"request""#))
+        .collect();
+    assert_eq!(requests.len(), 1, "{log}");
+    assert!(
+        requests[0].contains(r#""route":"/v1/events/{id}""#),
+        "{log}"
+    );
+}
