@@ -2484,3 +2484,57 @@ fn appending_after_a_newest_event_that_does_not_verify_says_so() {
         &verdict(false, 19, Some((20, "bad_seal")), &env.head()),
     );
 }
+
+/// A log whose first key is lost: every row that key sealed is
+/// `unknown_key`, and the run stops at the first of them, hiding an edit
+/// further on. `--no-seals` checks hashes and links alone, in both
+/// verifiers, and finds it.
+#[test]
+fn no_seals_checks_the_hash_chain_of_a_log_whose_key_is_lost() {
+    let env = Env::new();
+    log_of_20(&env);
+    tamper(
+        &env,
+        r#"UPDATE events SET entry = replace(entry, '"bob"', '"eve"') WHERE seq = 14"#,
+        [],
+        1,
+    );
+    let other = env.write_key("other.key", OTHER_KEY_HEX);
+    let other_s = other.to_str().unwrap();
+    // Only a key that sealed nothing here: the first row decides.
+    let t = env.trail_with_key(None, &["verify", "--json", "--key-file", other_s]);
+    let p = env.py_verify(&["--key-file", other_s, "--json"]);
+    assert_verdicts(
+        &t,
+        &p,
+        &verdict(false, 0, Some((1, "unknown_key")), &env.head()),
+    );
+    // Hashes and links alone: the edit at 14.
+    let t = env.trail_with_key(None, &["verify", "--json", "--no-seals"]);
+    let p = env.py_verify(&["--json", "--no-seals"]);
+    assert_verdicts(
+        &t,
+        &p,
+        &verdict(false, 13, Some((14, "modified")), &env.head()),
+    );
+
+    // An untouched log verifies that way with no key at all.
+    let env = Env::new();
+    log_of_20(&env);
+    let t = env.trail_with_key(None, &["verify", "--no-seals"]);
+    t.ok();
+    assert!(
+        t.stdout
+            .starts_with("intact: 20 entries checked (hashes and links only: seals not checked)"),
+        "{}",
+        t.stdout
+    );
+    let p = env.py_verify(&["--no-seals"]);
+    p.ok();
+    assert!(
+        p.stdout
+            .starts_with("intact: 20 entries checked (hashes and links only: seals not checked)"),
+        "{}",
+        p.stdout
+    );
+}

@@ -223,9 +223,20 @@ pub async fn verify(
         .map_err(|m| ApiError::bad_param("anchor", m))?;
     let path = state.db_path.clone();
     let keys = state.keys.clone();
-    let report = web::block(move || verify_file(&path, &keys, VerifyRequest { from, to, anchor }))
-        .await
-        .map_err(|e| ApiError::Internal(format!("verify task: {e}")))??;
+    let report = web::block(move || {
+        verify_file(
+            &path,
+            &keys,
+            VerifyRequest {
+                from,
+                to,
+                anchor,
+                skip_seals: false,
+            },
+        )
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("verify task: {e}")))??;
     let result = if report.valid { "valid" } else { "invalid" };
     metrics::counter!("trail_verifications_total", "result" => result).increment(1);
     Ok(HttpResponse::Ok().json(report))

@@ -33,6 +33,9 @@ pub struct VerifyRequest {
     pub from: Option<u64>,
     pub to: Option<u64>,
     pub anchor: Option<Anchor>,
+    /// Hashes and links only, no seals (nor the cut's): a log whose key is
+    /// lost.
+    pub skip_seals: bool,
 }
 
 /// Verifies the chain in the file at `path`.
@@ -70,7 +73,7 @@ pub fn check_newest(path: &Path, keys: &Keyring) -> Result<Option<Report>> {
     let req = VerifyRequest {
         from: Some(head),
         to: Some(head),
-        anchor: None,
+        ..VerifyRequest::default()
     };
     verify_file(path, keys, req).map(Some)
 }
@@ -98,14 +101,18 @@ fn verify_once(path: &Path, keys: &Keyring, req: VerifyRequest) -> Result<(Repor
         );
     }
     // Rows after a cut are only as trustworthy as the cut they link to.
-    if let Some(failure) = cut.as_ref().and_then(|c| check_cut(keys, c)) {
+    if let Some(failure) = cut
+        .as_ref()
+        .filter(|_| !req.skip_seals)
+        .and_then(|c| check_cut(keys, c))
+    {
         return report(0, Some(failure));
     }
     let mut checked = 0;
     let covers_cut =
         cut_seq > 0 && req.from.is_none_or(|f| f <= cut_seq) && req.to.is_none_or(|t| t >= cut_seq);
     if covers_cut {
-        let (n, failure) = check_below_cut(&conn, keys, cut_seq, cut_hash)?;
+        let (n, failure) = check_below_cut(&conn, keys, cut_seq, cut_hash, req.skip_seals)?;
         checked += n;
         if failure.is_some() {
             return report(checked, failure);
@@ -131,7 +138,14 @@ fn verify_once(path: &Path, keys: &Keyring, req: VerifyRequest) -> Result<(Repor
         }
     }
     let results: Vec<Result<(u64, Option<Failure>)>> = if chunks.len() == 1 {
-        vec![check_chunk(&conn, keys, chunks[0], cut_seq, cut_hash)]
+        vec![check_chunk(
+            &conn,
+            keys,
+            chunks[0],
+            cut_seq,
+            cut_hash,
+            req.skip_seals,
+        )]
     } else {
         std::thread::scope(|s| {
             let handles: Vec<_> = chunks
@@ -139,7 +153,7 @@ fn verify_once(path: &Path, keys: &Keyring, req: VerifyRequest) -> Result<(Repor
                 .map(|&chunk| {
                     s.spawn(move || {
                         let conn = open_read(path)?;
-                        check_chunk(&conn, keys, chunk, cut_seq, cut_hash)
+                        check_chunk(&conn, keys, chunk, cut_seq, cut_hash, req.skip_seals)
                     })
                 })
                 .collect();
@@ -209,6 +223,7 @@ fn check_below_cut(
     keys: &Keyring,
     cut_seq: u64,
     cut_hash: Hash,
+    skip_seals: bool,
 ) -> Result<(u64, Option<Failure>)> {
     let e = || StoreError::sqlite("reading events to verify");
     let mut stmt = conn
@@ -222,9 +237,16 @@ fn check_below_cut(
         let row = row_of(r)?;
         // Row 1 still links to the genesis; a later first row's predecessor
         // is gone.
-        let c = checker.get_or_insert_with(|| match row.seq {
-            1 => Checker::new(keys, 1, GENESIS),
-            first => Checker::unlinked(keys, first),
+        let c = checker.get_or_insert_with(|| {
+            let c = match row.seq {
+                1 => Checker::new(keys, 1, GENESIS),
+                first => Checker::unlinked(keys, first),
+            };
+            if skip_seals {
+                c.without_seals()
+            } else {
+                c
+            }
         });
         if let Err(f) = c.check(row) {
             return Ok((c.checked(), Some(f)));
@@ -381,6 +403,7 @@ fn check_chunk(
     (a, b): (u64, u64),
     cut_seq: u64,
     cut_hash: Hash,
+    skip_seals: bool,
 ) -> Result<(u64, Option<Failure>)> {
     let e = StoreError::sqlite("reading events to verify");
     conn.execute_batch("BEGIN").map_err(e)?;
@@ -408,6 +431,9 @@ fn check_chunk(
             ));
         }
         let mut checker = Checker::new(keys, a, prev_hash);
+        if skip_seals {
+            checker = checker.without_seals();
+        }
         let mut stmt = conn
             .prepare_cached(&format!(
                 "SELECT {ROW_COLUMNS} FROM events WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq"
