@@ -63,10 +63,15 @@ pub fn verify_file(path: &Path, keys: &Keyring, req: VerifyRequest) -> Result<Re
 /// newest cut's seal too): what a writer is about to chain after. `None`
 /// for a log with no events (or no file yet).
 pub fn check_newest(path: &Path, keys: &Keyring) -> Result<Option<Report>> {
-    if !path.exists() {
-        return Ok(None);
-    }
-    let head = super::query::head(&open_read(path)?)?.seq;
+    let conn = match open_read(path) {
+        Ok(c) => c,
+        // No file yet, or one another trail is creating right now (its
+        // migrations not yet applied): nothing to chain after.
+        Err(StoreError::NoDatabase(_) | StoreError::NotTrail { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let head = super::query::head(&conn)?.seq;
+    drop(conn);
     if head == 0 {
         return Ok(None);
     }
