@@ -283,8 +283,9 @@ fn not_writable_why(path: &Path) -> String {
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let writable = |p: &Path| fs::OpenOptions::new().append(true).open(p).is_ok();
-    if path.exists() && !writable(path) {
+    // `access`, never an open: a handle of our own closed on the database
+    // file would drop the locks SQLite holds on it in this process.
+    if path.exists() && !access(path, libc::W_OK) {
         format!("the file is read-only for {user} (trail writes it; check its owner and mode, or the mount)")
     } else {
         format!(
