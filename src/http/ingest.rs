@@ -87,7 +87,21 @@ fn check_content_type(req: &HttpRequest) -> Result<(), ApiError> {
         .trim()
         .to_ascii_lowercase();
     if mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json")) {
-        Ok(())
+        // JSON is UTF-8 (RFC 8259): a body declared in another charset
+        // would be read as UTF-8 all the same, and stored changed.
+        let charset = ct.split(';').skip(1).find_map(|p| {
+            let (k, v) = p.split_once('=')?;
+            k.trim()
+                .eq_ignore_ascii_case("charset")
+                .then(|| v.trim().trim_matches('"').to_ascii_lowercase())
+        });
+        match charset.as_deref() {
+            None | Some("utf-8" | "utf8") => Ok(()),
+            Some(other) => Err(ApiError::UnsupportedMediaType(format!(
+                "events must be sent as UTF-8 JSON (got charset {:?})",
+                other.chars().take(40).collect::<String>()
+            ))),
+        }
     } else {
         Err(ApiError::UnsupportedMediaType(format!(
             "events must be sent as application/json (got {:?})",

@@ -497,12 +497,27 @@ async fn json_content_types_with_parameters_are_accepted() {
         "application/json; charset=utf-8",
         "Application/JSON",
         "application/problem+json",
+        "application/json; charset=\"UTF-8\"",
     ] {
         app.post_raw(Some(ct), &[], br#"{"event":"a"}"#.to_vec())
             .await
             .expect(201);
     }
-    assert_eq!(app.count(), 3);
+    assert_eq!(app.count(), 4);
+    // JSON is UTF-8: another charset would be read as UTF-8 all the same.
+    let r = app
+        .post_raw(
+            Some("application/json; charset=latin-1"),
+            &[],
+            br#"{"event":"a"}"#.to_vec(),
+        )
+        .await;
+    r.expect(415);
+    assert_eq!(
+        r.json()["detail"],
+        json!("events must be sent as UTF-8 JSON (got charset \"latin-1\")")
+    );
+    assert_eq!(app.count(), 4);
 }
 
 #[actix_rt::test]
