@@ -146,7 +146,7 @@ def build_keyring(db_path: str, key_files) -> Keyring:
     earlier = os.environ.get("TRAIL_VERIFY_KEY_FILES", "")
     if earlier.strip():
         for path in earlier.split(","):
-            ring.add(read_key_file(path))
+            ring.add(read_key_file(path.strip()))
     for path in key_files:
         ring.add(read_key_file(path))
     return ring
@@ -342,13 +342,21 @@ ROW_COLUMNS = ("seq, entry, chain_hash, signature, "
 GENERATED = ("id", "timestamp", "event", "level", "actor", "resource", "success", "source_ip")
 
 
+def _first_member(pairs):
+    doc = {}
+    for k, v in pairs:
+        doc.setdefault(k, v)
+    return doc
+
+
 def columns_agree(entry: bytes, columns) -> bool:
     """Whether the generated columns hold what the entry says. SQLite
     computes them when a row is written; they disagree only if someone
     rewrote the table's schema, and then every filter and query of the
     columns shows a forged value beside an entry that verifies."""
     try:
-        doc = json.loads(entry)
+        # The first of two members of one name, as SQLite's json_extract.
+        doc = json.loads(entry, object_pairs_hook=_first_member)
     except ValueError:
         return False
     if not isinstance(doc, dict) or columns[-1]:
@@ -358,7 +366,8 @@ def columns_agree(entry: bytes, columns) -> bool:
         if isinstance(want, bool):
             want = int(want)
         elif isinstance(want, str):
-            want = want.encode("utf-8")
+            # A lone surrogate escape decodes to the bytes SQLite gives it.
+            want = want.encode("utf-8", "surrogatepass")
         if type(have) is not type(want) or have != want:
             return False
     return True

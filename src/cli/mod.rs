@@ -1285,7 +1285,7 @@ fn verify(db: &Path, keys: &KeySource, args: VerifyArgs) -> Result<(), CliError>
     // (stdout with the verdict, stderr beside JSON), which it leaves as is.
     let schema = crate::store::db::open_read(db)
         .and_then(|c| crate::store::db::schema_differences(&c))
-        .unwrap_or_default();
+        .unwrap_or_else(|e| vec![format!("it could not be compared: {e}")]);
     let warning = (!schema.is_empty()).then(|| {
         format!(
             "warning: the schema is not the one trail's migrations make ({}): queries of the \

@@ -109,7 +109,7 @@ pub async fn get_event(
     // All digits: a seq first; an id that is all digits (ids may be) when
     // no event has that seq.
     let by_seq = match key.parse::<u64>() {
-        Ok(seq) if key.bytes().all(|b| b.is_ascii_digit()) => {
+        Ok(seq) if key.bytes().all(|b| b.is_ascii_digit()) && seq <= i64::MAX as u64 => {
             state
                 .read_quick(move |conn| query::get_by_seq(conn, seq))
                 .await?
@@ -446,8 +446,10 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         Err(_) => return Err(not_ready("the writer did not answer within 5 s".into())),
     }
     let latest = crate::store::db::latest_migration();
+    // On the short-read threads: a readiness probe must not wait behind
+    // (or be refused by) exports holding the long-read pool.
     let (version, head) = state
-        .read(move |conn| {
+        .read_quick(move |conn| {
             let v: i64 = conn
                 .query_row(
                     "SELECT coalesce(max(version), 0) FROM refinery_schema_history",
@@ -530,9 +532,10 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         return HttpResponse::ServiceUnavailable().body("metrics are not available");
     };
     metrics::gauge!("trail_writer_queue_depth").set(state.writer.queue_depth() as f64);
-    let len = |suffix| {
-        std::fs::metadata(crate::store::db::sidecar(&state.db_path, suffix)).map_or(0, |m| m.len())
-    };
+    // Beside the file a symlink leads to, as SQLite keeps its WAL.
+    let real = std::fs::canonicalize(&state.db_path).unwrap_or_else(|_| state.db_path.clone());
+    let len =
+        |suffix| std::fs::metadata(crate::store::db::sidecar(&real, suffix)).map_or(0, |m| m.len());
     let wal = len("-wal");
     metrics::gauge!("trail_database_size_bytes").set((len("") + wal) as f64);
     metrics::gauge!("trail_wal_size_bytes").set(wal as f64);

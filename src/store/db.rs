@@ -680,6 +680,12 @@ pub fn schema_differences(conn: &Connection) -> Result<Vec<String>> {
             |r| r.get(0),
         )
         .map_err(StoreError::sqlite("reading the schema version"))?;
+    if version > i64::from(latest_migration()) {
+        return Ok(vec![format!(
+            "schema version {version} is newer than this trail's ({}); not compared",
+            latest_migration()
+        )]);
+    }
     let mut reference =
         Connection::open_in_memory().map_err(StoreError::sqlite("opening a scratch database"))?;
     embedded::migrations::runner()

@@ -303,11 +303,14 @@ fn columns_disagree(
     }
     let agree: Option<bool> = conn
         .prepare_cached(
-            "SELECT id IS json_extract(entry, '$.id') AND ts IS json_extract(entry, '$.timestamp') \
-             AND event IS json_extract(entry, '$.event') AND level IS json_extract(entry, '$.level') \
-             AND actor IS json_extract(entry, '$.actor') AND resource IS json_extract(entry, '$.resource') \
-             AND success IS json_extract(entry, '$.success') \
-             AND source_ip IS json_extract(entry, '$.source_ip') \
+            // `+column`: the value as stored, without the column's type
+            // affinity (with it, an actor stored as the integer 7 would
+            // compare equal to the entry's "007").
+            "SELECT +id IS json_extract(entry, '$.id') AND +ts IS json_extract(entry, '$.timestamp') \
+             AND +event IS json_extract(entry, '$.event') AND +level IS json_extract(entry, '$.level') \
+             AND +actor IS json_extract(entry, '$.actor') AND +resource IS json_extract(entry, '$.resource') \
+             AND +success IS json_extract(entry, '$.success') \
+             AND +source_ip IS json_extract(entry, '$.source_ip') \
              FROM events WHERE seq = ?1",
         )
         .and_then(|mut s| s.query_row([row.seq as i64], |r| r.get(0)))
@@ -368,6 +371,20 @@ fn generated_agree(r: &rusqlite::Row<'_>, entry: &[u8]) -> Option<bool> {
         }
         agree &= matches!(have, ValueRef::Text(t) if t == &text[..end]);
         rest = &text[end + 1..];
+    }
+    // What follows must be a later member of the layout (or the end), so a
+    // column member cannot come again further on.
+    const LATER: [&[u8]; 7] = [
+        b",\"user_agent\":",
+        b",\"request_id\":",
+        b",\"occurred_at\":",
+        b",\"details\":",
+        b",\"metadata\":",
+        b",\"key_id\":",
+        b"}",
+    ];
+    if !LATER.iter().any(|m| rest.starts_with(m)) {
+        return None;
     }
     Some(agree)
 }

@@ -318,6 +318,8 @@ impl Drop for Writer {
 /// file). Each commit checks first, and refuses instead.
 struct FileIdentity {
     path: std::path::PathBuf,
+    /// `path` with symlinks resolved: where the sidecars are.
+    real: std::path::PathBuf,
     dev: u64,
     ino: u64,
     /// `-wal`, `-shm`: their identity once seen (SQLite makes them on
@@ -342,8 +344,11 @@ impl FileIdentity {
             context: format!("reading {}", path.display()),
             source,
         })?;
+        // SQLite keeps `-wal` and `-shm` beside the file a symlink leads to.
+        let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
         let mut id = FileIdentity {
             path: path.to_owned(),
+            real,
             dev: m.dev(),
             ino: m.ino(),
             sidecars: [("-wal", None), ("-shm", None)],
@@ -404,7 +409,7 @@ impl FileIdentity {
     fn check_sidecars(&mut self) {
         use std::os::unix::fs::MetadataExt;
         for (suffix, seen) in &mut self.sidecars {
-            let meta = std::fs::metadata(super::db::sidecar(&self.path, suffix)).ok();
+            let meta = std::fs::metadata(super::db::sidecar(&self.real, suffix)).ok();
             if *suffix == "-wal" {
                 self.wal_len = meta.as_ref().map_or(0, |m| m.len());
             }
