@@ -825,6 +825,9 @@ fn spawn_retention(state: web::Data<AppState>, days: u32, sync: crate::store::Sy
             let st = state.clone();
             let before = chrono::Utc::now() - chrono::Duration::days(days as i64);
             let done = web::block(move || {
+                // Only while the writer may write the file (not with its
+                // -wal or -shm deleted or replaced, say): asked of it.
+                st.writer.exec(|_| ())?;
                 let key = st
                     .keys
                     .signing()

@@ -77,7 +77,9 @@ struct Job {
 }
 
 /// Work run on the writer thread with its connection.
-type ExecFn = Box<dyn FnOnce(&mut WriteCtx<'_>) + Send>;
+/// `Err` with the reason when the file may not be written (see
+/// [`FileIdentity::check`]): the work is then not run.
+type ExecFn = Box<dyn FnOnce(std::result::Result<&mut WriteCtx<'_>, String>) + Send>;
 
 /// What work run on the writer thread ([`Writer::exec`]) gets: the write
 /// connection, the key, and appends that are counted like the writer's own.
@@ -261,10 +263,12 @@ impl Writer {
         let (tx, rx) = std::sync::mpsc::channel();
         self.tx
             .send(Msg::Exec(Box::new(move |ctx| {
-                let _ = tx.send(f(ctx));
+                let _ = tx.send(ctx.map(f));
             })))
             .map_err(|_| StoreError::Closed)?;
-        rx.recv().map_err(|_| StoreError::Closed)
+        rx.recv()
+            .map_err(|_| StoreError::Closed)?
+            .map_err(StoreError::CommitFailed)
     }
 
     /// Appends and waits for the commit (blocking).
@@ -329,6 +333,10 @@ struct FileIdentity {
     broken: Option<SidecarBroken>,
     /// The WAL's size at the last check.
     wal_len: u64,
+    /// With the `-wal` deleted: whether its frames are all in the file now,
+    /// and where a copy of it was saved.
+    rescued: bool,
+    saved_copy: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -354,6 +362,8 @@ impl FileIdentity {
             sidecars: [("-wal", None), ("-shm", None)],
             broken: None,
             wal_len: 0,
+            rescued: false,
+            saved_copy: None,
         };
         id.check_sidecars();
         Ok(id)
@@ -387,13 +397,18 @@ impl FileIdentity {
         self.check_sidecars();
         match self.broken {
             None => Ok(()),
-            Some(SidecarBroken::Wal) => Err(
+            Some(SidecarBroken::Wal) => Err(format!(
                 "the database's -wal file was deleted or replaced while trail was running; \
-                 nothing was written; the events trail acknowledged were copied into the \
-                 database file; stop trail (SIGTERM) and start it again; never delete -wal or \
-                 -shm while a trail process has the file open"
-                    .into(),
-            ),
+                 nothing was written; {}; then stop trail (SIGTERM) and start it again; never \
+                 delete -wal or -shm while a trail process has the file open",
+                if self.rescued {
+                    "the events trail acknowledged are copied into the database file"
+                } else {
+                    "the events trail acknowledged are being copied into the database file \
+                     (held up by a reader: close open sqlite3 sessions), and a copy of the \
+                     deleted -wal is saved beside it as -wal.deleted-<time>"
+                }
+            )),
             Some(SidecarBroken::Shm) => Err(
                 "the database's -shm file was deleted or replaced while trail was running, so \
                  other processes no longer share its locks; nothing was written; stop every \
@@ -429,13 +444,6 @@ impl FileIdentity {
             }
         }
     }
-
-    /// Whether the writer's view of the WAL (its `-shm`) is still the one
-    /// every process shares: only then may it checkpoint (copy the WAL
-    /// into the file, and empty the WAL).
-    fn may_checkpoint(&self) -> bool {
-        self.broken != Some(SidecarBroken::Shm)
-    }
 }
 
 fn run(
@@ -453,20 +461,12 @@ fn run(
     let mut wal_warned: Option<std::time::Instant> = None;
     while !stopping {
         for f in execs.drain(..) {
-            f(&mut WriteCtx {
-                conn: &mut conn,
-                key: &key,
-                observer: observer.as_ref(),
-            });
+            run_exec(f, &mut conn, &mut file, &key, observer.as_ref());
         }
         let first = match rx.recv() {
             Ok(Msg::Job(job)) => job,
             Ok(Msg::Exec(f)) => {
-                f(&mut WriteCtx {
-                    conn: &mut conn,
-                    key: &key,
-                    observer: observer.as_ref(),
-                });
+                run_exec(f, &mut conn, &mut file, &key, observer.as_ref());
                 continue;
             }
             Ok(Msg::Stop) | Err(_) => {
@@ -497,14 +497,8 @@ fn run(
         depth.fetch_sub(jobs.len(), Ordering::Relaxed);
         let started = std::time::Instant::now();
         let n_jobs = jobs.len();
-        let was_broken = file.broken;
-        if let Err(why) = file.check() {
+        if let Err(why) = check_and_rescue(&conn, &mut file) {
             tracing::error!(%why, db = %file.path.display(), pid = std::process::id(), jobs = n_jobs, "refusing to commit");
-            if was_broken.is_none() && file.broken == Some(SidecarBroken::Wal) {
-                // The WAL is unlinked but still open here: copy what it
-                // holds into the file now, so no crash can lose it.
-                rescue_checkpoint(&conn);
-            }
             fail_group(jobs, why, observer.as_ref());
             continue;
         }
@@ -542,25 +536,128 @@ fn run(
             }
         }
     }
-    file.check_sidecars();
-    if file.may_checkpoint() {
-        checkpoint_on_stop(&conn);
-    } else {
-        tracing::error!(
-            db = %file.path.display(),
-            "no checkpoint at stop: the -shm was replaced, and emptying the WAL could drop \
-             another process's commits"
-        );
+    let _ = check_and_rescue(&conn, &mut file);
+    match file.broken {
+        None => checkpoint_on_stop(&conn),
+        Some(broken) => {
+            if broken == SidecarBroken::Wal && !file.rescued {
+                // Readers held it so far: wait longer for them, once.
+                let _ = conn.busy_timeout(std::time::Duration::from_secs(30));
+                file.rescued = rescue_checkpoint(&conn);
+            }
+            tracing::error!(
+                db = %file.path.display(),
+                rescued = file.rescued,
+                "stopping without closing the write connection: with a -wal or -shm deleted or \
+                 replaced, SQLite's checkpoint at close could empty or delete another process's \
+                 WAL"
+            );
+            // Closing would run SQLite's own checkpoint and unlink the WAL
+            // path, which may now be another process's.
+            std::mem::forget(conn);
+        }
+    }
+}
+
+/// Runs work sent with [`Writer::exec`], only if the file may be written
+/// (token changes are appends like any other).
+fn run_exec(
+    f: ExecFn,
+    conn: &mut Connection,
+    file: &mut FileIdentity,
+    key: &HmacKey,
+    observer: &dyn WriterObserver,
+) {
+    match check_and_rescue(conn, file) {
+        Ok(()) => f(Ok(&mut WriteCtx {
+            conn,
+            key,
+            observer,
+        })),
+        Err(why) => {
+            tracing::error!(%why, db = %file.path.display(), "refusing to write");
+            f(Err(why))
+        }
+    }
+}
+
+/// [`FileIdentity::check`]; with the `-wal` deleted, first saves what it
+/// holds (still open here): a copy of it beside the file, once, and its
+/// frames copied into the file, until that succeeds (a reader holding an
+/// old snapshot can block it for a while).
+fn check_and_rescue(conn: &Connection, file: &mut FileIdentity) -> std::result::Result<(), String> {
+    let checked = file.check();
+    if file.broken == Some(SidecarBroken::Wal) {
+        if file.saved_copy.is_none() {
+            file.saved_copy = Some(save_deleted_wal(&file.real));
+        }
+        if !file.rescued {
+            file.rescued = rescue_checkpoint(conn);
+        }
+    }
+    checked
+}
+
+/// Copies the WAL this process still has open after its path was deleted
+/// (through `/proc/self/fd`) to `<file>-wal.deleted-<unix time>`, synced:
+/// what it holds survives whatever happens to this process. The copy's
+/// name, or why there is none.
+fn save_deleted_wal(real: &Path) -> String {
+    let wal = super::db::sidecar(real, "-wal");
+    let deleted = format!("{} (deleted)", wal.display());
+    let fd = std::fs::read_dir("/proc/self/fd").ok().and_then(|dir| {
+        dir.flatten().map(|e| e.path()).find(|p| {
+            std::fs::read_link(p).is_ok_and(|t| t.as_os_str() == std::ffi::OsStr::new(&deleted))
+        })
+    });
+    let Some(fd) = fd else {
+        return "no copy (the deleted -wal is not open here)".into();
+    };
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let dest = std::path::PathBuf::from(format!("{}.deleted-{stamp}", wal.display()));
+    // A copy through its own handle on the WAL inode: SQLite holds no
+    // locks on the WAL itself, so closing it drops none.
+    let copied = std::fs::copy(&fd, &dest).and_then(|_| std::fs::File::open(&dest)?.sync_all());
+    match copied {
+        Ok(()) => {
+            tracing::warn!(copy = %dest.display(), "saved a copy of the deleted -wal");
+            dest.display().to_string()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "could not save a copy of the deleted -wal");
+            format!("no copy ({e})")
+        }
     }
 }
 
 /// A deleted `-wal` found: everything committed is copied from the WAL
-/// (still open here) into the database file.
-fn rescue_checkpoint(conn: &Connection) {
-    match conn.query_row("PRAGMA wal_checkpoint(FULL)", [], |r| r.get::<_, i64>(0)) {
-        Ok(0) => tracing::warn!("the events of the deleted -wal were copied into the database file"),
-        Ok(_) => tracing::error!("copying the deleted -wal into the database file was blocked by a reader; stop trail with SIGTERM (its stop copies it)"),
-        Err(e) => tracing::error!(error = %e, "copying the deleted -wal into the database file failed; stop trail with SIGTERM, do not kill it"),
+/// (still open here) into the database file. Whether all of it was.
+fn rescue_checkpoint(conn: &Connection) -> bool {
+    let outcome = conn.query_row("PRAGMA wal_checkpoint(FULL)", [], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    });
+    match outcome {
+        Ok((0, log, done)) if log == done => {
+            tracing::warn!("the events of the deleted -wal were copied into the database file");
+            true
+        }
+        Ok(_) => {
+            tracing::error!(
+                "copying the deleted -wal into the database file is held up by a reader (an open \
+                 transaction); it is tried again with every request until it is done"
+            );
+            false
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "copying the deleted -wal into the database file failed; it is tried again with every request");
+            false
+        }
     }
 }
 

@@ -836,12 +836,32 @@ async fn a_wal_deleted_under_the_server_is_refused_and_nothing_acknowledged_is_l
         "{}",
         ready.text_lossy()
     );
+    // Token changes are appends too: refused alike.
+    let token = send(
+        client
+            .post(proc.url("/v1/tokens"))
+            .insert_header(("content-type", "application/json")),
+        Some(br#"{"name":"after-rm","scopes":["read"]}"#.to_vec()),
+    )
+    .await;
+    token.expect(503);
+    // A copy of the deleted WAL was saved beside the file.
+    let copies: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("trail.db-wal.deleted-"))
+        .collect();
+    assert_eq!(copies.len(), 1, "{copies:?}");
     // A crash now.
     proc.serving.child.kill().unwrap();
     proc.serving.child.wait().unwrap();
     let events: Vec<String> = event_types(&db_path);
     assert_eq!(events.iter().filter(|e| *e == "before.rm").count(), 30);
     assert!(!events.iter().any(|e| e == "after.rm"));
+    assert!(
+        !events.iter().any(|e| e == "auth.token.create"),
+        "{events:?}"
+    );
     let dbp = db_path.clone();
     let out = blocking(move || trail(&dbp, &["verify"])).await;
     out.expect_code(0);
