@@ -21,16 +21,13 @@ struct Proc {
 
 impl Proc {
     fn start(db: &Path) -> Proc {
-        let mut cmd = trail_cmd(&[
-            "--db",
-            db.to_str().unwrap(),
-            "serve",
-            "--bind",
-            "127.0.0.1:0",
-            "--workers",
-            "2",
-        ]);
-        cmd.env("TRAIL_LOG", "warn");
+        Proc::start_logging(db, "warn")
+    }
+
+    /// [`Proc::start`] with `TRAIL_LOG` at `level`.
+    fn start_logging(db: &Path, level: &str) -> Proc {
+        let mut cmd = serve_cmd(db);
+        cmd.env("TRAIL_LOG", level);
         let serving = spawn_listening(cmd);
         Proc {
             port: serving.port_on("127.0.0.1"),
@@ -738,15 +735,7 @@ fn a_log_nobody_reads_any_more_stops_nothing() {
     use std::io::BufRead;
     let dir = temp_dir();
     let db_path = dir.path().join("trail.db");
-    let mut cmd = trail_cmd(&[
-        "--db",
-        db_path.to_str().unwrap(),
-        "serve",
-        "--bind",
-        "127.0.0.1:0",
-        "--workers",
-        "2",
-    ]);
+    let mut cmd = serve_cmd(&db_path);
     cmd.env("TRAIL_LOG", "info")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
@@ -974,19 +963,7 @@ fn event_types(db: &Path) -> Vec<String> {
 async fn successful_probes_stay_out_of_the_info_log() {
     let dir = temp_dir();
     let db_path = dir.path().join("trail.db");
-    let mut cmd = trail_cmd(&[
-        "--db",
-        db_path.to_str().unwrap(),
-        "serve",
-        "--bind",
-        "127.0.0.1:0",
-    ]);
-    cmd.env("TRAIL_LOG", "info");
-    let mut proc = Proc {
-        serving: spawn_listening(cmd),
-        port: 0,
-    };
-    proc.port = proc.serving.port_on("127.0.0.1");
+    let mut proc = Proc::start_logging(&db_path, "info");
     let client = client();
     for path in ["/healthz", "/readyz", "/metrics", "/healthz"] {
         send(client.get(proc.url(path)), None).await.expect(200);
@@ -1007,4 +984,17 @@ async fn successful_probes_stay_out_of_the_info_log() {
         requests[0].contains(r#""route":"/v1/events/{id}""#),
         "{log}"
     );
+}
+
+/// `trail serve` on `db`, on a free loopback port, with two workers.
+fn serve_cmd(db: &Path) -> std::process::Command {
+    trail_cmd(&[
+        "--db",
+        db.to_str().unwrap(),
+        "serve",
+        "--bind",
+        "127.0.0.1:0",
+        "--workers",
+        "2",
+    ])
 }
