@@ -511,7 +511,8 @@ fn run(
                 db = %file.path.display(),
                 "the WAL keeps growing: a reader holds an old snapshot (a long transaction, such \
                  as an open BEGIN in sqlite3), so it cannot start over; it grows with every \
-                 append until that reader ends"
+                 append until that reader ends; end that reader, and never delete the -wal: it \
+                 holds acknowledged events"
             );
         }
         match commit_group(&mut conn, &key, &jobs, server.as_ref()) {
