@@ -279,21 +279,15 @@ fn not_writable(e: StoreError, path: &Path) -> StoreError {
 /// Why SQLite found `path` read-only, in the terms an operator fixes.
 fn not_writable_why(path: &Path) -> String {
     let user = format!("user {}", process_uid());
-    let folder = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
     // `access`, never an open: a handle of our own closed on the database
     // file would drop the locks SQLite holds on it in this process.
     if path.exists() && !access(path, libc::W_OK) {
         format!("the file is read-only for {user} (trail writes it; check its owner and mode, or the mount)")
     } else {
+        let name = path.file_name().map_or("".into(), |n| n.to_string_lossy());
         format!(
-            "{} cannot create files in {} (trail keeps {}-wal and {}-shm beside the file; check the folder's owner and mode, or the mount)",
-            user,
-            folder.display(),
-            path.file_name().map_or("".into(), |n| n.to_string_lossy()),
-            path.file_name().map_or("".into(), |n| n.to_string_lossy()),
+            "{user} cannot create files in {} (trail keeps {name}-wal and {name}-shm beside the file; check the folder's owner and mode, or the mount)",
+            folder_of(path).display(),
         )
     }
 }
@@ -481,11 +475,14 @@ fn readable(path: &Path) -> bool {
 
 /// Whether this process may create files in the folder holding `path`.
 fn folder_writable(path: &Path) -> bool {
-    let dir = path
-        .parent()
+    access(folder_of(path), libc::W_OK)
+}
+
+/// The folder holding `path` (`.` for a bare file name).
+fn folder_of(path: &Path) -> &Path {
+    path.parent()
         .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    access(dir, libc::W_OK)
+        .unwrap_or(Path::new("."))
 }
 
 fn access(path: &Path, mode: libc::c_int) -> bool {

@@ -633,16 +633,17 @@ fn save_deleted_wal(real: &Path) -> String {
     }
 }
 
+/// `PRAGMA wal_checkpoint(mode)`: (busy, frames in the WAL, frames copied).
+fn wal_checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<(i64, i64, i64)> {
+    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    })
+}
+
 /// A deleted `-wal` found: everything committed is copied from the WAL
 /// (still open here) into the database file. Whether all of it was.
 fn rescue_checkpoint(conn: &Connection) -> bool {
-    let outcome = conn.query_row("PRAGMA wal_checkpoint(FULL)", [], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, i64>(2)?,
-        ))
-    });
+    let outcome = wal_checkpoint(conn, "FULL");
     match outcome {
         Ok((0, log, done)) if log == done => {
             tracing::warn!("the events of the deleted -wal were copied into the database file");
@@ -712,13 +713,7 @@ const STOP_CHECKPOINT_WAIT: std::time::Duration = std::time::Duration::from_secs
 /// them on the next open, so nothing is lost either way.
 fn checkpoint_on_stop(conn: &Connection) {
     let _ = conn.busy_timeout(STOP_CHECKPOINT_WAIT);
-    let outcome = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, i64>(2)?,
-        ))
-    });
+    let outcome = wal_checkpoint(conn, "TRUNCATE");
     match outcome {
         Ok((0, _, _)) => {}
         Ok((_, log, done)) => tracing::warn!(
