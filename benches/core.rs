@@ -359,7 +359,17 @@ fn main() {
             )
             .unwrap();
             times.push(start.elapsed().as_secs_f64() * 1000.0);
-            assert_eq!(page.events.len(), 20, "{name}");
+            // A page is full unless it is the last one (a small
+            // TRAIL_BENCH_VERIFY_EVENTS leaves few matches below a depth).
+            assert!(
+                page.events.len() == 20 || (deep && !page.has_more),
+                "{name}: {} events, has_more {}",
+                page.events.len(),
+                page.has_more
+            );
+            if let Some(after) = after {
+                assert!(page.events.iter().all(|e| e.seq < after), "{name}");
+            }
         }
         let med = median(times.clone());
         times.sort_by(|a, b| a.partial_cmp(b).unwrap());
