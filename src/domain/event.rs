@@ -507,14 +507,21 @@ impl NewEvent {
             with_filled = m;
             Some(&with_filled)
         };
-        match (&self.metadata, server) {
+        // An empty `metadata` cannot be told from none once trail's own
+        // member is taken out of a stored entry, so a retry compares them as
+        // the same content.
+        let metadata = self
+            .metadata
+            .as_ref()
+            .filter(|m| !(fingerprint && m.is_empty()));
+        match (metadata, server) {
             (None, None) => {}
             (Some(m), None) => {
                 out.push_str(",\"metadata\":");
                 write_canonical_object(out, m);
             }
             (m, Some(server)) => {
-                let mut all = m.clone().unwrap_or_default();
+                let mut all = m.cloned().unwrap_or_default();
                 all.insert(SERVER_METADATA_KEY.into(), Value::Object(server.clone()));
                 out.push_str(",\"metadata\":");
                 write_canonical_object(out, &all);
@@ -998,5 +1005,35 @@ mod tests {
             key_id: "k",
         });
         assert_eq!(content_of_entry(&entry).unwrap(), b.content_fingerprint());
+    }
+
+    #[test]
+    fn an_empty_metadata_is_the_same_content_as_none() {
+        let server: Map<String, Value> = json!({"host": "h"}).as_object().unwrap().clone();
+        let place = Placement {
+            seq: 1,
+            id: "i",
+            timestamp: "t",
+            key_id: "k",
+        };
+        for input in [json!({"event": "a", "metadata": {}}), json!({"event": "a"})] {
+            let e = NewEvent::from_json(&input).unwrap();
+            // Stored with and without trail's own metadata, as the server and
+            // the CLI store it, and retried with either.
+            for entry in [e.encode(place), e.encode_with(place, Some(&server))] {
+                for retry in [json!({"event": "a", "metadata": {}}), json!({"event": "a"})] {
+                    let retry = NewEvent::from_json(&retry).unwrap();
+                    assert_eq!(
+                        content_of_entry(&entry).unwrap(),
+                        retry.content_fingerprint(),
+                        "{entry} retried as {retry:?}"
+                    );
+                }
+            }
+        }
+        // Metadata with members is still content.
+        let with = NewEvent::from_json(&json!({"event": "a", "metadata": {"x": 1}})).unwrap();
+        let without = NewEvent::from_json(&json!({"event": "a"})).unwrap();
+        assert_ne!(with.content_fingerprint(), without.content_fingerprint());
     }
 }

@@ -160,6 +160,20 @@ async fn same_client_id_returns_the_original_and_other_content_is_409() {
     again.ok_json(200);
     assert_eq!(again.body, first.body);
     assert_eq!(app.count(), 3);
+
+    // An empty `metadata` is retried as the same event, with or without it.
+    let empty = json!({"event": "doc.save", "id": "evt-empty", "metadata": {}});
+    let first = app.post(&empty).await;
+    first.ok_json(201);
+    for retry in [
+        empty.clone(),
+        json!({"event": "doc.save", "id": "evt-empty"}),
+    ] {
+        let again = app.post(&retry).await;
+        again.ok_json(200);
+        assert_eq!(again.body, first.body, "{retry}");
+    }
+    assert_eq!(app.count(), 4);
 }
 
 #[actix_rt::test]
