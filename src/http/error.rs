@@ -43,6 +43,9 @@ pub enum ApiError {
     MethodNotAllowed { detail: String, allow: String },
     #[error("{0}")]
     Conflict(String),
+    /// What the request names existed and was removed (by retention).
+    #[error("{0}")]
+    Gone(String),
     #[error("{detail}")]
     Unavailable { detail: String, retry_after: u32 },
     /// Anything the client cannot fix; the cause is logged, not sent.
@@ -74,6 +77,9 @@ impl From<StoreError> for ApiError {
             e @ StoreError::Conflict { .. } => ApiError::Conflict(e.to_string()),
             StoreError::IdempotencyMismatch { key } => ApiError::Conflict(format!(
                 "Idempotency-Key {key:?} was already used with a different request"
+            )),
+            StoreError::IdempotencyPruned { key } => ApiError::Gone(format!(
+                "the events first written with Idempotency-Key {key:?} were removed by retention; they cannot be answered again, and the request was not written a second time"
             )),
             StoreError::QueueFull => ApiError::Unavailable {
                 detail: "the writer's queue is full; nothing was written; retry after the indicated delay".into(),
@@ -124,6 +130,7 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Gone(_) => StatusCode::GONE,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -183,6 +190,7 @@ impl ResponseError for ApiError {
                 &[],
             ),
             ApiError::Conflict(d) => ("urn:trail:problem:conflict", "Conflict", d.clone(), &[]),
+            ApiError::Gone(d) => ("urn:trail:problem:gone", "Gone", d.clone(), &[]),
             ApiError::Unavailable { detail, .. } => (
                 "urn:trail:problem:unavailable",
                 "Service unavailable",

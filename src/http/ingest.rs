@@ -260,6 +260,7 @@ pub fn appended_json(a: &Appended, out: &mut String) {
         (status = 200, description = "A retry: the original result, nothing written"),
         (status = 400, description = "Malformed body", content_type = "application/problem+json"),
         (status = 409, description = "Id or Idempotency-Key already used with other content", content_type = "application/problem+json"),
+        (status = 410, description = "Idempotency-Key whose events retention removed", content_type = "application/problem+json"),
         (status = 413, description = "Body or batch too large", content_type = "application/problem+json"),
         (status = 408, description = "The body did not all arrive within 30 s; nothing written", content_type = "application/problem+json"),
         (status = 415, description = "Not application/json, or a Content-Encoding other than identity (send the JSON uncompressed)", content_type = "application/problem+json"),

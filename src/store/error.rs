@@ -20,6 +20,8 @@ pub enum StoreError {
     },
     #[error("Idempotency-Key {key:?} was first used with a different request")]
     IdempotencyMismatch { key: String },
+    #[error("the events first written with Idempotency-Key {key:?} were removed by retention")]
+    IdempotencyPruned { key: String },
     #[error("the writer's queue is full; retry shortly")]
     QueueFull,
     #[error("the transaction did not commit, nothing of it was stored: {0}")]

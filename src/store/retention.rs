@@ -296,7 +296,50 @@ fn delete_up_to(conn: &mut Connection, up_to_seq: u64, batch_rows: usize) -> Res
         tx.commit().map_err(e)?;
         deleted += n as u64;
         if n < batch_rows {
+            forget_keys_up_to(conn, up_to_seq, batch_rows)?;
             return Ok(deleted);
+        }
+    }
+}
+
+/// Forgets the `Idempotency-Key`s whose events are all at or below the cut,
+/// `batch_rows` per transaction, so the table lives as long as the events it
+/// answers for. Keys are stored in commit order (one writer, ascending
+/// seqs), so those to forget come first in `rowid` order: the walk stops at
+/// the first key that still answers for a stored event, and never scans the
+/// rest. A key answering for no event (a retry's replay then says so) is
+/// forgotten at the next prune that reaches it.
+fn forget_keys_up_to(conn: &mut Connection, up_to_seq: u64, batch_rows: usize) -> Result<()> {
+    let e = StoreError::sqlite("forgetting idempotency keys below the retention cut");
+    loop {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(e)?;
+        // (rowid, newest seq it answers for) in rowid order.
+        let rows: Vec<(i64, Option<i64>)> = tx
+            .prepare_cached(
+                "SELECT rowid, json_extract(seqs, '$[#-1]') FROM idempotency_keys
+                 ORDER BY rowid LIMIT ?1",
+            )
+            .and_then(|mut s| {
+                s.query_map([i64::try_from(batch_rows).unwrap_or(i64::MAX)], |r| {
+                    Ok((r.get(0)?, r.get(1).ok().flatten()))
+                })?
+                .collect()
+            })
+            .map_err(e)?;
+        let below = rows
+            .iter()
+            .take_while(|(_, newest)| newest.is_some_and(|s| s >= 0 && s as u64 <= up_to_seq))
+            .count();
+        if below > 0 {
+            tx.prepare_cached("DELETE FROM idempotency_keys WHERE rowid <= ?1")
+                .and_then(|mut s| s.execute([rows[below - 1].0]))
+                .map_err(e)?;
+        }
+        tx.commit().map_err(e)?;
+        if below < batch_rows {
+            return Ok(());
         }
     }
 }
@@ -362,6 +405,75 @@ mod tests {
         .unwrap();
         assert_eq!(r.event_seq, None);
         assert_eq!(count(&conn), 1);
+    }
+
+    #[test]
+    fn a_prune_forgets_the_idempotency_keys_of_the_events_it_deletes() {
+        use crate::store::{IdempotencyKey, Writer, WriterConfig};
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        let key = HmacKey::from_bytes([3; 32]);
+        let writer = Writer::start(&db, key.clone(), WriterConfig::default()).unwrap();
+        let send = |k: &str, n: usize| {
+            let idem = IdempotencyKey {
+                key: k.into(),
+                request_hash: [n as u8; 32],
+            };
+            writer
+                .submit_with((0..n).map(event).collect(), Some(idem))
+                .unwrap()
+                .wait()
+        };
+        let k1 = send("k1", 1).unwrap();
+        let k2 = send("k2", 3).unwrap();
+        let k3 = send("k3", 2).unwrap();
+        assert!(
+            k2[2].timestamp < k3[0].timestamp,
+            "commits are stamped apart: {k2:?} {k3:?}"
+        );
+        let keys = |conn: &Connection| -> Vec<String> {
+            let mut st = conn
+                .prepare("SELECT key FROM idempotency_keys ORDER BY rowid")
+                .unwrap();
+            let v = st.query_map([], |r| r.get(0)).unwrap();
+            v.map(Result::unwrap).collect()
+        };
+
+        // Cut before k3's events, one key per batch: k1's and k2's events
+        // go, and their keys with them.
+        let mut conn = open_write(&db, Synchronous::Full).unwrap();
+        let before = DateTime::parse_from_rfc3339(&k3[0].timestamp)
+            .unwrap()
+            .with_timezone(&Utc);
+        let r = prune(&mut conn, &db, &key, &Keyring::new(key.clone()), before, 1).unwrap();
+        assert_eq!(r.up_to_seq, Some(k2[2].seq));
+        assert_eq!(keys(&conn), ["k3"]);
+
+        // k3 still answers its events; k1, forgotten with its event, is a
+        // new request now.
+        let again = send("k3", 2).unwrap();
+        assert_eq!(
+            again.iter().map(|a| (a.seq, a.created)).collect::<Vec<_>>(),
+            k3.iter().map(|a| (a.seq, false)).collect::<Vec<_>>()
+        );
+        let new = send("k1", 1).unwrap();
+        assert!(new[0].created && new[0].seq > k1[0].seq, "{new:?}");
+
+        // A key whose events are gone but which is still recorded (a prune
+        // stopped before forgetting it) is refused by name, never answered
+        // empty nor written again.
+        conn.execute(
+            "INSERT INTO idempotency_keys (key, request_hash, seqs, created_at) VALUES ('gone', ?1, ?2, 't')",
+            params![&[1u8; 32][..], format!("[{}]", k1[0].seq)],
+        )
+        .unwrap();
+        let before_count = count(&conn);
+        assert!(matches!(
+            send("gone", 1),
+            Err(StoreError::IdempotencyPruned { key }) if key == "gone"
+        ));
+        assert_eq!(count(&conn), before_count);
+        writer.shutdown();
     }
 
     #[track_caller]

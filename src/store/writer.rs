@@ -1044,12 +1044,23 @@ fn replay_idempotent(
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {STORED_COLUMNS} FROM events WHERE seq = ?1"
     ))?;
-    for seq in seqs {
-        let row = stmt.query_row([seq as i64], stored_from_row).optional()?;
-        // A row pruned by retention since: answer with what remains.
-        if let Some(a) = row {
-            out.push(a);
+    for seq in &seqs {
+        match stmt.query_row([*seq as i64], stored_from_row).optional()? {
+            Some(a) => out.push(a),
+            // Pruned by retention since (its key is forgotten at the end of
+            // the prune): the original answer cannot be given, and writing
+            // the request again would store the event a second time.
+            None => {
+                return Ok(Some(Err(StoreError::IdempotencyPruned {
+                    key: idem.key.clone(),
+                })))
+            }
         }
+    }
+    if seqs.is_empty() {
+        return Ok(Some(Err(StoreError::IdempotencyPruned {
+            key: idem.key.clone(),
+        })));
     }
     Ok(Some(Ok(out)))
 }

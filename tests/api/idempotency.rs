@@ -69,6 +69,23 @@ async fn same_idempotency_key_returns_the_original_with_200_and_writes_nothing()
     assert_eq!(app.count(), 6);
     let v = app.get("/v1/verify").await.ok_json(200);
     assert_eq!(v["valid"], json!(true));
+
+    // A key still recorded whose events retention removed (a prune forgets
+    // such keys last): 410, never an empty 200 nor a second copy.
+    let rw = rusqlite::Connection::open(&app.db().0).unwrap();
+    rw.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+    rw.execute(
+        "UPDATE idempotency_keys SET seqs = '[999999]' WHERE key = 'key-1'",
+        [],
+    )
+    .unwrap();
+    let p = assert_problem(&app.post_idem("key-1", &ev).await, 410);
+    assert_eq!(p["title"], json!("Gone"));
+    assert_eq!(
+        p["detail"],
+        json!("the events first written with Idempotency-Key \"key-1\" were removed by retention; they cannot be answered again, and the request was not written a second time")
+    );
+    assert_eq!(app.count(), 6);
 }
 
 #[actix_rt::test]
