@@ -34,56 +34,127 @@ fn parse_node(s: &str) -> Option<IpAddr> {
         .or_else(|| s.rsplit_once(':').and_then(|(ip, _)| ip.parse().ok()))
 }
 
-/// The forwarding chain, oldest (client) first, and the last proto/host seen.
-/// A node that is not an address (`unknown`, an obfuscated `_name`, or
-/// garbage) is kept as `None`: an address the proxy did not give.
-type Chain = Vec<Option<IpAddr>>;
+/// One hop of the forwarding chain: the address a proxy received the
+/// request from (`None` when it gave none: `unknown`, an obfuscated `_name`,
+/// garbage), and the scheme and host that proxy was addressed with, when it
+/// said.
+#[derive(Debug, Default, Clone)]
+struct Hop {
+    /// The hop names where it came from (`for=`, an `X-Forwarded-For` item).
+    named: bool,
+    from: Option<IpAddr>,
+    proto: Option<String>,
+    host: Option<String>,
+}
 
-fn forwarded_chain(req: &HttpRequest) -> (Chain, Option<String>, Option<String>) {
-    let mut chain = Vec::new();
-    let (mut proto, mut host) = (None, None);
-    let forwarded: Vec<&str> = req
-        .headers()
-        .get_all("forwarded")
+/// The items of every `name` header, in order (a list may be split over
+/// several header lines).
+fn list_items<'a>(req: &'a HttpRequest, name: &str) -> Vec<&'a str> {
+    req.headers()
+        .get_all(name)
         .filter_map(|v| v.to_str().ok())
-        .collect();
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect()
+}
+
+/// The forwarding chain, oldest (the client) first. With `Forwarded`, each
+/// element is a hop with its own `proto` and `host`. With `X-Forwarded-*`,
+/// `-Proto`, `-Host` and `-Port` lists as long as `X-Forwarded-For` are read
+/// item by item beside it; otherwise their first item (the value the
+/// outermost proxy set) is given to the nearest hop, so it holds whichever
+/// hop the client is found at.
+fn forwarded_chain(req: &HttpRequest) -> Vec<Hop> {
+    let forwarded = list_items(req, "forwarded");
     if !forwarded.is_empty() {
-        for element in forwarded.iter().flat_map(|v| v.split(',')) {
-            for pair in element.split(';') {
-                let Some((k, v)) = pair.split_once('=') else {
-                    continue;
-                };
-                let v = v.trim().trim_matches('"');
-                match k.trim().to_ascii_lowercase().as_str() {
-                    "for" => chain.push(parse_node(v)),
-                    "proto" => proto = Some(v.to_ascii_lowercase()),
-                    "host" => host = Some(v.to_owned()),
-                    _ => {}
+        return forwarded
+            .iter()
+            .map(|element| {
+                let mut hop = Hop::default();
+                for pair in element.split(';') {
+                    let Some((k, v)) = pair.split_once('=') else {
+                        continue;
+                    };
+                    let v = v.trim().trim_matches('"');
+                    match k.trim().to_ascii_lowercase().as_str() {
+                        "for" => {
+                            hop.named = true;
+                            hop.from = parse_node(v);
+                        }
+                        "proto" => hop.proto = Some(v.to_ascii_lowercase()),
+                        "host" => hop.host = Some(v.to_owned()),
+                        _ => {}
+                    }
                 }
-            }
-        }
-    } else {
-        for v in req
-            .headers()
-            .get_all("x-forwarded-for")
-            .filter_map(|v| v.to_str().ok())
-        {
-            chain.extend(v.split(',').map(parse_node));
-        }
-        proto = req
-            .headers()
-            .get("x-forwarded-proto")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit(',').next())
-            .map(|s| s.trim().to_ascii_lowercase());
-        host = req
-            .headers()
-            .get("x-forwarded-host")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit(',').next())
-            .map(|s| s.trim().to_owned());
+                hop
+            })
+            .collect();
     }
-    (chain, proto, host)
+    let mut chain: Vec<Hop> = list_items(req, "x-forwarded-for")
+        .into_iter()
+        .map(|v| Hop {
+            named: true,
+            from: parse_node(v),
+            ..Hop::default()
+        })
+        .collect();
+    if chain.is_empty() {
+        // Scheme and host without addresses: they describe the client's hop.
+        chain.push(Hop::default());
+    }
+    let n = chain.len();
+    let spread = |items: Vec<&str>, chain: &mut Vec<Hop>, set: fn(&mut Hop, String)| {
+        let items: Vec<&str> = items.into_iter().filter(|v| !v.is_empty()).collect();
+        if items.len() == n {
+            for (hop, v) in chain.iter_mut().zip(items) {
+                set(hop, v.to_owned());
+            }
+        } else if let Some(first) = items.first() {
+            set(chain.last_mut().expect("one hop at least"), (*first).to_owned());
+        }
+    };
+    spread(list_items(req, "x-forwarded-proto"), &mut chain, |h, v| {
+        h.proto = Some(v.to_ascii_lowercase())
+    });
+    let hosts = list_items(req, "x-forwarded-host");
+    spread(hosts, &mut chain, |h, v| h.host = Some(v));
+    let ports = list_items(req, "x-forwarded-port");
+    let mut port_of = vec![None; n];
+    {
+        let ports: Vec<&str> = ports.into_iter().filter(|v| !v.is_empty()).collect();
+        if ports.len() == n {
+            for (slot, p) in port_of.iter_mut().zip(ports) {
+                *slot = Some(p.to_owned());
+            }
+        } else if let Some(first) = ports.first() {
+            port_of[n - 1] = Some((*first).to_owned());
+        }
+    }
+    for (hop, port) in chain.iter_mut().zip(port_of) {
+        if let (Some(host), Some(port)) = (&hop.host, port) {
+            hop.host = Some(with_port(host, &port, hop.proto.as_deref()));
+        }
+    }
+    chain
+}
+
+/// `host` with `port` added, unless it names one already or the port is
+/// the scheme's default; an invalid port is ignored (the host is then
+/// checked as usual).
+fn with_port(host: &str, port: &str, proto: Option<&str>) -> String {
+    let has_port = match host.strip_prefix('[') {
+        Some(rest) => rest.contains("]:"),
+        None => host.contains(':'),
+    };
+    let default = match proto {
+        Some("https") => "443",
+        _ => "80",
+    };
+    if has_port || port == default || port.parse::<u16>().is_err() {
+        host.to_owned()
+    } else {
+        format!("{host}:{port}")
+    }
 }
 
 /// Whether the request names a client other than its TCP peer: any header
@@ -128,27 +199,31 @@ pub fn resolve(req: &HttpRequest, trusted: &[Cidr]) -> Client {
         host: own_host,
         direct_loopback,
     };
-    let Some(peer_ip) = peer.filter(|p| is_trusted(*p, trusted)) else {
+    if !peer.is_some_and(|p| is_trusted(p, trusted)) {
         return client;
-    };
-    let _ = peer_ip;
-    let (chain, proto, host) = forwarded_chain(req);
+    }
+    let chain = forwarded_chain(req);
     // Walk from the nearest hop back: the first node not itself a trusted
     // proxy is the client. Everything before it could be forged by the client.
     // A node given as no address (`for=unknown`) leaves the client's address
     // unknown: never the proxy's own address recorded as the client's.
-    if let Some(node) = chain
+    let at = chain
         .iter()
-        .rev()
-        .find(|n| !n.is_some_and(|ip| is_trusted(ip, trusted)))
-        .or(chain.first())
-    {
-        client.ip = *node;
+        .rposition(|h| h.named && !h.from.is_some_and(|ip| is_trusted(ip, trusted)))
+        .or_else(|| chain.iter().position(|h| h.named));
+    if let Some(at) = at {
+        client.ip = chain[at].from;
     }
-    if let Some(p) = proto.filter(|p| p == "http" || p == "https") {
+    let at = at.unwrap_or(0);
+    // The scheme and host the client used are those the outermost trusted
+    // proxy was addressed with: the hop where the client was found, or the
+    // nearest hop after it that says (proxies nearer to trail name the
+    // internal host they were sent to).
+    let said = |get: fn(&Hop) -> Option<&String>| chain.iter().skip(at).find_map(get).cloned();
+    if let Some(p) = said(|h| h.proto.as_ref()).filter(|p| p == "http" || p == "https") {
         client.scheme = p;
     }
-    if let Some(h) = host.filter(|h| is_host(h)) {
+    if let Some(h) = said(|h| h.host.as_ref()).filter(|h| is_host(h)) {
         client.host = h;
     }
     client

@@ -141,6 +141,72 @@ async fn forwarded_headers_from_a_trusted_proxy_are_believed() {
     )
     .await;
     assert_eq!(stored["source_ip"], "203.0.113.7", "{stored}");
+    // Several proxies: the scheme and host are those the outermost trusted
+    // proxy was addressed with, not the internal ones nearer to trail.
+    for (headers, ip, start) in [
+        (
+            vec![(
+                "forwarded",
+                "for=10.1.1.1;proto=https;host=audit.example.com, for=127.0.0.1;proto=http;host=internal:8080",
+            )],
+            "10.1.1.1",
+            "<https://audit.example.com/v1/events?",
+        ),
+        (
+            vec![
+                ("x-forwarded-for", "203.0.113.7, 127.0.0.1"),
+                ("x-forwarded-proto", "https, http"),
+                ("x-forwarded-host", "ex.example.com, internal"),
+            ],
+            "203.0.113.7",
+            "<https://ex.example.com/v1/events?",
+        ),
+        // One value for a longer chain: the outermost proxy's.
+        (
+            vec![
+                ("x-forwarded-for", "198.51.100.1, 203.0.113.7, 127.0.0.1"),
+                ("x-forwarded-proto", "https"),
+                ("x-forwarded-host", "audit.example.com"),
+            ],
+            "203.0.113.7",
+            "<https://audit.example.com/v1/events?",
+        ),
+        // X-Forwarded-Port: added unless the scheme's default or given.
+        (
+            vec![
+                ("x-forwarded-for", "203.0.113.7"),
+                ("x-forwarded-proto", "https"),
+                ("x-forwarded-host", "audit.example.com"),
+                ("x-forwarded-port", "8443"),
+            ],
+            "203.0.113.7",
+            "<https://audit.example.com:8443/v1/events?",
+        ),
+        (
+            vec![
+                ("x-forwarded-for", "203.0.113.7"),
+                ("x-forwarded-proto", "https"),
+                ("x-forwarded-host", "audit.example.com"),
+                ("x-forwarded-port", "443"),
+            ],
+            "203.0.113.7",
+            "<https://audit.example.com/v1/events?",
+        ),
+        (
+            vec![
+                ("x-forwarded-for", "203.0.113.7"),
+                ("x-forwarded-host", "audit.example.com:9000"),
+                ("x-forwarded-port", "8443"),
+            ],
+            "203.0.113.7",
+            "<http://audit.example.com:9000/v1/events?",
+        ),
+    ] {
+        let stored = post_via(&s, &token, &headers).await;
+        assert_eq!(stored["source_ip"], ip, "{headers:?}: {stored}");
+        let link = link_via(&s, &token, &headers).await;
+        assert!(link.starts_with(start), "{headers:?}: Link {link:?}");
+    }
     // A proxy that does not know (or hides) the client's address: no
     // address is recorded, never the proxy's own as the client's.
     for headers in [
