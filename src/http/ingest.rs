@@ -227,10 +227,17 @@ pub fn parse_events(body: &[u8], max_batch: usize) -> Result<(Vec<NewEvent>, boo
 }
 
 /// What an idempotent retry must match: the shape and each event's content.
-fn request_hash(events: &[NewEvent], is_batch: bool) -> [u8; 32] {
+/// The hash of a request's content, in request order; `None` stands for an
+/// event dropped by `min_level` / `exclude_events` (a request without one
+/// hashes as it always has).
+fn request_hash<'a>(events: impl IntoIterator<Item = Option<&'a NewEvent>>, is_batch: bool) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(if is_batch { b"batch\n" } else { b"event\n" });
     for e in events {
+        let Some(e) = e else {
+            h.update(b"dropped\n");
+            continue;
+        };
         if let Some(id) = e.id() {
             h.update(id.as_str());
         }
@@ -256,8 +263,8 @@ pub fn appended_json(a: &Appended, out: &mut String) {
     request_body(content = serde_json::Value, description = "One event object, or an array of up to 1,000 (all-or-nothing)", content_type = "application/json"),
     params(("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key returns the original result")),
     responses(
-        (status = 201, description = "Stored: the event, or {\"events\": [...]} for an array"),
-        (status = 200, description = "A retry: the original result, nothing written"),
+        (status = 201, description = "Stored: the event, or {\"events\": [...]} for an array, in request order (an event dropped by min_level / exclude_events keeps its place as {\"dropped\": \"min_level\"|\"excluded\"}, and \"dropped\" counts them)"),
+        (status = 200, description = "A retry: the original result, nothing written; or every event dropped by min_level / exclude_events: {\"dropped\": REASON, \"detail\"} for one event, {\"events\": [{\"dropped\": REASON}, ...], \"dropped\": N} for an array"),
         (status = 400, description = "Malformed body", content_type = "application/problem+json"),
         (status = 409, description = "Id or Idempotency-Key already used with other content", content_type = "application/problem+json"),
         (status = 410, description = "Idempotency-Key whose events retention removed", content_type = "application/problem+json"),
@@ -287,18 +294,28 @@ pub async fn post_events(
     .await?;
     let (parsed, is_batch) = parse_events(&body, state.limits.max_batch)?;
     let ctx = super::auth::RequestContext::of(&req);
-    let total = parsed.len();
-    let mut events = Vec::with_capacity(total);
-    for mut ev in parsed {
-        let dropped = if ev.level() < state.min_level {
-            Some("min_level")
-        } else if matches_any(&state.exclude_events, ev.event().as_str()) {
-            Some("excluded")
-        } else {
-            None
-        };
-        if let Some(reason) = dropped {
-            metrics::counter!("trail_events_dropped_total", "reason" => reason).increment(1);
+    // Why each event of the request is not stored (`min_level`,
+    // `excluded`), by position; `None` for those to store.
+    let drops: Vec<Option<&'static str>> = parsed
+        .iter()
+        .map(|ev| {
+            if ev.level() < state.min_level {
+                Some("min_level")
+            } else if matches_any(&state.exclude_events, ev.event().as_str()) {
+                Some("excluded")
+            } else {
+                None
+            }
+        })
+        .collect();
+    let hash = request_hash(
+        parsed.iter().zip(&drops).map(|(e, d)| d.is_none().then_some(e)),
+        is_batch,
+    );
+    let mut events = Vec::with_capacity(parsed.len());
+    for (mut ev, drop) in parsed.into_iter().zip(&drops) {
+        if let Some(reason) = drop {
+            metrics::counter!("trail_events_dropped_total", "reason" => *reason).increment(1);
             continue;
         }
         if let Some(ctx) = &ctx {
@@ -306,23 +323,28 @@ pub async fn post_events(
         }
         events.push(ev);
     }
-    let dropped = total - events.len();
-    if events.is_empty() {
-        return Ok(HttpResponse::Accepted().json(serde_json::json!({
-            "events": [], "dropped": dropped,
-            "detail": "every event was below the minimum level or of an excluded type; nothing was stored"
+    let dropped = drops.len() - events.len();
+    if !is_batch && events.is_empty() {
+        // Nothing to store, nothing stored: 200, saying so.
+        return Ok(HttpResponse::Ok().json(serde_json::json!({
+            "dropped": drops[0],
+            "detail": dropped_detail(drops[0]),
         })));
     }
     let idempotency = idem.map(|key| IdempotencyKey {
         key,
-        request_hash: request_hash(&events, is_batch),
+        request_hash: hash,
     });
     let started = std::time::Instant::now();
-    let stored = state
-        .writer
-        .submit_with(events, idempotency)?
-        .wait_async()
-        .await?;
+    let stored = if events.is_empty() {
+        Vec::new()
+    } else {
+        state
+            .writer
+            .submit_with(events, idempotency)?
+            .wait_async()
+            .await?
+    };
     metrics::histogram!("trail_append_latency_seconds").record(started.elapsed().as_secs_f64());
     let created = stored.iter().any(|a| a.created);
     let mut body = String::with_capacity(stored.len() * 600 + 16);
@@ -332,12 +354,21 @@ pub async fn post_events(
         HttpResponse::Ok()
     };
     if is_batch {
+        // In request order: a dropped event keeps its place, as
+        // `{"dropped": REASON}`, so answers match requests by position.
         body.push_str("{\"events\":[");
-        for (i, a) in stored.iter().enumerate() {
+        let mut stored_in_order = stored.iter();
+        for (i, drop) in drops.iter().enumerate() {
             if i > 0 {
                 body.push(',');
             }
-            appended_json(a, &mut body);
+            match drop {
+                Some(reason) => body.push_str(&format!("{{\"dropped\":\"{reason}\"}}")),
+                None => appended_json(
+                    stored_in_order.next().expect("one stored event per kept one"),
+                    &mut body,
+                ),
+            }
         }
         body.push(']');
         if dropped > 0 {
@@ -359,6 +390,13 @@ pub async fn post_events(
         ));
     }
     Ok(resp.content_type("application/json").body(body))
+}
+
+fn dropped_detail(reason: Option<&str>) -> &'static str {
+    match reason {
+        Some("min_level") => "the event is below the server's min_level; it was not stored",
+        _ => "the event's type is in the server's exclude_events; it was not stored",
+    }
 }
 
 fn matches_any(m: &crate::domain::EventMatch, event: &str) -> bool {

@@ -21,8 +21,12 @@ async fn events_below_min_level_are_dropped() {
         let r = s
             .post_event(json!({"event": "quiet.thing", "level": level}), None)
             .await;
-        assert_eq!(r.status, 202, "a single {level} event: {}", r.text_lossy());
-        assert_eq!(r.json()["dropped"], json!(1));
+        assert_eq!(r.status, 200, "a single {level} event: {}", r.text_lossy());
+        assert_eq!(
+            r.json(),
+            json!({"dropped": "min_level", "detail": "the event is below the server's min_level; it was not stored"})
+        );
+        assert_eq!(r.header("location"), None);
         assert_eq!(db.count(), n0, "nothing stored for a {level} event");
     }
     // With a client id: still dropped, and not stored under that id.
@@ -32,7 +36,7 @@ async fn events_below_min_level_are_dropped() {
             None,
         )
         .await;
-    r.expect(202);
+    r.expect(200);
     assert!(db.by_id("dropped-1").is_none());
     assert_eq!(db.count(), n0);
     for level in ["warning", "error", "critical"] {
@@ -41,7 +45,8 @@ async fn events_below_min_level_are_dropped() {
             .expect(201);
     }
     assert_eq!(db.count(), n0 + 3);
-    // A batch keeps what passes and says how many were dropped.
+    // A batch keeps what passes and says how many were dropped; each
+    // dropped event keeps its place in the answer.
     let r = s
         .post_event(
             json!([
@@ -54,19 +59,28 @@ async fn events_below_min_level_are_dropped() {
         .await;
     r.expect(201);
     let v = r.json();
-    assert_eq!(v["events"].as_array().unwrap().len(), 1, "{v}");
-    assert_eq!(v["events"][0]["event"], "mixed.b");
+    assert_eq!(v["events"].as_array().unwrap().len(), 3, "{v}");
+    assert_eq!(v["events"][0], json!({"dropped": "min_level"}));
+    assert_eq!(v["events"][1]["event"], "mixed.b");
+    assert_eq!(
+        v["events"][1]["seq"].as_u64(),
+        db.events_of("mixed.b")[0]["seq"].as_u64()
+    );
+    assert_eq!(v["events"][2], json!({"dropped": "min_level"}));
     assert_eq!(v["dropped"], json!(2), "{v}");
     assert_eq!(db.count(), n0 + 4);
-    // A batch of only dropped events: 202.
+    // A batch of only dropped events: 200, nothing stored.
     let r = s
         .post_event(
             json!([{"event": "q.a", "level": "info"}, {"event": "q.b", "level": "debug"}]),
             None,
         )
         .await;
-    r.expect(202);
-    assert_eq!(r.json()["dropped"], json!(2));
+    r.expect(200);
+    assert_eq!(
+        r.json(),
+        json!({"events": [{"dropped": "min_level"}, {"dropped": "min_level"}], "dropped": 2})
+    );
     assert_eq!(db.count(), n0 + 4);
     // The server's own warnings pass (auth.fail is a warning).
     let dropped1 = metric_sum(
@@ -90,7 +104,8 @@ async fn excluded_event_types_are_dropped() {
         let r = s
             .post_event(json!({"event": kind, "level": "critical"}), None)
             .await;
-        assert_eq!(r.status, 202, "{kind}: {}", r.text_lossy());
+        assert_eq!(r.status, 200, "{kind}: {}", r.text_lossy());
+        assert_eq!(r.json()["dropped"], json!("excluded"));
         assert_eq!(db.count(), n0, "{kind} not stored");
     }
     for kind in ["noise.pong", "healthy.check", "user.login"] {
@@ -105,7 +120,10 @@ async fn excluded_event_types_are_dropped() {
         )
         .await;
     r.expect(201);
-    assert_eq!(r.json()["dropped"], json!(1));
+    let v = r.json();
+    assert_eq!(v["dropped"], json!(1));
+    assert_eq!(v["events"][0], json!({"dropped": "excluded"}));
+    assert_eq!(v["events"][1]["event"], json!("user.logout"));
     assert_eq!(db.count(), n0 + 4);
     assert!(db.events_of("noise.ping").is_empty());
     s.stop().await;
