@@ -230,7 +230,10 @@ pub fn parse_events(body: &[u8], max_batch: usize) -> Result<(Vec<NewEvent>, boo
 /// The hash of a request's content, in request order; `None` stands for an
 /// event dropped by `min_level` / `exclude_events` (a request without one
 /// hashes as it always has).
-fn request_hash<'a>(events: impl IntoIterator<Item = Option<&'a NewEvent>>, is_batch: bool) -> [u8; 32] {
+fn request_hash<'a>(
+    events: impl IntoIterator<Item = Option<&'a NewEvent>>,
+    is_batch: bool,
+) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(if is_batch { b"batch\n" } else { b"event\n" });
     for e in events {
@@ -309,7 +312,10 @@ pub async fn post_events(
         })
         .collect();
     let hash = request_hash(
-        parsed.iter().zip(&drops).map(|(e, d)| d.is_none().then_some(e)),
+        parsed
+            .iter()
+            .zip(&drops)
+            .map(|(e, d)| d.is_none().then_some(e)),
         is_batch,
     );
     let mut events = Vec::with_capacity(parsed.len());
@@ -333,6 +339,7 @@ pub async fn post_events(
     }
     let idempotency = idem.map(|key| IdempotencyKey {
         key,
+        scope: ctx.as_ref().and_then(|c| c.token.clone()),
         request_hash: hash,
     });
     let started = std::time::Instant::now();
@@ -365,7 +372,9 @@ pub async fn post_events(
             match drop {
                 Some(reason) => body.push_str(&format!("{{\"dropped\":\"{reason}\"}}")),
                 None => appended_json(
-                    stored_in_order.next().expect("one stored event per kept one"),
+                    stored_in_order
+                        .next()
+                        .expect("one stored event per kept one"),
                     &mut body,
                 ),
             }

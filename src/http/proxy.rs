@@ -110,7 +110,10 @@ fn forwarded_chain(req: &HttpRequest) -> Vec<Hop> {
                 set(hop, v.to_owned());
             }
         } else if let Some(first) = items.first() {
-            set(chain.last_mut().expect("one hop at least"), (*first).to_owned());
+            set(
+                chain.last_mut().expect("one hop at least"),
+                (*first).to_owned(),
+            );
         }
     };
     spread(list_items(req, "x-forwarded-proto"), &mut chain, |h, v| {

@@ -417,6 +417,7 @@ mod tests {
         let send = |k: &str, n: usize| {
             let idem = IdempotencyKey {
                 key: k.into(),
+                scope: None,
                 request_hash: [n as u8; 32],
             };
             writer

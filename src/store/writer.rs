@@ -115,8 +115,23 @@ enum Msg {
 /// An `Idempotency-Key` and the hash of the request it was first sent with.
 #[derive(Debug, Clone)]
 pub struct IdempotencyKey {
+    /// The key as the client sent it (1 to 255 visible ASCII characters).
     pub key: String,
+    /// Whose key it is: the name of the token that sent it, so one client's
+    /// key never answers for another's request. `None` without tokens.
+    pub scope: Option<String>,
     pub request_hash: Hash,
+}
+
+impl IdempotencyKey {
+    /// The `key` column: `TOKEN KEY` for a token's key (a key has no space,
+    /// so the two cannot be confused), the key alone otherwise.
+    pub fn stored(&self) -> String {
+        match &self.scope {
+            Some(scope) => format!("{scope} {}", self.key),
+            None => self.key.clone(),
+        }
+    }
 }
 
 /// Hooks for metrics: called on the writer thread after each group.
@@ -998,7 +1013,7 @@ fn append_job(
         conn.prepare_cached(
             "INSERT INTO idempotency_keys (key, request_hash, seqs, created_at) VALUES (?1, ?2, ?3, ?4)",
         )?
-        .execute(params![idem.key, &idem.request_hash[..], seqs, ts])?;
+        .execute(params![idem.stored(), &idem.request_hash[..], seqs, ts])?;
     }
     Ok(Ok(out))
 }
@@ -1029,7 +1044,7 @@ fn replay_idempotent(
 ) -> rusqlite::Result<Option<std::result::Result<Vec<Appended>, StoreError>>> {
     let found: Option<(Vec<u8>, String)> = conn
         .prepare_cached("SELECT request_hash, seqs FROM idempotency_keys WHERE key = ?1")?
-        .query_row([&idem.key], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row([idem.stored()], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     let Some((hash, seqs)) = found else {
         return Ok(None);
@@ -1109,6 +1124,7 @@ mod tests {
             events,
             idempotency: idem.map(|(key, h)| IdempotencyKey {
                 key: key.into(),
+                scope: None,
                 request_hash: [h; 32],
             }),
             reply: oneshot::channel().0,

@@ -1089,3 +1089,45 @@ async fn a_refusal_that_cannot_be_recorded_is_a_503_not_an_unrecorded_401() {
     assert_eq!(db.events_of("auth.fail").len(), fails + 1);
     s.stop().await;
 }
+
+/// An `Idempotency-Key` belongs to the token that sent it: another client
+/// using the same key (a counter, a hash of the body) gets its own event
+/// stored, never the first client's event nor a 409 for a request it did not
+/// send. Each one's retry still gets its own original answer.
+#[actix_rt::test]
+async fn idempotency_keys_are_per_token() {
+    let s = start(|_| {}).await;
+    let a = s.create_token("app-a", &[Scope::Ingest]);
+    let b = s.create_token("app-b", &[Scope::Ingest]);
+    let post = |token: String, body: Value| {
+        let s = &s;
+        async move {
+            s.call(
+                Req::post("/v1/events", body)
+                    .token(&token)
+                    .header("idempotency-key", "1"),
+            )
+            .await
+        }
+    };
+    let ev = json!({"event": "service.heartbeat"});
+    let first_a = post(a.clone(), ev.clone()).await;
+    let first_b = post(b.clone(), ev.clone()).await;
+    let (va, vb) = (first_a.ok_json(201), first_b.ok_json(201));
+    assert_ne!(va["seq"], vb["seq"], "two events: {va} {vb}");
+    assert_eq!(s.db().events_of("service.heartbeat").len(), 2);
+    for (token, first) in [(&a, &first_a), (&b, &first_b)] {
+        let again = post(token.clone(), ev.clone()).await;
+        again.ok_json(200);
+        assert_eq!(again.body, first.body);
+    }
+    // Other content under a key is a conflict only for the key's own token.
+    let conflict = post(a.clone(), json!({"event": "other.thing"})).await;
+    conflict.expect(409);
+    assert_eq!(conflict.content_type(), "application/problem+json");
+    let c = s.create_token("app-c", &[Scope::Ingest]);
+    post(c, json!({"event": "other.thing"})).await.expect(201);
+    assert_eq!(s.db().events_of("service.heartbeat").len(), 2);
+    assert_eq!(s.db().events_of("other.thing").len(), 1);
+    s.stop().await;
+}
