@@ -111,7 +111,8 @@ impl Filter {
             }
         }
         if let Some(s) = input.success {
-            match s {
+            // Any case, as `level` is.
+            match s.to_ascii_lowercase().as_str() {
                 "true" | "1" => f.success = Some(true),
                 "false" | "0" => f.success = Some(false),
                 _ => errors.push(FieldError::new(
@@ -290,6 +291,33 @@ pub fn period_filter(period: &str, now: DateTime<Utc>) -> Result<Filter, String>
 mod tests {
     use super::{parse_bound, EventMatch, Filter, FilterInput};
     use crate::domain::event::format_timestamp;
+
+    #[test]
+    fn success_is_read_in_any_case_as_level_is() {
+        let success = |s: &str| {
+            Filter::parse(&FilterInput {
+                success: Some(s),
+                ..FilterInput::default()
+            })
+            .map(|f| f.success)
+            .map_err(|e| e.to_string())
+        };
+        for (given, want) in [
+            ("true", true),
+            ("TRUE", true),
+            ("True", true),
+            ("1", true),
+            ("false", false),
+            ("FALSE", false),
+            ("0", false),
+        ] {
+            assert_eq!(success(given), Ok(Some(want)), "{given}");
+        }
+        for bad in ["yes", "2", "t", ""] {
+            let e = success(bad).unwrap_err();
+            assert!(e.contains("success: must be true or false"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn bounds_keep_whole_microseconds_and_are_shown_inclusive() {
