@@ -12,7 +12,8 @@
 //! short batches so that appends interleave. Verification resumes from the
 //! newest cut: row `up_to_seq + 1` links to the cut's chain hash, and the
 //! cut's own seal is checked with the key it names. Last, the prune is
-//! itself recorded in the chain as a `retention.prune` event.
+//! itself recorded in the chain as a `retention.prune` event, and the
+//! `Idempotency-Key`s of the deleted events are forgotten.
 //!
 //! A prune that stopped part-way (a crash between the cut and the end of the
 //! deletion) is finished by the next prune, whatever its date.
@@ -183,6 +184,13 @@ pub fn prune(
         .map_err(|e| StoreError::CommitFailed(format!("building the {PRUNE_EVENT} event: {e}")))?;
     let appended = append_direct(conn, key, vec![event])?;
     let event_seq = appended.first().map(|a| a.seq);
+
+    // (d) Forget the idempotency keys of the deleted events. After the
+    // record, and never failing the prune: a key left behind only makes
+    // its retry a 410 until a later prune forgets it.
+    if let Err(err) = forget_keys_up_to(conn, up_to_seq, batch_rows) {
+        tracing::warn!(error = %err, up_to_seq, "retention: idempotency keys of the pruned events not forgotten yet; a later prune will");
+    }
     tracing::info!(
         up_to_seq,
         deleted,
@@ -296,7 +304,6 @@ fn delete_up_to(conn: &mut Connection, up_to_seq: u64, batch_rows: usize) -> Res
         tx.commit().map_err(e)?;
         deleted += n as u64;
         if n < batch_rows {
-            forget_keys_up_to(conn, up_to_seq, batch_rows)?;
             return Ok(deleted);
         }
     }
@@ -304,43 +311,59 @@ fn delete_up_to(conn: &mut Connection, up_to_seq: u64, batch_rows: usize) -> Res
 
 /// Forgets the `Idempotency-Key`s whose events are all at or below the cut,
 /// `batch_rows` per transaction, so the table lives as long as the events it
-/// answers for. Keys are stored in commit order (one writer, ascending
-/// seqs), so those to forget come first in `rowid` order: the walk stops at
-/// the first key that still answers for a stored event, and never scans the
-/// rest. A key answering for no event (a retry's replay then says so) is
-/// forgotten at the next prune that reaches it.
+/// answers for. A key is forgotten when the largest seq it answers with is
+/// at or below the cut (a batch replaying a stored id answers with that
+/// event's older seq, in request order), or when its `seqs` is not a list of
+/// seqs at all (it could never be answered). Keys are stored in commit
+/// order, so those to forget come first in `rowid` order: the walk stops at
+/// the first key that still answers for a stored event and never scans the
+/// rest; one stopped behind it is forgotten by a later prune, and a retry
+/// meanwhile is answered 410.
 fn forget_keys_up_to(conn: &mut Connection, up_to_seq: u64, batch_rows: usize) -> Result<()> {
     let e = StoreError::sqlite("forgetting idempotency keys below the retention cut");
+    let mut after = i64::MIN;
     loop {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(e)?;
-        // (rowid, newest seq it answers for) in rowid order.
-        let rows: Vec<(i64, Option<i64>)> = tx
+        let rows: Vec<(i64, String)> = tx
             .prepare_cached(
-                "SELECT rowid, json_extract(seqs, '$[#-1]') FROM idempotency_keys
-                 ORDER BY rowid LIMIT ?1",
+                "SELECT rowid, CAST(seqs AS TEXT) FROM idempotency_keys
+                 WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
             )
             .and_then(|mut s| {
-                s.query_map([i64::try_from(batch_rows).unwrap_or(i64::MAX)], |r| {
-                    Ok((r.get(0)?, r.get(1).ok().flatten()))
-                })?
+                s.query_map(
+                    params![after, i64::try_from(batch_rows).unwrap_or(i64::MAX)],
+                    |r| {
+                        Ok((
+                            r.get(0)?,
+                            r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                        ))
+                    },
+                )?
                 .collect()
             })
             .map_err(e)?;
         let below = rows
             .iter()
-            .take_while(|(_, newest)| newest.is_some_and(|s| s >= 0 && s as u64 <= up_to_seq))
+            .take_while(|(_, seqs)| match serde_json::from_str::<Vec<u64>>(seqs) {
+                Ok(seqs) => seqs.iter().max().is_none_or(|&m| m <= up_to_seq),
+                Err(_) => true,
+            })
             .count();
-        if below > 0 {
-            tx.prepare_cached("DELETE FROM idempotency_keys WHERE rowid <= ?1")
-                .and_then(|mut s| s.execute([rows[below - 1].0]))
+        {
+            let mut del = tx
+                .prepare_cached("DELETE FROM idempotency_keys WHERE rowid = ?1")
                 .map_err(e)?;
+            for (rowid, _) in &rows[..below] {
+                del.execute([rowid]).map_err(e)?;
+            }
         }
         tx.commit().map_err(e)?;
-        if below < batch_rows {
+        if below < rows.len() || rows.len() < batch_rows {
             return Ok(());
         }
+        after = rows[below - 1].0;
     }
 }
 
@@ -474,6 +497,35 @@ mod tests {
             Err(StoreError::IdempotencyPruned { key }) if key == "gone"
         ));
         assert_eq!(count(&conn), before_count);
+
+        // A key answers with the largest of its seqs in mind, wherever it is
+        // in the list (a replayed id keeps its older seq in request order);
+        // a `seqs` that is no list of seqs is forgotten; the walk stops at
+        // the first key still needed.
+        for (k, seqs) in [
+            ("junk", "not json"),
+            ("empty", "[]"),
+            ("mixed", "[1000000000, 1]"),
+            ("after-mixed", "[1]"),
+        ] {
+            conn.execute(
+                "INSERT INTO idempotency_keys (key, request_hash, seqs, created_at) VALUES (?1, ?2, ?3, 't')",
+                params![k, &[9u8; 32][..], seqs],
+            )
+            .unwrap();
+        }
+        let everything = Utc::now() + chrono::Duration::seconds(1);
+        let r = prune(
+            &mut conn,
+            &db,
+            &key,
+            &Keyring::new(key.clone()),
+            everything,
+            2,
+        )
+        .unwrap();
+        assert!(r.event_seq.is_some(), "{r:?}");
+        assert_eq!(keys(&conn), ["mixed", "after-mixed"]);
         writer.shutdown();
     }
 
