@@ -59,28 +59,30 @@ fn list_items<'a>(req: &'a HttpRequest, name: &str) -> Vec<&'a str> {
 }
 
 /// The forwarding chain, oldest (the client) first. With `Forwarded`, each
-/// element is a hop with its own `proto` and `host`. With `X-Forwarded-*`,
-/// `-Proto`, `-Host` and `-Port` lists as long as `X-Forwarded-For` are read
-/// item by item beside it; otherwise their first item (the value the
-/// outermost proxy set) is given to the nearest hop, so it holds whichever
-/// hop the client is found at.
+/// element is a hop with its own `proto` and `host`; an element without
+/// `for=` names no address (as `for=unknown`), so the walk never passes a
+/// trusted proxy's element to reach what the client wrote before it. With
+/// `X-Forwarded-*`, the `-Proto`, `-Host` and `-Port` lists are lined up with
+/// `X-Forwarded-For` from the right: the items proxies appended last (the
+/// trusted ones) sit beside the hops they describe, and extra items on the
+/// left, which a client could have sent, are dropped.
 fn forwarded_chain(req: &HttpRequest) -> Vec<Hop> {
     let forwarded = list_items(req, "forwarded");
     if !forwarded.is_empty() {
         return forwarded
             .iter()
             .map(|element| {
-                let mut hop = Hop::default();
+                let mut hop = Hop {
+                    named: true,
+                    ..Hop::default()
+                };
                 for pair in element.split(';') {
                     let Some((k, v)) = pair.split_once('=') else {
                         continue;
                     };
                     let v = v.trim().trim_matches('"');
                     match k.trim().to_ascii_lowercase().as_str() {
-                        "for" => {
-                            hop.named = true;
-                            hop.from = parse_node(v);
-                        }
+                        "for" => hop.from = parse_node(v),
                         "proto" => hop.proto = Some(v.to_ascii_lowercase()),
                         "host" => hop.host = Some(v.to_owned()),
                         _ => {}
@@ -102,41 +104,24 @@ fn forwarded_chain(req: &HttpRequest) -> Vec<Hop> {
         // Scheme and host without addresses: they describe the client's hop.
         chain.push(Hop::default());
     }
-    let n = chain.len();
-    let spread = |items: Vec<&str>, chain: &mut Vec<Hop>, set: fn(&mut Hop, String)| {
-        let items: Vec<&str> = items.into_iter().filter(|v| !v.is_empty()).collect();
-        if items.len() == n {
-            for (hop, v) in chain.iter_mut().zip(items) {
-                set(hop, v.to_owned());
-            }
-        } else if let Some(first) = items.first() {
-            set(
-                chain.last_mut().expect("one hop at least"),
-                (*first).to_owned(),
-            );
+    // Items beside hops, lined up from the right (the nearest hop last).
+    let from_right = |name: &str| -> Vec<Option<String>> {
+        let items = list_items(req, name);
+        let mut out = vec![None; chain.len()];
+        for (slot, v) in out.iter_mut().rev().zip(items.iter().rev()) {
+            *slot = Some((*v).to_owned()).filter(|v| !v.is_empty());
         }
+        out
     };
-    spread(list_items(req, "x-forwarded-proto"), &mut chain, |h, v| {
-        h.proto = Some(v.to_ascii_lowercase())
-    });
-    let hosts = list_items(req, "x-forwarded-host");
-    spread(hosts, &mut chain, |h, v| h.host = Some(v));
-    let ports = list_items(req, "x-forwarded-port");
-    let mut port_of = vec![None; n];
-    {
-        let ports: Vec<&str> = ports.into_iter().filter(|v| !v.is_empty()).collect();
-        if ports.len() == n {
-            for (slot, p) in port_of.iter_mut().zip(ports) {
-                *slot = Some(p.to_owned());
-            }
-        } else if let Some(first) = ports.first() {
-            port_of[n - 1] = Some((*first).to_owned());
-        }
-    }
-    for (hop, port) in chain.iter_mut().zip(port_of) {
-        if let (Some(host), Some(port)) = (&hop.host, port) {
-            hop.host = Some(with_port(host, &port, hop.proto.as_deref()));
-        }
+    let protos = from_right("x-forwarded-proto");
+    let hosts = from_right("x-forwarded-host");
+    let ports = from_right("x-forwarded-port");
+    for (((hop, proto), host), port) in chain.iter_mut().zip(protos).zip(hosts).zip(ports) {
+        hop.proto = proto.map(|p| p.to_ascii_lowercase());
+        hop.host = match (host, port) {
+            (Some(h), Some(p)) => Some(with_port(&h, &p, hop.proto.as_deref())),
+            (h, _) => h,
+        };
     }
     chain
 }
@@ -153,7 +138,11 @@ fn with_port(host: &str, port: &str, proto: Option<&str>) -> String {
         Some("https") => "443",
         _ => "80",
     };
-    if has_port || port == default || port.parse::<u16>().is_err() {
+    let valid = !port.is_empty()
+        && port.len() <= 5
+        && port.bytes().all(|b| b.is_ascii_digit())
+        && port.parse::<u16>().is_ok();
+    if has_port || port == default || !valid {
         host.to_owned()
     } else {
         format!("{host}:{port}")
@@ -217,7 +206,8 @@ pub fn resolve(req: &HttpRequest, trusted: &[Cidr]) -> Client {
     if let Some(at) = at {
         client.ip = chain[at].from;
     }
-    let at = at.unwrap_or(0);
+    // No hop names an address (scheme and host alone): the nearest hop's.
+    let at = at.unwrap_or(chain.len().saturating_sub(1));
     // The scheme and host the client used are those the outermost trusted
     // proxy was addressed with: the hop where the client was found, or the
     // nearest hop after it that says (proxies nearer to trail name the

@@ -207,6 +207,61 @@ async fn forwarded_headers_from_a_trusted_proxy_are_believed() {
         let link = link_via(&s, &token, &headers).await;
         assert!(link.starts_with(start), "{headers:?}: Link {link:?}");
     }
+    // What a client writes before the proxies' own items never becomes the
+    // scheme, host or address: lists line up from the right, and an element
+    // of a trusted proxy without `for=` stops the walk.
+    for (headers, ip, start) in [
+        (
+            vec![
+                ("x-forwarded-for", "203.0.113.7"),
+                ("x-forwarded-host", "evil.example.com, audit.example.com"),
+                ("x-forwarded-proto", "http, https"),
+                ("x-forwarded-port", "6666, 443"),
+            ],
+            Some("203.0.113.7"),
+            "<https://audit.example.com/v1/events?",
+        ),
+        (
+            vec![
+                ("x-forwarded-for", "6.6.6.6, 203.0.113.7"),
+                ("x-forwarded-host", "evil.example.com, audit.example.com"),
+            ],
+            Some("203.0.113.7"),
+            "<http://audit.example.com/v1/events?",
+        ),
+        (
+            vec![("x-forwarded-host", "evil.example.com, audit.example.com")],
+            Some("127.0.0.1"),
+            "<http://audit.example.com/v1/events?",
+        ),
+        (
+            vec![(
+                "forwarded",
+                "for=6.6.6.6;host=evil.example.com, proto=https;host=audit.example.com",
+            )],
+            None,
+            "<https://audit.example.com/v1/events?",
+        ),
+        // A port that is not all digits is no port.
+        (
+            vec![
+                ("x-forwarded-for", "203.0.113.7"),
+                ("x-forwarded-host", "audit.example.com"),
+                ("x-forwarded-port", "+8443"),
+            ],
+            Some("203.0.113.7"),
+            "<http://audit.example.com/v1/events?",
+        ),
+    ] {
+        let stored = post_via(&s, &token, &headers).await;
+        assert_eq!(
+            stored.get("source_ip").and_then(Value::as_str),
+            ip,
+            "{headers:?}: {stored}"
+        );
+        let link = link_via(&s, &token, &headers).await;
+        assert!(link.starts_with(start), "{headers:?}: Link {link:?}");
+    }
     // A proxy that does not know (or hides) the client's address: no
     // address is recorded, never the proxy's own as the client's.
     for headers in [
