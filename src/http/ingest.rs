@@ -353,6 +353,14 @@ pub async fn post_events(
             .await?
     };
     metrics::histogram!("trail_append_latency_seconds").record(started.elapsed().as_secs_f64());
+    let kept = drops.iter().filter(|d| d.is_none()).count();
+    if stored.len() != kept {
+        // Only a hand-edited idempotency_keys row can answer another count.
+        return Err(ApiError::Internal(format!(
+            "a replay answered {} events for {kept} stored ones",
+            stored.len()
+        )));
+    }
     let created = stored.iter().any(|a| a.created);
     let mut body = String::with_capacity(stored.len() * 600 + 16);
     let mut resp = if created {

@@ -69,6 +69,27 @@ async fn events_below_min_level_are_dropped() {
     assert_eq!(v["events"][2], json!({"dropped": "min_level"}));
     assert_eq!(v["dropped"], json!(2), "{v}");
     assert_eq!(db.count(), n0 + 4);
+    // A keyed retry of such a batch: the same answer, drops in place; the
+    // same stored events with a drop elsewhere are another request.
+    let keyed = json!([
+        {"event": "keyed.a", "level": "debug"},
+        {"event": "keyed.b", "level": "error"}
+    ]);
+    let post_keyed = |body: serde_json::Value| {
+        s.call(Req::post("/v1/events", body).header("idempotency-key", "drop-key"))
+    };
+    let first = post_keyed(keyed.clone()).await;
+    first.expect(201);
+    let again = post_keyed(keyed).await;
+    again.expect(200);
+    assert_eq!(again.body, first.body);
+    let moved = post_keyed(json!([
+        {"event": "keyed.b", "level": "error"},
+        {"event": "keyed.a", "level": "debug"}
+    ]))
+    .await;
+    moved.expect(409);
+    assert_eq!(db.count(), n0 + 5);
     // A batch of only dropped events: 200, nothing stored.
     let r = s
         .post_event(
@@ -81,7 +102,7 @@ async fn events_below_min_level_are_dropped() {
         r.json(),
         json!({"events": [{"dropped": "min_level"}, {"dropped": "min_level"}], "dropped": 2})
     );
-    assert_eq!(db.count(), n0 + 4);
+    assert_eq!(db.count(), n0 + 5);
     // The server's own warnings pass (auth.fail is a warning).
     let dropped1 = metric_sum(
         &s.get("/metrics").await.text_lossy(),
