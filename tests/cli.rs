@@ -946,6 +946,12 @@ fn append_success_that_is_not_a_boolean_is_refused() {
     let (env, rows) = seeded();
     let out = env.trail(&["append", "x.y", "--success", "maybe"]);
     assert_refused(&env, &rows, &out, &["success", "maybe"]);
+    // Any case of true and false, as `show --success` and `--level` take.
+    for (given, stored) in [("TRUE", true), ("False", false)] {
+        let (seq, _, _) = parse_append(&env.trail(&["append", "x.y", "--success", given]));
+        let entry: serde_json::Value = serde_json::from_str(&entry_of(&env, seq as i64)).unwrap();
+        assert_eq!(entry["success"], json!(stored), "{given}");
+    }
 }
 
 #[test]

@@ -733,7 +733,7 @@ fn append(
             }
         }
         if let Some(s) = &args.success {
-            let b = match s.as_str() {
+            let b = match s.to_ascii_lowercase().as_str() {
                 "true" => true,
                 "false" => false,
                 _ => {
