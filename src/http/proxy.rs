@@ -68,29 +68,43 @@ fn list_items<'a>(req: &'a HttpRequest, name: &str) -> Vec<&'a str> {
 /// left, which a client could have sent, are dropped.
 fn forwarded_chain(req: &HttpRequest) -> Vec<Hop> {
     let forwarded = list_items(req, "forwarded");
-    if !forwarded.is_empty() {
-        return forwarded
-            .iter()
-            .map(|element| {
-                let mut hop = Hop {
-                    named: true,
-                    ..Hop::default()
+    forwarded
+        .iter()
+        .map(|element| {
+            let mut hop = Hop {
+                named: true,
+                ..Hop::default()
+            };
+            for pair in element.split(';') {
+                let Some((k, v)) = pair.split_once('=') else {
+                    continue;
                 };
-                for pair in element.split(';') {
-                    let Some((k, v)) = pair.split_once('=') else {
-                        continue;
-                    };
-                    let v = v.trim().trim_matches('"');
-                    match k.trim().to_ascii_lowercase().as_str() {
-                        "for" => hop.from = parse_node(v),
-                        "proto" => hop.proto = Some(v.to_ascii_lowercase()),
-                        "host" => hop.host = Some(v.to_owned()),
-                        _ => {}
-                    }
+                let v = v.trim().trim_matches('"');
+                match k.trim().to_ascii_lowercase().as_str() {
+                    "for" => hop.from = parse_node(v),
+                    "proto" => hop.proto = Some(v.to_ascii_lowercase()),
+                    "host" => hop.host = Some(v.to_owned()),
+                    _ => {}
                 }
-                hop
-            })
-            .collect();
+            }
+            hop
+        })
+        .collect()
+}
+
+/// The `X-Forwarded-*` chain (see [`forwarded_chain`]); empty when the
+/// request has none of them.
+fn x_forwarded_chain(req: &HttpRequest) -> Vec<Hop> {
+    let any = [
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-forwarded-port",
+    ]
+    .iter()
+    .any(|h| req.headers().contains_key(*h));
+    if !any {
+        return Vec::new();
     }
     let mut chain: Vec<Hop> = list_items(req, "x-forwarded-for")
         .into_iter()
@@ -194,7 +208,51 @@ pub fn resolve(req: &HttpRequest, trusted: &[Cidr]) -> Client {
     if !peer.is_some_and(|p| is_trusted(p, trusted)) {
         return client;
     }
-    let chain = forwarded_chain(req);
+    let forwarded = forwarded_chain(req);
+    let x_forwarded = x_forwarded_chain(req);
+    let seen = match (walk(&forwarded, trusted), walk(&x_forwarded, trusted)) {
+        (Some(f), Some(x)) if f.ip.is_some() && x.ip.is_some() && f.ip != x.ip => {
+            // Both families, naming different clients: one of them came from
+            // the client through a proxy that sets only the other (nginx
+            // passes a client's `Forwarded` on). Believe neither.
+            tracing::debug!(
+                "Forwarded and X-Forwarded-For name different clients; neither is used"
+            );
+            Seen {
+                ip: Some(None),
+                scheme: None,
+                host: None,
+            }
+        }
+        (Some(f), _) => f,
+        (None, Some(x)) => x,
+        (None, None) => return client,
+    };
+    if let Some(ip) = seen.ip {
+        client.ip = ip;
+    }
+    if let Some(p) = seen.scheme {
+        client.scheme = p;
+    }
+    if let Some(h) = seen.host {
+        client.host = h;
+    }
+    client
+}
+
+/// What a forwarding chain says of the client: its address (`Some(None)`:
+/// the proxy gave none; `None`: the chain names no hop), scheme and host.
+#[derive(Debug, PartialEq)]
+struct Seen {
+    ip: Option<Option<IpAddr>>,
+    scheme: Option<String>,
+    host: Option<String>,
+}
+
+fn walk(chain: &[Hop], trusted: &[Cidr]) -> Option<Seen> {
+    if chain.is_empty() {
+        return None;
+    }
     // Walk from the nearest hop back: the first node not itself a trusted
     // proxy is the client. Everything before it could be forged by the client.
     // A node given as no address (`for=unknown`) leaves the client's address
@@ -203,23 +261,19 @@ pub fn resolve(req: &HttpRequest, trusted: &[Cidr]) -> Client {
         .iter()
         .rposition(|h| h.named && !h.from.is_some_and(|ip| is_trusted(ip, trusted)))
         .or_else(|| chain.iter().position(|h| h.named));
-    if let Some(at) = at {
-        client.ip = chain[at].from;
-    }
+    let ip = at.map(|at| chain[at].from);
     // No hop names an address (scheme and host alone): the nearest hop's.
-    let at = at.unwrap_or(chain.len().saturating_sub(1));
+    let at = at.unwrap_or(chain.len() - 1);
     // The scheme and host the client used are those the outermost trusted
     // proxy was addressed with: the hop where the client was found, or the
     // nearest hop after it that says (proxies nearer to trail name the
     // internal host they were sent to).
     let said = |get: fn(&Hop) -> Option<&String>| chain.iter().skip(at).find_map(get).cloned();
-    if let Some(p) = said(|h| h.proto.as_ref()).filter(|p| p == "http" || p == "https") {
-        client.scheme = p;
-    }
-    if let Some(h) = said(|h| h.host.as_ref()).filter(|h| is_host(h)) {
-        client.host = h;
-    }
-    client
+    Some(Seen {
+        ip,
+        scheme: said(|h| h.proto.as_ref()).filter(|p| p == "http" || p == "https"),
+        host: said(|h| h.host.as_ref()).filter(|h| is_host(h)),
+    })
 }
 
 /// A host name or an IPv4 address, or a bracketed IPv6 one, with an

@@ -242,6 +242,29 @@ async fn forwarded_headers_from_a_trusted_proxy_are_believed() {
             None,
             "<https://audit.example.com/v1/events?",
         ),
+        // Both families naming different clients: a client's `Forwarded`
+        // passed on by a proxy that sets X-Forwarded-* (nginx does). Neither
+        // is believed; when they agree, they are.
+        (
+            vec![
+                ("forwarded", "for=6.6.6.6;host=evil.example.com;proto=https"),
+                ("x-forwarded-for", "203.0.113.7"),
+                ("x-forwarded-host", "audit.example.com"),
+            ],
+            None,
+            "<http://127.0.0.1:",
+        ),
+        (
+            vec![
+                (
+                    "forwarded",
+                    "for=203.0.113.7;host=audit.example.com;proto=https",
+                ),
+                ("x-forwarded-for", "203.0.113.7"),
+            ],
+            Some("203.0.113.7"),
+            "<https://audit.example.com/v1/events?",
+        ),
         // A port that is not all digits is no port.
         (
             vec![
