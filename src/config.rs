@@ -96,6 +96,35 @@ pub enum LogFormat {
     Pretty,
 }
 
+/// The one family of forwarding headers the trusted proxies write; the
+/// other is never read (a proxy passes a client's own on untouched).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProxyHeaders {
+    /// `X-Forwarded-For`, `-Proto`, `-Host`, `-Port` (nginx, Traefik,
+    /// Caddy, HAProxy, cloud load balancers).
+    #[default]
+    XForwarded,
+    /// RFC 7239 `Forwarded`.
+    Forwarded,
+}
+
+impl ProxyHeaders {
+    pub fn parse(s: &str) -> Result<ProxyHeaders, String> {
+        match s {
+            "x-forwarded" => Ok(ProxyHeaders::XForwarded),
+            "forwarded" => Ok(ProxyHeaders::Forwarded),
+            other => Err(format!("must be x-forwarded or forwarded (got {other:?})")),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProxyHeaders::XForwarded => "x-forwarded",
+            ProxyHeaders::Forwarded => "forwarded",
+        }
+    }
+}
+
 /// An address or a CIDR block (`10.0.0.0/8`, `::1`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cidr {
@@ -179,6 +208,7 @@ pub struct Config {
     pub workers: Setting<usize>,
     pub retention_days: Setting<Option<u32>>,
     pub trusted_proxies: Setting<Vec<Cidr>>,
+    pub proxy_headers: Setting<ProxyHeaders>,
     pub base_path: Setting<String>,
     pub log_format: Setting<LogFormat>,
     pub metrics_require_admin: Setting<bool>,
@@ -215,6 +245,7 @@ pub const SETTINGS: &[&str] = &[
     "workers",
     "retention_days",
     "trusted_proxies",
+    "proxy_headers",
     "base_path",
     "log_format",
     "metrics_require_admin",
@@ -485,6 +516,9 @@ impl Layers {
             })?,
             trusted_proxies: self.get("trusted_proxies", Vec::new(), |r| {
                 list(r)?.iter().map(|s| Cidr::parse(s)).collect()
+            })?,
+            proxy_headers: self.get("proxy_headers", ProxyHeaders::XForwarded, |r| {
+                ProxyHeaders::parse(&text(r)?)
             })?,
             base_path: self.get("base_path", String::new(), base_path)?,
             log_format: self.get("log_format", LogFormat::Json, |r| match text(r)?.as_str() {
@@ -954,6 +988,7 @@ impl Config {
                     .collect::<Vec<_>>()
                     .join(",")
             }),
+            row("proxy_headers", &self.proxy_headers, |v| v.as_str().into()),
             row("base_path", &self.base_path, |v| v.clone()),
             row("log_format", &self.log_format, |v| {
                 format!("{v:?}").to_lowercase()

@@ -160,6 +160,11 @@ pub struct ServeArgs {
     /// addresses or CIDRs (TRAIL_TRUSTED_PROXIES).
     #[arg(long)]
     pub trusted_proxies: Option<String>,
+    /// The forwarding headers those proxies write: x-forwarded (default:
+    /// X-Forwarded-For/-Proto/-Host/-Port) or forwarded (RFC 7239); the
+    /// other family is never read (TRAIL_PROXY_HEADERS).
+    #[arg(long)]
+    pub proxy_headers: Option<String>,
     /// Serve everything under this path, such as /audit (TRAIL_BASE_PATH).
     #[arg(long)]
     pub base_path: Option<String>,
@@ -184,6 +189,7 @@ impl ServeArgs {
             ("workers", &self.workers),
             ("retention_days", &self.retention_days),
             ("trusted_proxies", &self.trusted_proxies),
+            ("proxy_headers", &self.proxy_headers),
             ("base_path", &self.base_path),
             ("log_format", &self.log_format),
             ("min_level", &self.min_level),

@@ -298,7 +298,7 @@ pub async fn gate<B: MessageBody + 'static>(
         .cloned()
         .expect("app state is registered");
     let rid = request_id(&req);
-    let client = proxy::resolve(req.request(), &state.trusted_proxies);
+    let client = proxy::resolve(req.request(), &state.trusted_proxies, state.proxy_headers);
     let method = req.method().clone();
     let full_path = decoded_path(req.path());
     let path = full_path

@@ -24,7 +24,7 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OpenFlags};
 
-use crate::config::{Cidr, Config, ConfigError, Secret};
+use crate::config::{Cidr, Config, ConfigError, ProxyHeaders, Secret};
 use crate::domain::{EventMatch, EventType, Keyring, Level, NewEvent};
 use crate::store::{KeySource, StoreError, Writer, WriterConfig};
 
@@ -77,6 +77,7 @@ pub struct ServeConfig {
     /// space than this (appends would fail).
     pub ready_min_free_bytes: u64,
     pub trusted_proxies: Vec<Cidr>,
+    pub proxy_headers: ProxyHeaders,
     /// Prefix of every route, such as `/audit` (empty for none).
     pub base_path: String,
     /// Events below this level are counted and dropped.
@@ -106,6 +107,7 @@ impl ServeConfig {
             shutdown_timeout: 5,
             ready_min_free_bytes: READY_MIN_FREE_BYTES,
             trusted_proxies: Vec::new(),
+            proxy_headers: ProxyHeaders::default(),
             base_path: String::new(),
             min_level: Level::Debug,
             exclude_events: EventMatch::default(),
@@ -132,6 +134,7 @@ impl ServeConfig {
         };
         s.workers = c.workers.value;
         s.trusted_proxies = c.trusted_proxies.value.clone();
+        s.proxy_headers = c.proxy_headers.value;
         s.base_path = c.base_path.value.clone();
         s.min_level = c.min_level.value;
         s.exclude_events = c.exclude_events.value.clone();
@@ -155,6 +158,7 @@ pub struct AppState {
     /// Prefix of every route (empty for none).
     pub base_path: String,
     pub trusted_proxies: Vec<Cidr>,
+    pub proxy_headers: ProxyHeaders,
     pub min_level: Level,
     pub exclude_events: EventMatch,
     pub metrics_require_admin: bool,
@@ -233,7 +237,7 @@ impl AppState {
     pub fn public_origin(&self, req: &HttpRequest) -> String {
         let client = auth::RequestContext::of(req)
             .map(|c| c.client)
-            .unwrap_or_else(|| proxy::resolve(req, &self.trusted_proxies));
+            .unwrap_or_else(|| proxy::resolve(req, &self.trusted_proxies, self.proxy_headers));
         format!("{}://{}", client.scheme, client.host)
     }
 }
@@ -560,6 +564,7 @@ impl Application {
             limits: config.limits,
             base_path: config.base_path.clone(),
             trusted_proxies: config.trusted_proxies.clone(),
+            proxy_headers: config.proxy_headers,
             min_level: config.min_level,
             exclude_events: config.exclude_events.clone(),
             metrics_require_admin: config.metrics_require_admin,

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use actix_web::HttpRequest;
 
-use crate::config::Cidr;
+use crate::config::{Cidr, ProxyHeaders};
 
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -188,7 +188,7 @@ fn has_proxy_headers(req: &HttpRequest) -> bool {
     })
 }
 
-pub fn resolve(req: &HttpRequest, trusted: &[Cidr]) -> Client {
+pub fn resolve(req: &HttpRequest, trusted: &[Cidr], family: ProxyHeaders) -> Client {
     let peer = req.peer_addr().map(|a| a.ip());
     let own_host = req
         .headers()
@@ -208,25 +208,14 @@ pub fn resolve(req: &HttpRequest, trusted: &[Cidr]) -> Client {
     if !peer.is_some_and(|p| is_trusted(p, trusted)) {
         return client;
     }
-    let forwarded = forwarded_chain(req);
-    let x_forwarded = x_forwarded_chain(req);
-    let seen = match (walk(&forwarded, trusted), walk(&x_forwarded, trusted)) {
-        (Some(f), Some(x)) if f.ip.is_some() && x.ip.is_some() && f.ip != x.ip => {
-            // Both families, naming different clients: one of them came from
-            // the client through a proxy that sets only the other (nginx
-            // passes a client's `Forwarded` on). Believe neither.
-            tracing::debug!(
-                "Forwarded and X-Forwarded-For name different clients; neither is used"
-            );
-            Seen {
-                ip: Some(None),
-                scheme: None,
-                host: None,
-            }
-        }
-        (Some(f), _) => f,
-        (None, Some(x)) => x,
-        (None, None) => return client,
+    // Only the family the proxies write: they pass the other on as the
+    // client sent it.
+    let chain = match family {
+        ProxyHeaders::Forwarded => forwarded_chain(req),
+        ProxyHeaders::XForwarded => x_forwarded_chain(req),
+    };
+    let Some(seen) = walk(&chain, trusted) else {
+        return client;
     };
     if let Some(ip) = seen.ip {
         client.ip = ip;
@@ -242,7 +231,6 @@ pub fn resolve(req: &HttpRequest, trusted: &[Cidr]) -> Client {
 
 /// What a forwarding chain says of the client: its address (`Some(None)`:
 /// the proxy gave none; `None`: the chain names no hop), scheme and host.
-#[derive(Debug, PartialEq)]
 struct Seen {
     ip: Option<Option<IpAddr>>,
     scheme: Option<String>,

@@ -31,6 +31,7 @@ const SHOWN: &[&str] = &[
     "workers",
     "retention_days",
     "trusted_proxies",
+    "proxy_headers",
     "base_path",
     "log_format",
     "metrics_require_admin",
@@ -358,6 +359,11 @@ fn a_bad_value_stops_serve_and_config_with_exit_2_naming_setting_and_source() {
         ("TRAIL_BIND", "localhost", "bind"),
         ("TRAIL_MIN_LEVEL", "loud", "min_level"),
         ("TRAIL_TRUSTED_PROXIES", "10.0.0.0/99", "trusted_proxies"),
+        (
+            "TRAIL_PROXY_HEADERS",
+            "both",
+            "proxy_headers (from environment variable TRAIL_PROXY_HEADERS): must be x-forwarded or forwarded (got \"both\")",
+        ),
         ("TRAIL_BASE_PATH", "audit", "base_path"),
         ("TRAIL_BOOTSTRAP_TOKEN", "short", "bootstrap_token"),
         (

@@ -4,7 +4,7 @@
 
 use awc::http::Method;
 use serde_json::{json, Value};
-use trail::config::Cidr;
+use trail::config::{Cidr, ProxyHeaders};
 use trail::store::tokens::Scope;
 
 use crate::helpers::*;
@@ -94,18 +94,34 @@ async fn forwarded_headers_from_an_untrusted_peer_are_ignored() {
 
 #[actix_rt::test]
 async fn forwarded_headers_from_a_trusted_proxy_are_believed() {
+    // One server reads X-Forwarded-* (the default), the other Forwarded
+    // (`proxy_headers = "forwarded"`); each never reads the other family.
     let s = start(|c| c.trusted_proxies = vec![Cidr::parse("127.0.0.1").unwrap()]).await;
     let token = s.create_token("px", &[Scope::Admin]);
+    let f = start(|c| {
+        c.trusted_proxies = vec![Cidr::parse("127.0.0.1").unwrap()];
+        c.proxy_headers = ProxyHeaders::Forwarded;
+    })
+    .await;
+    let ftoken = f.create_token("px", &[Scope::Admin]);
+    let pick = |h: &[(&str, &str)]| {
+        if h.iter().any(|(k, _)| *k == "forwarded") {
+            (&f, &ftoken)
+        } else {
+            (&s, &token)
+        }
+    };
     for (label, headers, ip) in [
         ("X-Forwarded-*", XF, "203.0.113.7"),
         ("Forwarded", RFC7239, "203.0.113.9"),
     ] {
-        let stored = post_via(&s, &token, headers).await;
+        let (s, token) = pick(headers);
+        let stored = post_via(s, token, headers).await;
         assert_eq!(
             stored["source_ip"], ip,
             "{label} from a trusted proxy: {stored}"
         );
-        let link = link_via(&s, &token, headers).await;
+        let link = link_via(s, token, headers).await;
         assert!(
             link.starts_with("<https://audit.example.com/v1/events?"),
             "{label} from a trusted proxy: Link {link:?}"
@@ -113,8 +129,8 @@ async fn forwarded_headers_from_a_trusted_proxy_are_believed() {
     }
     // RFC 7239 with a quoted IPv6 node and port.
     let stored = post_via(
-        &s,
-        &token,
+        &f,
+        &ftoken,
         &[("forwarded", "for=\"[2001:db8:cafe::17]:4711\";proto=https")],
     )
     .await;
@@ -202,9 +218,10 @@ async fn forwarded_headers_from_a_trusted_proxy_are_believed() {
             "<http://audit.example.com:9000/v1/events?",
         ),
     ] {
-        let stored = post_via(&s, &token, &headers).await;
+        let (s, token) = pick(&headers);
+        let stored = post_via(s, token, &headers).await;
         assert_eq!(stored["source_ip"], ip, "{headers:?}: {stored}");
-        let link = link_via(&s, &token, &headers).await;
+        let link = link_via(s, token, &headers).await;
         assert!(link.starts_with(start), "{headers:?}: Link {link:?}");
     }
     // What a client writes before the proxies' own items never becomes the
@@ -242,29 +259,6 @@ async fn forwarded_headers_from_a_trusted_proxy_are_believed() {
             None,
             "<https://audit.example.com/v1/events?",
         ),
-        // Both families naming different clients: a client's `Forwarded`
-        // passed on by a proxy that sets X-Forwarded-* (nginx does). Neither
-        // is believed; when they agree, they are.
-        (
-            vec![
-                ("forwarded", "for=6.6.6.6;host=evil.example.com;proto=https"),
-                ("x-forwarded-for", "203.0.113.7"),
-                ("x-forwarded-host", "audit.example.com"),
-            ],
-            None,
-            "<http://127.0.0.1:",
-        ),
-        (
-            vec![
-                (
-                    "forwarded",
-                    "for=203.0.113.7;host=audit.example.com;proto=https",
-                ),
-                ("x-forwarded-for", "203.0.113.7"),
-            ],
-            Some("203.0.113.7"),
-            "<https://audit.example.com/v1/events?",
-        ),
         // A port that is not all digits is no port.
         (
             vec![
@@ -276,13 +270,65 @@ async fn forwarded_headers_from_a_trusted_proxy_are_believed() {
             "<http://audit.example.com/v1/events?",
         ),
     ] {
-        let stored = post_via(&s, &token, &headers).await;
+        let (s, token) = pick(&headers);
+        let stored = post_via(s, token, &headers).await;
         assert_eq!(
             stored.get("source_ip").and_then(Value::as_str),
             ip,
             "{headers:?}: {stored}"
         );
-        let link = link_via(&s, &token, &headers).await;
+        let link = link_via(s, token, &headers).await;
+        assert!(link.starts_with(start), "{headers:?}: Link {link:?}");
+    }
+    // The other family is never read: a client's own `Forwarded` passed on
+    // by a proxy that writes X-Forwarded-* (nginx does), and the reverse.
+    for (server, token, headers, ip, start) in [
+        (
+            &s,
+            &token,
+            vec![
+                ("forwarded", "for=6.6.6.6;host=evil.example.com;proto=https"),
+                ("x-forwarded-for", "203.0.113.7"),
+                ("x-forwarded-host", "audit.example.com"),
+            ],
+            "203.0.113.7",
+            "<http://audit.example.com/v1/events?",
+        ),
+        (
+            &s,
+            &token,
+            vec![("forwarded", "for=6.6.6.6;host=evil.example.com;proto=https")],
+            "127.0.0.1",
+            "<http://127.0.0.1:",
+        ),
+        (
+            &f,
+            &ftoken,
+            vec![
+                (
+                    "forwarded",
+                    "for=203.0.113.9;host=audit.example.com;proto=https",
+                ),
+                ("x-forwarded-for", "6.6.6.6"),
+                ("x-forwarded-host", "evil.example.com"),
+            ],
+            "203.0.113.9",
+            "<https://audit.example.com/v1/events?",
+        ),
+        (
+            &f,
+            &ftoken,
+            vec![
+                ("x-forwarded-for", "6.6.6.6"),
+                ("x-forwarded-host", "evil.example.com"),
+            ],
+            "127.0.0.1",
+            "<http://127.0.0.1:",
+        ),
+    ] {
+        let stored = post_via(server, token, &headers).await;
+        assert_eq!(stored["source_ip"], ip, "{headers:?}: {stored}");
+        let link = link_via(server, token, &headers).await;
         assert!(link.starts_with(start), "{headers:?}: Link {link:?}");
     }
     // A proxy that does not know (or hides) the client's address: no
@@ -293,7 +339,8 @@ async fn forwarded_headers_from_a_trusted_proxy_are_believed() {
         [("x-forwarded-for", "not-an-ip")],
         [("x-forwarded-for", "unknown, 127.0.0.1")],
     ] {
-        let stored = post_via(&s, &token, &headers).await;
+        let (s, token) = pick(&headers);
+        let stored = post_via(s, token, &headers).await;
         assert_eq!(stored.get("source_ip"), None, "{headers:?}: {stored}");
     }
 
@@ -319,6 +366,7 @@ async fn forwarded_headers_from_a_trusted_proxy_are_believed() {
     assert_eq!(ev[0]["event"], "auth.fail");
     assert_eq!(ev[0]["source_ip"], "203.0.113.7", "{}", ev[0]);
     s.stop().await;
+    f.stop().await;
 }
 
 #[actix_rt::test]
