@@ -112,6 +112,8 @@ pub fn newest_cut(conn: &Connection) -> Result<Option<Cut>> {
 ///    row's chain hash, seal and key id.
 /// 2. Deletes the rows at or below the cut, `batch_rows` per transaction.
 /// 3. Appends a `retention.prune` event saying what was cut.
+/// 4. Forgets the `Idempotency-Key`s of the deleted events (best effort: a
+///    failure is logged, and a later prune tries again).
 ///
 /// With nothing older than `before` above the newest cut, it appends nothing
 /// (unless a previous prune stopped before deleting all it had cut: then it
@@ -328,7 +330,7 @@ fn forget_keys_up_to(conn: &mut Connection, up_to_seq: u64, batch_rows: usize) -
             .map_err(e)?;
         let rows: Vec<(i64, String)> = tx
             .prepare_cached(
-                "SELECT rowid, CAST(seqs AS TEXT) FROM idempotency_keys
+                "SELECT rowid, seqs FROM idempotency_keys
                  WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
             )
             .and_then(|mut s| {
@@ -337,7 +339,14 @@ fn forget_keys_up_to(conn: &mut Connection, up_to_seq: u64, batch_rows: usize) -
                     |r| {
                         Ok((
                             r.get(0)?,
-                            r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                            // Any bytes, read as text: one unreadable value must
+                            // not stop every later prune from forgetting keys.
+                            match r.get_ref(1)? {
+                                ValueRef::Text(t) | ValueRef::Blob(t) => {
+                                    String::from_utf8_lossy(t).into_owned()
+                                }
+                                _ => String::new(),
+                            },
                         ))
                     },
                 )?
@@ -514,6 +523,17 @@ mod tests {
             )
             .unwrap();
         }
+        // Not UTF-8 at all (a hand edit): forgotten too, never a stuck walk.
+        conn.execute(
+            "INSERT INTO idempotency_keys (key, request_hash, seqs, created_at) VALUES ('blob', ?1, X'FF', 't')",
+            params![&[9u8; 32][..]],
+        )
+        .unwrap();
+        conn.execute(
+            "UPDATE idempotency_keys SET rowid = -1 WHERE key = 'blob'",
+            [],
+        )
+        .unwrap();
         let everything = Utc::now() + chrono::Duration::seconds(1);
         let r = prune(
             &mut conn,
