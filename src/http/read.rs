@@ -223,20 +223,24 @@ pub async fn verify(
         .map_err(|m| ApiError::bad_param("anchor", m))?;
     let path = state.db_path.clone();
     let keys = state.keys.clone();
-    let report = web::block(move || {
-        verify_file(
-            &path,
-            &keys,
-            VerifyRequest {
-                from,
-                to,
-                anchor,
-                skip_seals: false,
-            },
-        )
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("verify task: {e}")))??;
+    // One of the shared long-read connections is held for the whole run (as
+    // summaries and exports hold theirs), so verifications count against
+    // `read_pool_size` too: a 503 with Retry-After when all are busy, never
+    // an unbounded number of verify threads and their page caches.
+    let report = state
+        .read(move |_held| {
+            verify_file(
+                &path,
+                &keys,
+                VerifyRequest {
+                    from,
+                    to,
+                    anchor,
+                    skip_seals: false,
+                },
+            )
+        })
+        .await?;
     let result = if report.valid { "valid" } else { "invalid" };
     metrics::counter!("trail_verifications_total", "result" => result).increment(1);
     Ok(HttpResponse::Ok().json(report))

@@ -465,8 +465,16 @@ async fn stalled_exports_give_503s_then_are_cut_off_and_free_their_connection() 
     r.expect(503);
     assert_eq!(r.header("retry-after").as_deref(), Some("5"));
     assert_eq!(r.json()["detail"], json!("every read connection is busy with long reads (exports, summaries, verifications); retry after the indicated delay"));
+    // A verification shares the same connections.
+    let r = app.get("/v1/verify").await;
+    r.expect(503);
+    assert_eq!(r.header("retry-after").as_deref(), Some("5"));
     drop(stalled);
     app.get("/v1/summary?period=all").await.expect(200);
+    assert_eq!(
+        app.get("/v1/verify").await.ok_json(200)["valid"],
+        json!(true)
+    );
 
     // Stall limit shorter than the pool wait: the export is cut off first.
     let app = spawn_app_with(|c| {
