@@ -54,6 +54,7 @@ pub async fn openapi_json(
     super::params::none(&req)?;
     let mut doc = ApiDoc::openapi();
     complete_query_params(&mut doc);
+    complete_responses(&mut doc);
     // Under a base path, the paths above are relative to it: say so, or a
     // client generated from this document would call the wrong URLs.
     if !state.base_path.is_empty() {
@@ -128,6 +129,87 @@ fn complete_query_params(doc: &mut utoipa::openapi::OpenApi) {
                     .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
                     .build(),
             ));
+        }
+    }
+}
+
+/// Routes that need no token (`/metrics` only with `metrics_require_admin`).
+const PUBLIC: &[&str] = &["/healthz", "/readyz", "/openapi.json", "/metrics"];
+
+/// The answers every route can give besides its own, said once here rather
+/// than on every annotation: the bearer token (401 without a valid one, 403
+/// without the scope, 503 when the refusal cannot be recorded in the chain,
+/// as every refusal is), a 400 for a bad, unknown or repeated query
+/// parameter, a 503 with `Retry-After` when the writer's queue or the read
+/// connections are all busy.
+fn complete_responses(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement};
+    use utoipa::openapi::{ContentBuilder, ResponseBuilder};
+    doc.components
+        .get_or_insert_with(Default::default)
+        .add_security_scheme(
+            "bearer",
+            utoipa::openapi::security::SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An API token (trail token create NAME --scope read|ingest|admin)",
+                    ))
+                    .build(),
+            ),
+        );
+    let problem = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(super::error::PROBLEM_JSON, ContentBuilder::new().build())
+            .build()
+    };
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let public = PUBLIC.contains(&path.as_str());
+        let probe = matches!(path.as_str(), "/healthz" | "/readyz" | "/metrics");
+        for op in [item.get.as_mut(), item.post.as_mut(), item.delete.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            let mut add = |code: &str, description: &str| {
+                op.responses
+                    .responses
+                    .entry(code.to_owned())
+                    .or_insert_with(|| problem(description).into());
+            };
+            if !probe {
+                add(
+                    "400",
+                    "A bad, unknown or repeated query parameter, named as sent; nothing is changed",
+                );
+            }
+            if path == "/metrics" {
+                add("401", "Only with metrics_require_admin: no valid token");
+                add(
+                    "403",
+                    "Only with metrics_require_admin: a token without the admin scope",
+                );
+            }
+            if !public {
+                add(
+                    "401",
+                    "No token, or one that is wrong or revoked (recorded as an auth.fail event)",
+                );
+                add(
+                    "403",
+                    "A token without the scope this route needs (recorded as an auth.fail event)",
+                );
+                add(
+                    "503",
+                    "Busy: the writer's queue or every long-read connection (or a refusal that could not be recorded); nothing is changed; see Retry-After",
+                );
+            }
+            if !public {
+                op.security = Some(vec![SecurityRequirement::new(
+                    "bearer",
+                    Vec::<String>::new(),
+                )]);
+            }
         }
     }
 }

@@ -198,7 +198,8 @@ pub async fn head(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
 #[utoipa::path(
     get, path = "/v1/verify", tag = "verify",
     params(
-        ("from" = Option<u64>, Query), ("to" = Option<u64>, Query),
+        ("from" = Option<u64>, Query, minimum = 1, description = "First seq to check (default: the first)"),
+        ("to" = Option<u64>, Query, minimum = 1, description = "Last seq to check (default: the newest)"),
         ("anchor" = Option<String>, Query, description = "SEQ:HEX, a head seen earlier"),
     ),
     responses((status = 200, description = "The verdict (valid or not: the request itself succeeded)", body = ReportDoc))

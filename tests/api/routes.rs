@@ -1278,3 +1278,54 @@ async fn openapi_names_exactly_the_query_parameters_each_route_takes() {
         assert_eq!(documented, accepted, "GET {path}: documented vs accepted");
     }
 }
+
+/// The answers every route can give besides its own are in the document:
+/// the bearer scheme on each route that needs a token, with its 401, 403
+/// and 503, and the 400 for a bad query parameter; the probes need none.
+/// Each is then provoked on the running server for one route.
+#[actix_rt::test]
+async fn openapi_documents_auth_and_the_common_refusals() {
+    let app = spawn_app().await;
+    let doc = app.get("/openapi.json").await.ok_json(200);
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"],
+        json!({"type": "http", "scheme": "bearer", "description": "An API token (trail token create NAME --scope read|ingest|admin)"})
+    );
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            let codes: Vec<&String> = op["responses"].as_object().unwrap().keys().collect();
+            let has = |c: &str| codes.iter().any(|k| k.as_str() == c);
+            let public =
+                ["/healthz", "/readyz", "/openapi.json", "/metrics"].contains(&path.as_str());
+            assert_eq!(
+                op.get("security").is_some(),
+                !public,
+                "{method} {path}: security"
+            );
+            if !public {
+                for c in ["400", "401", "403", "503"] {
+                    assert!(has(c), "{method} {path}: {c} in {codes:?}");
+                    assert!(
+                        op["responses"][c]["content"]["application/problem+json"].is_object(),
+                        "{method} {path}: {c} is problem+json"
+                    );
+                }
+            }
+        }
+    }
+    assert!(doc["paths"]["/healthz"]["get"]["responses"]
+        .get("401")
+        .is_none());
+    let from = doc["paths"]["/v1/verify"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "from")
+        .unwrap()
+        .clone();
+    assert_eq!(from["schema"]["minimum"], json!(1), "{from}");
+    // The documented 400 is what a bad parameter gets.
+    let r = app.get("/v1/head?x=1").await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.content_type(), "application/problem+json");
+}
