@@ -75,6 +75,13 @@ pub fn check_secret(s: &str) -> std::result::Result<(), String> {
 }
 
 pub fn check_name(s: &str) -> std::result::Result<(), String> {
+    // `.` and `..` are path segments a client normalises away: such a token
+    // could not be revoked with DELETE /v1/tokens/NAME.
+    if s == "." || s == ".." {
+        return Err(format!(
+            "a token name cannot be {s:?} (it would not survive in a URL path)"
+        ));
+    }
     if s.is_empty()
         || s.len() > 64
         || !s
@@ -255,4 +262,23 @@ pub fn revoke_audited(writer: &super::Writer, name: &str, by: By) -> Result<bool
         ctx.append(vec![token_event("auth.token.revoke", &name, &[], &by)])?;
         Ok(true)
     })?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_name;
+
+    #[test]
+    fn token_names_survive_in_a_url_path() {
+        for ok in ["app", "svc-cli", "a.b_c", "...", ".x", "x."] {
+            assert_eq!(check_name(ok), Ok(()), "{ok}");
+        }
+        for bad in [".", "..", "", "a b", "a/b", &"x".repeat(65)] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            check_name(".."),
+            Err("a token name cannot be \"..\" (it would not survive in a URL path)".into())
+        );
+    }
 }
