@@ -54,6 +54,7 @@ pub async fn openapi_json(
     super::params::none(&req)?;
     let mut doc = ApiDoc::openapi();
     complete_query_params(&mut doc);
+    describe_query_values(&mut doc);
     complete_responses(&mut doc);
     // Under a base path, the paths above are relative to it: say so, or a
     // client generated from this document would call the wrong URLs.
@@ -209,6 +210,40 @@ fn complete_responses(doc: &mut utoipa::openapi::OpenApi) {
                     "bearer",
                     Vec::<String>::new(),
                 )]);
+            }
+        }
+    }
+}
+
+/// The values each text query parameter takes, by name, on every route:
+/// the canonical values of `level`, `order`, `period` and `format` (the
+/// server also takes any case of a level, and `warn`), and the lengths of
+/// the free-text filters (an empty filter value is refused).
+fn describe_query_values(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ObjectBuilder, RefOr, Type};
+    let text = || ObjectBuilder::new().schema_type(Type::String);
+    for item in doc.paths.paths.values_mut() {
+        for op in [item.get.as_mut(), item.post.as_mut(), item.delete.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            for p in op.parameters.iter_mut().flatten() {
+                let RefOr::T(p) = p else { continue };
+                let schema = match p.name.as_str() {
+                    "level" => {
+                        text().enum_values(Some(["debug", "info", "warning", "error", "critical"]))
+                    }
+                    "order" => text().enum_values(Some(["desc", "asc"])),
+                    "period" => text().enum_values(Some(["24h", "7d", "30d", "all"])),
+                    "format" => text().enum_values(Some(["csv", "json", "jsonl"])),
+                    "actor" | "resource" => text()
+                        .min_length(Some(1))
+                        .max_length(Some(crate::domain::event::MAX_TEXT_LEN)),
+                    "event" | "type" | "since" | "until" | "start" | "end" | "cursor"
+                    | "anchor" => text().min_length(Some(1)),
+                    _ => continue,
+                };
+                p.schema = Some(schema.into());
             }
         }
     }

@@ -1324,6 +1324,26 @@ async fn openapi_documents_auth_and_the_common_refusals() {
         .unwrap()
         .clone();
     assert_eq!(from["schema"]["minimum"], json!(1), "{from}");
+    // Every value a parameter's enum names is taken by the server.
+    let mut tried = 0;
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        let Some(params) = ops["get"]["parameters"].as_array() else {
+            continue;
+        };
+        for p in params {
+            for v in p["schema"]["enum"].as_array().into_iter().flatten() {
+                let url = format!(
+                    "{path}?{}={}",
+                    p["name"].as_str().unwrap(),
+                    v.as_str().unwrap()
+                );
+                let r = app.get(&url).await;
+                assert_eq!(r.status, 200, "{url}: {}", r.text_lossy());
+                tried += 1;
+            }
+        }
+    }
+    assert!(tried >= 30, "{tried} enum values tried");
     // The documented 400 is what a bad parameter gets.
     let r = app.get("/v1/head?x=1").await;
     assert_eq!(r.status, 400);
