@@ -342,17 +342,18 @@ pub async fn post_events(
         scope: ctx.as_ref().and_then(|c| c.token.clone()),
         request_hash: hash,
     });
-    let started = std::time::Instant::now();
     let stored = if events.is_empty() {
         Vec::new()
     } else {
-        state
+        let started = std::time::Instant::now();
+        let stored = state
             .writer
             .submit_with(events, idempotency)?
             .wait_async()
-            .await?
+            .await?;
+        metrics::histogram!("trail_append_latency_seconds").record(started.elapsed().as_secs_f64());
+        stored
     };
-    metrics::histogram!("trail_append_latency_seconds").record(started.elapsed().as_secs_f64());
     let kept = drops.iter().filter(|d| d.is_none()).count();
     if stored.len() != kept {
         // Only a hand-edited idempotency_keys row can answer another count.
