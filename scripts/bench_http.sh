@@ -23,16 +23,9 @@ EVENTS=${EVENTS:-1000000}
 WORK=${WORK:-target/bench-http}
 export WRK_COMMON="$PWD/scripts/wrk/common.lua"
 
-if ! command -v wrk >/dev/null 2>&1; then
-    echo "(installing wrk)"
-    apt-get update -qq && apt-get install -y -qq wrk >/dev/null
-fi
-if [ -n "${TRAIL_BIN:-}" ]; then
-    BIN=$TRAIL_BIN
-else
-    cargo build --release --quiet
-    BIN=$PWD/target/release/trail
-fi
+. scripts/common.sh
+need_command wrk
+trail_bin
 rm -rf "$WORK"
 mkdir -p "$WORK"
 

@@ -13,16 +13,9 @@ cd "$(dirname "$0")/.."
 fail() { echo "FAIL: $*"; exit 1; }
 ok() { echo "ok: $*"; }
 
-if ! command -v nginx >/dev/null 2>&1; then
-    echo "(installing nginx)"
-    apt-get update -qq && apt-get install -y -qq nginx >/dev/null
-fi
-if [ -n "${TRAIL_BIN:-}" ]; then
-    BIN=$TRAIL_BIN
-else
-    cargo build --release --quiet
-    BIN=$PWD/target/release/trail
-fi
+. scripts/common.sh
+need_command nginx
+trail_bin
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 TRAIL_PORT=$(free_port)
 NGINX_PORT=$(free_port)
