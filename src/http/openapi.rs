@@ -168,10 +168,7 @@ fn complete_responses(doc: &mut utoipa::openapi::OpenApi) {
     for (path, item) in doc.paths.paths.iter_mut() {
         let public = PUBLIC.contains(&path.as_str());
         let probe = matches!(path.as_str(), "/healthz" | "/readyz" | "/metrics");
-        for op in [item.get.as_mut(), item.post.as_mut(), item.delete.as_mut()]
-            .into_iter()
-            .flatten()
-        {
+        for op in operations_mut(item) {
             let mut add = |code: &str, description: &str| {
                 op.responses
                     .responses
@@ -223,10 +220,7 @@ fn describe_query_values(doc: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::{ObjectBuilder, RefOr, Type};
     let text = || ObjectBuilder::new().schema_type(Type::String);
     for item in doc.paths.paths.values_mut() {
-        for op in [item.get.as_mut(), item.post.as_mut(), item.delete.as_mut()]
-            .into_iter()
-            .flatten()
-        {
+        for op in operations_mut(item) {
             for p in op.parameters.iter_mut().flatten() {
                 let RefOr::T(p) = p else { continue };
                 let schema = match p.name.as_str() {
@@ -247,4 +241,13 @@ fn describe_query_values(doc: &mut utoipa::openapi::OpenApi) {
             }
         }
     }
+}
+
+/// The operations of a path (trail serves GET, POST and DELETE only).
+fn operations_mut(
+    item: &mut utoipa::openapi::PathItem,
+) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
+    [item.get.as_mut(), item.post.as_mut(), item.delete.as_mut()]
+        .into_iter()
+        .flatten()
 }

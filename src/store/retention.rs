@@ -323,33 +323,26 @@ fn delete_up_to(conn: &mut Connection, up_to_seq: u64, batch_rows: usize) -> Res
 /// meanwhile is answered 410.
 fn forget_keys_up_to(conn: &mut Connection, up_to_seq: u64, batch_rows: usize) -> Result<()> {
     let e = StoreError::sqlite("forgetting idempotency keys below the retention cut");
-    let mut after = i64::MIN;
     loop {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(e)?;
         let rows: Vec<(i64, String)> = tx
-            .prepare_cached(
-                "SELECT rowid, seqs FROM idempotency_keys
-                 WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
-            )
+            .prepare_cached("SELECT rowid, seqs FROM idempotency_keys ORDER BY rowid LIMIT ?1")
             .and_then(|mut s| {
-                s.query_map(
-                    params![after, i64::try_from(batch_rows).unwrap_or(i64::MAX)],
-                    |r| {
-                        Ok((
-                            r.get(0)?,
-                            // Any bytes, read as text: one unreadable value must
-                            // not stop every later prune from forgetting keys.
-                            match r.get_ref(1)? {
-                                ValueRef::Text(t) | ValueRef::Blob(t) => {
-                                    String::from_utf8_lossy(t).into_owned()
-                                }
-                                _ => String::new(),
-                            },
-                        ))
-                    },
-                )?
+                s.query_map([i64::try_from(batch_rows).unwrap_or(i64::MAX)], |r| {
+                    Ok((
+                        r.get(0)?,
+                        // Any bytes, read as text: one unreadable value must
+                        // not stop every later prune from forgetting keys.
+                        match r.get_ref(1)? {
+                            ValueRef::Text(t) | ValueRef::Blob(t) => {
+                                String::from_utf8_lossy(t).into_owned()
+                            }
+                            _ => String::new(),
+                        },
+                    ))
+                })?
                 .collect()
             })
             .map_err(e)?;
@@ -372,7 +365,6 @@ fn forget_keys_up_to(conn: &mut Connection, up_to_seq: u64, batch_rows: usize) -
         if below < rows.len() || rows.len() < batch_rows {
             return Ok(());
         }
-        after = rows[below - 1].0;
     }
 }
 
