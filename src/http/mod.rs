@@ -12,6 +12,7 @@ pub mod params;
 pub mod proxy;
 mod read;
 pub mod readers;
+mod schemas;
 mod seed;
 
 use std::net::TcpListener;

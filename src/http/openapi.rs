@@ -63,9 +63,9 @@ pub async fn openapi_json(
             state.base_path.clone(),
         )]);
     }
-    Ok(HttpResponse::Ok()
-        .content_type("application/json")
-        .body(doc.to_json().unwrap_or_default()))
+    let mut doc = serde_json::to_value(&doc).unwrap_or_default();
+    super::schemas::attach(&mut doc, state.limits.max_batch);
+    Ok(HttpResponse::Ok().json(doc))
 }
 
 /// The query parameters each route accepts, from the lists the handlers

@@ -7,6 +7,7 @@ mod disk_full;
 mod filters;
 mod helpers;
 mod idempotency;
+mod openapi_bodies;
 mod paging;
 mod routes;
 mod summary_export;
