@@ -375,8 +375,7 @@ def columns_agree(entry: bytes, columns) -> bool:
 
 def check_rows(rows, ring: Keyring, expected: int, prev):
     """Checks rows (ROW_COLUMNS) in seq order, the first
-    expected at `expected`; `prev` is its predecessor's hash, or None when
-    that row is gone (its link is then not checked). Returns
+    expected at `expected`; `prev` is its predecessor's hash. Returns
     (checked, failure or None, next expected seq, last hash)."""
     macs = ring.macs
     sha256 = hashlib.sha256
@@ -393,8 +392,7 @@ def check_rows(rows, ring: Keyring, expected: int, prev):
         head = entry_head(entry)
         if head is not None and head[0] != seq:
             return checked, (seq, BROKEN_LINK), expected, prev
-        if type(ch) is not bytes or len(ch) != 32 or \
-                (prev is not None and sha256(prev + entry).digest() != ch):
+        if type(ch) is not bytes or len(ch) != 32 or sha256(prev + entry).digest() != ch:
             return checked, (seq, MODIFIED), expected, prev
         if head is None:
             return checked, (seq, MODIFIED), expected, prev
@@ -414,10 +412,25 @@ def check_rows(rows, ring: Keyring, expected: int, prev):
     return checked, None, expected, prev
 
 
+def cut_at(conn, seq: int):
+    """The retention cut recorded at seq, as newest_cut gives one, or None."""
+    row = conn.execute(
+        "SELECT up_to_seq, chain_hash, signature, key_id FROM retention_cuts WHERE up_to_seq = ?",
+        (seq,),
+    ).fetchone()
+    if row is None:
+        return None
+    return int(row[0]), as_bytes(row[1]), as_bytes(row[2]), as_bytes(row[3]).decode("utf-8", errors="replace")
+
+
 def check_below_cut(conn, ring: Keyring, cut_seq: int, cut_hash: bytes):
     """Rows still at or below the newest cut (a prune deletes them in batches
-    after recording it): a run ending at the cut with the cut's hash, each
-    row checked but the first one's link (row 1 still links to the genesis)."""
+    after recording it, from the cut down, and finishes an interrupted one
+    before cutting again): a run starting at the genesis or right after an
+    older cut (its seal checked, its hash the first row's link), each row
+    checked, ending on the cut's hash if it reaches the cut. A run starting
+    anywhere else is broken_link at its first row: nothing ties that row's
+    entry to the chain."""
     cur = conn.execute(
         "SELECT " + ROW_COLUMNS + " FROM events WHERE seq BETWEEN 1 AND ? ORDER BY seq",
         (cut_seq,),
@@ -425,19 +438,26 @@ def check_below_cut(conn, ring: Keyring, cut_seq: int, cut_hash: bytes):
     first = cur.fetchone()
     if first is None:
         return 0, None
-    seq0 = int(first[0])
+    seq0 = first[0] if type(first[0]) is int else 0
+    if seq0 == 1:
+        start = GENESIS
+    else:
+        older = cut_at(conn, seq0 - 1)
+        if older is None:
+            return 0, (seq0, BROKEN_LINK)
+        failure = check_cut(ring, older) if CHECK["seals"] else None
+        if failure is not None:
+            return 0, failure
+        start = older[1] if len(older[1]) == 32 else GENESIS
     rows = _rows(cur)
-    checked, failure, expected, last = check_rows(
-        [first], ring, seq0, GENESIS if seq0 == 1 else None
-    )
+    checked, failure, expected, last = check_rows([first], ring, seq0, start)
     if failure is None:
         n, failure, expected, last = check_rows(rows, ring, expected, last)
         checked += n
     if failure is not None:
         return checked, failure
-    if expected <= cut_seq:
-        return checked, (expected, MISSING)
-    if last != cut_hash:
+    # One that stops below the cut is a prune's, stopped part-way.
+    if expected > cut_seq and last != cut_hash:
         return checked, (cut_seq, MODIFIED)
     return checked, None
 

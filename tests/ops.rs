@@ -457,13 +457,11 @@ fn a_cut_copied_from_another_log_does_not_hide_this_logs_rows() {
     )
     .unwrap();
     drop(conn);
-    // The cut claims rows up to 6; this log ends at 3.
-    assert_both_verify(
-        &env,
-        &env.db,
-        &env.key,
-        &verdict(false, 3, Some((4, "missing")), &head),
-    );
+    // The cut claims rows up to 6 were deleted; this log ends at 3: as a
+    // prune from the cut down that stopped there would leave it (or the
+    // same log with its tail simply deleted, which only an anchor shows).
+    // Its rows are checked all the same, from the genesis.
+    assert_both_verify(&env, &env.db, &env.key, &verdict(true, 3, None, &head));
 
     // And an edit under it is seen, with or without an anchor at the head.
     edit_actor(&env, 2, "v-1", "v-x");
@@ -513,23 +511,109 @@ fn interrupted_prune(deleted: &str) -> (Env, (u64, String)) {
 }
 
 /// Rows still at or below the newest cut (a prune records the cut, then
-/// deletes in batches: a crash in between leaves them) are checked too: a run
-/// ending at the cut with the cut's hash.
+/// deletes in batches from the cut down: a crash in between leaves them)
+/// are checked too: a run from the genesis, ending on the cut's hash when it
+/// reaches the cut.
 #[test]
 fn rows_left_below_a_cut_are_checked_up_to_it() {
-    // The prune got as far as deleting rows 1 and 2.
-    let (env, head) = interrupted_prune("1, 2");
+    // The prune got as far as deleting rows 5 and 4.
+    let (env, head) = interrupted_prune("4, 5");
     assert_both_verify(&env, &env.db, &env.key, &verdict(true, 6, None, &head));
 
     // An edit below the cut is modified there, not hidden by the cut.
-    edit_actor(&env, 4, "a-3", "a-x");
-    let edited = verdict(false, 1, Some((4, "modified")), &head);
+    edit_actor(&env, 2, "a-1", "a-x");
+    let edited = verdict(false, 1, Some((2, "modified")), &head);
     assert_both_verify(&env, &env.db, &env.key, &edited);
 
     // A gap below the cut is missing there.
-    let (env, head) = interrupted_prune("1, 4");
-    let gap = verdict(false, 2, Some((4, "missing")), &head);
+    let (env, head) = interrupted_prune("2, 4, 5");
+    let gap = verdict(false, 1, Some((2, "missing")), &head);
     assert_both_verify(&env, &env.db, &env.key, &gap);
+
+    // Nothing deleted yet: the run reaches the cut, on its hash.
+    let (env, head) = interrupted_prune("0");
+    assert_both_verify(&env, &env.db, &env.key, &verdict(true, 8, None, &head));
+}
+
+/// Rows below the cut must start where something links them: the genesis,
+/// or an older cut. A row slipped in below the cut with the cut's hash and
+/// a seal copied from an export (no key needed) would otherwise pass every
+/// other check (found by an audit); it is broken_link, for both verifiers,
+/// and a prune refuses to delete it.
+#[test]
+fn a_row_below_the_cut_that_nothing_links_is_broken_link() {
+    // Forged: a cut at 5 with everything up to it deleted, then a row of
+    // anyone's making put back at 5 (the insert trigger dropped and
+    // recreated as it was, so the schema check sees nothing).
+    let (env, head) = interrupted_prune("0");
+    // Row 5's hash and seal, as any export taken before the prune shows.
+    let (hash5, sig5) = seal_of(&env, 5);
+    env.conn()
+        .execute("DELETE FROM events WHERE seq <= 5", [])
+        .unwrap();
+    assert_both_verify(&env, &env.db, &env.key, &verdict(true, 3, None, &head));
+    let kid = key_id(KEY_HEX);
+    let forged = format!(
+        r#"{{"v":1,"seq":5,"id":"forged-1","timestamp":"2026-01-01T00:00:00.000000Z","event":"auth.login","level":"info","actor":"ceo","key_id":"{kid}"}}"#
+    );
+    let conn = env.conn();
+    let trigger: String = conn
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE name = 'events_next_seq'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    conn.execute_batch("DROP TRIGGER events_next_seq").unwrap();
+    conn.execute(
+        "INSERT INTO events (seq, entry, chain_hash, signature) VALUES (5, ?1, ?2, ?3)",
+        rusqlite::params![forged, hash5, sig5],
+    )
+    .unwrap();
+    conn.execute_batch(&trigger).unwrap();
+    drop(conn);
+    let found = verdict(false, 0, Some((5, "broken_link")), &head);
+    assert_both_verify(&env, &env.db, &env.key, &found);
+    let out = env.trail(&["prune", "--before", "2000-01-01"]);
+    out.expect_code(1);
+    out.stderr_has(&["refusing to prune", "seq 5 is broken_link"]);
+    assert_both_verify(&env, &env.db, &env.key, &found);
+
+    // What a prune of an older trail left (it deleted from the bottom up)
+    // cannot be told from that: the same verdict, at its first row.
+    let (env, head) = interrupted_prune("1, 2");
+    assert_both_verify(
+        &env,
+        &env.db,
+        &env.key,
+        &verdict(false, 0, Some((3, "broken_link")), &head),
+    );
+
+    // Right after an older cut, the run links to that cut's hash, whose
+    // seal is checked.
+    let (env, head) = interrupted_prune("0");
+    let (hash2, _) = seal_of(&env, 2);
+    let conn = env.conn();
+    conn.execute("DELETE FROM events WHERE seq IN (1, 2, 4, 5)", [])
+        .unwrap();
+    conn.execute_batch("DROP TRIGGER retention_cuts_insert")
+        .unwrap();
+    conn.execute(
+        "INSERT INTO retention_cuts VALUES (2, ?1, ?2, ?3, 'older')",
+        rusqlite::params![hash2, expected_cut_seal(KEY_HEX, 2, &hash2), kid],
+    )
+    .unwrap();
+    drop(conn);
+    assert_both_verify(&env, &env.db, &env.key, &verdict(true, 4, None, &head));
+    env.conn()
+        .execute_batch("DROP TRIGGER retention_cuts_no_update; UPDATE retention_cuts SET signature = zeroblob(32) WHERE up_to_seq = 2")
+        .unwrap();
+    assert_both_verify(
+        &env,
+        &env.db,
+        &env.key,
+        &verdict(false, 0, Some((2, "bad_seal")), &head),
+    );
 }
 
 #[test]
@@ -636,17 +720,17 @@ fn prune_never_deletes_rows_that_do_not_verify() {
 #[test]
 fn finishing_an_interrupted_prune_deletes_only_rows_that_verify() {
     // Damaged: refused, nothing deleted or appended.
-    let (env, head) = interrupted_prune("1, 2");
-    edit_actor(&env, 4, "a-3", "a-x");
+    let (env, head) = interrupted_prune("4, 5");
+    edit_actor(&env, 2, "a-1", "a-x");
     let out = env.trail(&["prune", "--before", "2000-01-01", "--json"]);
     out.expect_code(1);
-    out.stderr_has(&["refusing to prune", "seq 4 is modified"]);
+    out.stderr_has(&["refusing to prune", "seq 2 is modified"]);
     assert_eq!(env.count(), 6);
-    let damaged = verdict(false, 1, Some((4, "modified")), &head);
+    let damaged = verdict(false, 1, Some((2, "modified")), &head);
     assert_both_verify(&env, &env.db, &env.key, &damaged);
 
-    // Honest: finished; rows 3 to 5 go, the prune is on record, intact.
-    let (env, _) = interrupted_prune("1, 2");
+    // Honest: finished; rows 1 to 3 go, the prune is on record, intact.
+    let (env, _) = interrupted_prune("4, 5");
     let out = env.trail(&["prune", "--before", "2000-01-01", "--json"]);
     out.expect_code(0);
     assert_eq!(out.json()["deleted"], 3, "{}", out.stdout);
@@ -655,6 +739,17 @@ fn finishing_an_interrupted_prune_deletes_only_rows_that_verify() {
     let head = env.head();
     assert_eq!(head.0, 9);
     assert_both_verify(&env, &env.db, &env.key, &verdict(true, 4, None, &head));
+
+    // Finished first, then this prune's own cut: two records in the chain.
+    let (env, _) = interrupted_prune("4, 5");
+    let out = env.trail(&["prune", "--before", "2999-01-01", "--json"]);
+    out.expect_code(0);
+    assert_eq!(out.json()["deleted"], 7, "{}", out.stdout); // 1-3, then 6-9
+    assert_eq!(out.json()["up_to_seq"], 9, "{}", out.stdout);
+    assert_eq!(out.json()["event_seq"], 10, "{}", out.stdout);
+    assert_eq!(env.count(), 1);
+    let head = env.head();
+    assert_both_verify(&env, &env.db, &env.key, &verdict(true, 1, None, &head));
 }
 
 /// After a key change, the rows sealed with the old key verify only with it:

@@ -97,9 +97,8 @@ pub struct Row<'a> {
 pub struct Checker<'k> {
     keys: &'k Keyring,
     expected: u64,
-    /// The previous row's hash; `None` before the first row of a run whose
-    /// predecessor is gone (see [`Checker::unlinked`]).
-    prev: Option<Hash>,
+    /// The previous row's hash (or the genesis, or a retention cut's).
+    prev: Hash,
     checked: u64,
     /// False for a hash-chain-only check (a log whose key is lost).
     seals: bool,
@@ -110,20 +109,7 @@ impl<'k> Checker<'k> {
         Checker {
             keys,
             expected: first_seq,
-            prev: Some(prev),
-            checked: 0,
-            seals: true,
-        }
-    }
-
-    /// For rows whose predecessor was deleted: the rows still at or below a
-    /// retention cut while a prune deletes them. The first row's link cannot
-    /// be checked; everything else is.
-    pub fn unlinked(keys: &'k Keyring, first_seq: u64) -> Self {
-        Checker {
-            keys,
-            expected: first_seq,
-            prev: None,
+            prev,
             checked: 0,
             seals: true,
         }
@@ -155,10 +141,7 @@ impl<'k> Checker<'k> {
         let Ok(stored): Result<Hash, _> = row.chain_hash.try_into() else {
             return fail(FailureKind::Modified);
         };
-        if self
-            .prev
-            .is_some_and(|prev| link(&prev, row.entry) != stored)
-        {
+        if link(&self.prev, row.entry) != stored {
             return fail(FailureKind::Modified);
         }
         let Some(fields) = fields else {
@@ -174,7 +157,7 @@ impl<'k> Checker<'k> {
                 return fail(FailureKind::BadSeal);
             }
         }
-        self.prev = Some(stored);
+        self.prev = stored;
         self.expected += 1;
         self.checked += 1;
         Ok(())
@@ -197,10 +180,15 @@ impl<'k> Checker<'k> {
         self.checked
     }
 
-    /// The hash of the last row checked (`None` before any row of an
-    /// unlinked run).
-    pub fn last_hash(&self) -> Option<Hash> {
+    /// The hash of the last row checked (before any, the one the run
+    /// starts from).
+    pub fn last_hash(&self) -> Hash {
         self.prev
+    }
+
+    /// The `seq` the next row must have.
+    pub fn next_seq(&self) -> u64 {
+        self.expected
     }
 }
 

@@ -9,14 +9,17 @@
 //! key over both (`HMAC(key, "trail-cut" 0x00 seq chain_hash)`, see
 //! [`HmacKey::cut_seal`]), and that key's id. Only then are the rows at or below the cut deleted (the
 //! `events_no_delete` trigger refuses every row above the newest cut), in
-//! short batches so that appends interleave. Verification resumes from the
+//! short batches so that appends interleave, from the cut down. Verification resumes from the
 //! newest cut: row `up_to_seq + 1` links to the cut's chain hash, and the
 //! cut's own seal is checked with the key it names. Last, the prune is
 //! itself recorded in the chain as a `retention.prune` event, and the
 //! `Idempotency-Key`s of the deleted events are forgotten.
 //!
 //! A prune that stopped part-way (a crash between the cut and the end of the
-//! deletion) is finished by the next prune, whatever its date.
+//! deletion) is finished by the next prune, whatever its date, before that
+//! one records a cut of its own. So the rows any prune leaves below the
+//! newest cut run from the genesis or right after an older cut, where the
+//! verifiers link them (see [`super::verify`]).
 
 use std::path::Path;
 
@@ -73,6 +76,17 @@ impl Cut {
 
 /// The newest retention cut, if any. Read inside the caller's transaction.
 pub fn newest_cut(conn: &Connection) -> Result<Option<Cut>> {
+    read_cut(conn, "ORDER BY up_to_seq DESC LIMIT 1", None)
+}
+
+/// The retention cut recorded at `seq`, if any.
+pub fn cut_at(conn: &Connection, seq: u64) -> Result<Option<Cut>> {
+    read_cut(conn, "WHERE up_to_seq = ?1", Some(seq))
+}
+
+/// One row of `retention_cuts` (`tail` ends the query), read as it is
+/// stored whatever its types.
+fn read_cut(conn: &Connection, tail: &str, seq: Option<u64>) -> Result<Option<Cut>> {
     let text = |v: ValueRef<'_>| match v {
         ValueRef::Text(t) | ValueRef::Blob(t) => String::from_utf8_lossy(t).into_owned(),
         _ => String::new(),
@@ -81,12 +95,15 @@ pub fn newest_cut(conn: &Connection) -> Result<Option<Cut>> {
         ValueRef::Text(b) | ValueRef::Blob(b) => b.to_vec(),
         _ => Vec::new(),
     };
-    conn.prepare_cached(
-        "SELECT up_to_seq, chain_hash, signature, key_id, cut_at FROM retention_cuts
-         ORDER BY up_to_seq DESC LIMIT 1",
-    )
+    conn.prepare_cached(&format!(
+        "SELECT up_to_seq, chain_hash, signature, key_id, cut_at FROM retention_cuts {tail}"
+    ))
     .and_then(|mut s| {
-        s.query_row([], |r| {
+        let params: Vec<i64> = seq
+            .map(|q| i64::try_from(q).unwrap_or(i64::MAX))
+            .into_iter()
+            .collect();
+        s.query_row(rusqlite::params_from_iter(params), |r| {
             Ok(Cut {
                 up_to_seq: r.get::<_, i64>(0)? as u64,
                 chain_hash: bytes(r.get_ref(1)?),
@@ -115,9 +132,9 @@ pub fn newest_cut(conn: &Connection) -> Result<Option<Cut>> {
 /// 4. Forgets the `Idempotency-Key`s of the deleted events (best effort: a
 ///    failure is logged, and a later prune tries again).
 ///
-/// With nothing older than `before` above the newest cut, it appends nothing
-/// (unless a previous prune stopped before deleting all it had cut: then it
-/// finishes that one).
+/// With nothing older than `before` above the newest cut, it appends nothing.
+/// A previous prune that stopped before deleting all it had cut is finished
+/// first (recorded in the chain on its own), then this one runs.
 pub fn prune(
     conn: &mut Connection,
     db: &Path,
@@ -126,6 +143,28 @@ pub fn prune(
     before: DateTime<Utc>,
     batch_rows: usize,
 ) -> Result<PruneReport, StoreError> {
+    let (first, finished_older) = prune_once(conn, db, key, keys, before, batch_rows)?;
+    if !finished_older {
+        return Ok(first);
+    }
+    let (then, _) = prune_once(conn, db, key, keys, before, batch_rows)?;
+    Ok(PruneReport {
+        up_to_seq: then.up_to_seq.or(first.up_to_seq),
+        deleted: first.deleted + then.deleted,
+        event_seq: then.event_seq.or(first.event_seq),
+    })
+}
+
+/// One prune (see [`prune`]); also says whether it finished an earlier,
+/// interrupted one rather than recording a cut of its own.
+fn prune_once(
+    conn: &mut Connection,
+    db: &Path,
+    key: &HmacKey,
+    keys: &Keyring,
+    before: DateTime<Utc>,
+    batch_rows: usize,
+) -> Result<(PruneReport, bool), StoreError> {
     let before = truncate_micros(before);
     let before_text = format_timestamp(before);
     let batch_rows = batch_rows.max(1);
@@ -156,12 +195,14 @@ pub fn prune(
     // (a) Record the cut before deleting anything.
     let cut = record_cut(conn, key, &before_text, verified_to)?;
     let Some((up_to_seq, chain_hash, finishes)) = cut else {
-        return Ok(PruneReport {
+        let nothing = PruneReport {
             up_to_seq: None,
             deleted: 0,
             event_seq: None,
-        });
+        };
+        return Ok((nothing, false));
     };
+    let finished_older = finishes.is_some();
 
     // (b) Delete at or below the cut, in short transactions.
     let deleted = delete_up_to(conn, up_to_seq, batch_rows)?;
@@ -200,11 +241,12 @@ pub fn prune(
         before = %format_timestamp(before),
         "retention prune done"
     );
-    Ok(PruneReport {
+    let report = PruneReport {
         up_to_seq: Some(up_to_seq),
         deleted,
         event_seq,
-    })
+    };
+    Ok((report, finished_older))
 }
 
 /// The row a cut would copy: `seq`, chain hash.
@@ -244,6 +286,16 @@ fn record_cut(
         .map_err(e)?;
     let newest = newest_cut(&tx)?;
     let newest_seq = newest.as_ref().map_or(0, |c| c.up_to_seq);
+    // Rows left at or below the newest cut (an interrupted prune) are
+    // deleted before another cut is recorded: so what any prune leaves
+    // starts right after an older cut (or at the genesis), where the
+    // verifiers can link it.
+    if let Some(cut) = newest {
+        if below_exists(&tx, cut.up_to_seq)? {
+            tx.commit().map_err(e)?;
+            return Ok(Some((cut.up_to_seq, cut.chain_hash, Some(cut.cut_at))));
+        }
+    }
     let candidate = newest_older_than(&tx, before, verified_to)?;
     let answer = match candidate {
         Some((seq, hash)) if seq as u64 > newest_seq => {
@@ -263,14 +315,7 @@ fn record_cut(
             .map_err(e)?;
             Some((seq as u64, hash, None))
         }
-        _ => match newest {
-            // Nothing new to cut; finish an interrupted prune if rows at or
-            // below the newest cut are still there.
-            Some(cut) if below_exists(&tx, cut.up_to_seq)? => {
-                Some((cut.up_to_seq, cut.chain_hash, Some(cut.cut_at)))
-            }
-            _ => None,
-        },
+        _ => None,
     };
     tx.commit().map_err(e)?;
     Ok(answer)
@@ -283,7 +328,10 @@ fn below_exists(conn: &Connection, up_to_seq: u64) -> Result<bool> {
 }
 
 /// Step (b): deletes the rows at or below `up_to_seq`, `batch_rows` per
-/// transaction, so that appends wait at most one batch.
+/// transaction, so that appends wait at most one batch. From the cut down:
+/// rows a crash leaves then start right after the cut before (or at the
+/// genesis), so their first one links to a known hash and each is verified;
+/// deleting from the bottom up left a first row whose entry nothing checks.
 fn delete_up_to(conn: &mut Connection, up_to_seq: u64, batch_rows: usize) -> Result<u64> {
     let e = StoreError::sqlite("deleting events below the retention cut");
     let mut deleted = 0u64;
@@ -294,7 +342,7 @@ fn delete_up_to(conn: &mut Connection, up_to_seq: u64, batch_rows: usize) -> Res
         let n = tx
             .prepare_cached(
                 "DELETE FROM events WHERE seq IN
-                 (SELECT seq FROM events WHERE seq <= ?1 ORDER BY seq LIMIT ?2)",
+                 (SELECT seq FROM events WHERE seq <= ?1 ORDER BY seq DESC LIMIT ?2)",
             )
             .and_then(|mut s| {
                 s.execute(params![

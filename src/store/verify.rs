@@ -9,11 +9,15 @@
 //!
 //! After retention, the chain starts from the newest cut: its own seal is
 //! checked first (`bad_seal` or `unknown_key` at `up_to_seq`). Rows still at
-//! or below it (a prune deletes them in batches after recording the cut)
-//! must be a run that ends at the cut, each checked as usual but the first
-//! one's link, and the last one's hash the cut's: else `missing` at the
-//! first absent `seq`, or `modified` at the cut. A cut copied from another
-//! log sealed with the same key therefore does not hide this log's rows.
+//! or below it (a prune deletes them in batches after recording the cut,
+//! from the cut down, and finishes an interrupted one before cutting again)
+//! must be a run that starts at the genesis or right after an older cut
+//! (whose seal is checked and whose hash the first row links to), each row
+//! checked as usual, and that ends on the cut's hash if it reaches the cut:
+//! else `broken_link` at the first row (it cannot be tied to the chain),
+//! `missing` at the first absent `seq`, or `modified` at the cut. A cut
+//! copied from another log sealed with the same key therefore does not hide
+//! this log's rows, and no row can be slipped in below the cut.
 //! Then row `up_to_seq + 1` links to the cut's chain hash.
 
 use std::path::Path;
@@ -26,7 +30,7 @@ use crate::domain::{Anchor, Checker, Failure, FailureKind, Hash, Keyring, Report
 
 use super::db::open_read;
 use super::error::{Result, StoreError};
-use super::retention::{newest_cut, Cut};
+use super::retention::{cut_at, newest_cut, Cut};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct VerifyRequest {
@@ -221,8 +225,9 @@ fn any_row_below_one(conn: &Connection) -> Result<bool> {
     .map_err(StoreError::sqlite("reading events to verify"))
 }
 
-/// The rows still at or below the newest cut: a run that ends at the cut
-/// with the cut's hash (see the module documentation).
+/// The rows still at or below the newest cut (see the module
+/// documentation): a run that starts at the genesis or right after an older
+/// cut, and ends at the newest cut with its hash or below it.
 fn check_below_cut(
     conn: &Connection,
     keys: &Keyring,
@@ -240,19 +245,40 @@ fn check_below_cut(
     let mut checker: Option<Checker<'_>> = None;
     while let Some(r) = rows.next().map_err(e())? {
         let row = row_of(r)?;
-        // Row 1 still links to the genesis; a later first row's predecessor
-        // is gone.
-        let c = checker.get_or_insert_with(|| {
-            let c = match row.seq {
-                1 => Checker::new(keys, 1, GENESIS),
-                first => Checker::unlinked(keys, first),
-            };
-            if skip_seals {
-                c.without_seals()
-            } else {
-                c
+        let c = match checker.as_mut() {
+            Some(c) => c,
+            None => {
+                // What a prune leaves starts where the prune before it
+                // stopped, so the first row links to something known: the
+                // genesis, or that older cut (sealed). A run starting
+                // anywhere else cannot be tied to the chain: its first
+                // entry could be anything (a forged row given the cut's
+                // hash and a seal copied from an export passes every other
+                // check).
+                let start = match row.seq {
+                    1 => GENESIS,
+                    first => match cut_at(conn, first - 1)? {
+                        Some(older) => {
+                            if let Some(f) = check_cut(keys, &older).filter(|_| !skip_seals) {
+                                return Ok((0, Some(f)));
+                            }
+                            older.link_hash()
+                        }
+                        None => {
+                            return Ok((
+                                0,
+                                Some(Failure {
+                                    seq: first,
+                                    kind: FailureKind::BrokenLink,
+                                }),
+                            ))
+                        }
+                    },
+                };
+                let c = Checker::new(keys, row.seq, start);
+                checker.insert(if skip_seals { c.without_seals() } else { c })
             }
-        });
+        };
         if let Err(f) = c.check(row) {
             return Ok((c.checked(), Some(f)));
         }
@@ -263,10 +289,9 @@ fn check_below_cut(
     let Some(c) = checker else {
         return Ok((0, None));
     };
-    if let Err(f) = c.finish(cut_seq) {
-        return Ok((c.checked(), Some(f)));
-    }
-    if c.last_hash() != Some(cut_hash) {
+    // A run that reaches the cut ends on its hash. One that stops below it
+    // is a prune's, stopped part-way: it deletes from the cut down.
+    if c.next_seq() > cut_seq && c.last_hash() != cut_hash {
         return Ok((
             c.checked(),
             Some(Failure {
