@@ -168,6 +168,28 @@ pub struct AppState {
     pub writer_metrics: Arc<metrics::WriterMetrics>,
     pub started: std::time::Instant,
     pub ready_min_free_bytes: u64,
+    /// The retention task's: see [`spawn_retention`].
+    pub retention: RetentionGate,
+}
+
+/// Lets a shutdown stop the retention task's prune between two batches and
+/// wait for it, so that `server.stop` is the last event of a run, the stop
+/// takes one batch, not a whole prune, and the prune's connection is closed
+/// before the writer's last checkpoint.
+#[derive(Default)]
+pub struct RetentionGate {
+    stop: std::sync::atomic::AtomicBool,
+    /// Held while a prune runs.
+    running: std::sync::Mutex<()>,
+}
+
+impl RetentionGate {
+    /// Stops any prune at its next batch, waits for it, and keeps any from
+    /// starting again.
+    fn stop_and_wait(&self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        drop(self.running.lock().unwrap_or_else(|p| p.into_inner()));
+    }
 }
 
 /// Free space below which `/readyz` says not ready: room for a group of
@@ -574,6 +596,7 @@ impl Application {
             writer_metrics,
             started: std::time::Instant::now(),
             ready_min_free_bytes: config.ready_min_free_bytes,
+            retention: RetentionGate::default(),
         });
         let app_state = state.clone();
         let base = config.base_path.clone();
@@ -625,8 +648,9 @@ impl Application {
         let result = self.server.await;
         let state = self.state.clone();
         web::block(move || {
+            state.retention.stop_and_wait();
             // The last event of the run: written after every in-flight
-            // request has finished, before the writer stops.
+            // request and any prune has finished, before the writer stops.
             let mut details = serde_json::Map::new();
             details.insert(
                 "uptime_seconds".into(),
@@ -831,6 +855,16 @@ fn spawn_retention(state: web::Data<AppState>, days: u32, sync: crate::store::Sy
             let st = state.clone();
             let before = chrono::Utc::now() - chrono::Duration::days(days as i64);
             let done = web::block(move || {
+                // Declared first, so released last: after the connection
+                // below is closed.
+                let _running = st
+                    .retention
+                    .running
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                if st.retention.stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    return Ok(None);
+                }
                 // Only while the writer may write the file (not with its
                 // -wal or -shm deleted or replaced, say): asked of it.
                 st.writer.exec(|_| ())?;
@@ -840,18 +874,21 @@ fn spawn_retention(state: web::Data<AppState>, days: u32, sync: crate::store::Sy
                     .cloned()
                     .ok_or(StoreError::Key("no signing key".into()))?;
                 let mut conn = crate::store::open_write(&st.db_path, sync)?;
-                crate::store::retention::prune(
+                crate::store::retention::prune_until(
                     &mut conn,
                     &st.db_path,
                     &key,
                     &st.keys,
                     before,
                     10_000,
+                    &st.retention.stop,
                 )
+                .map(Some)
             })
             .await;
             match done {
-                Ok(Ok(report)) => {
+                Ok(Ok(None)) => return,
+                Ok(Ok(Some(report))) => {
                     if let Some(seq) = report.event_seq {
                         use crate::store::writer::WriterObserver;
                         state

@@ -22,6 +22,7 @@
 //! verifiers link them (see [`super::verify`]).
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, Utc};
 use rusqlite::types::ValueRef;
@@ -143,11 +144,35 @@ pub fn prune(
     before: DateTime<Utc>,
     batch_rows: usize,
 ) -> Result<PruneReport, StoreError> {
-    let (first, finished_older) = prune_once(conn, db, key, keys, before, batch_rows)?;
-    if !finished_older {
+    prune_until(
+        conn,
+        db,
+        key,
+        keys,
+        before,
+        batch_rows,
+        &AtomicBool::new(false),
+    )
+}
+
+/// [`prune`], stopping between two batches once `stop` is set (a server
+/// shutting down): the cut stays recorded, rows at or below it may be left
+/// (the next prune finishes them), and nothing is appended; the report then
+/// has no `event_seq`.
+pub fn prune_until(
+    conn: &mut Connection,
+    db: &Path,
+    key: &HmacKey,
+    keys: &Keyring,
+    before: DateTime<Utc>,
+    batch_rows: usize,
+    stop: &AtomicBool,
+) -> Result<PruneReport, StoreError> {
+    let (first, finished_older) = prune_once(conn, db, key, keys, before, batch_rows, stop)?;
+    if !finished_older || stop.load(Ordering::Relaxed) {
         return Ok(first);
     }
-    let (then, _) = prune_once(conn, db, key, keys, before, batch_rows)?;
+    let (then, _) = prune_once(conn, db, key, keys, before, batch_rows, stop)?;
     Ok(PruneReport {
         up_to_seq: then.up_to_seq.or(first.up_to_seq),
         deleted: first.deleted + then.deleted,
@@ -164,6 +189,7 @@ fn prune_once(
     keys: &Keyring,
     before: DateTime<Utc>,
     batch_rows: usize,
+    stop: &AtomicBool,
 ) -> Result<(PruneReport, bool), StoreError> {
     let before = truncate_micros(before);
     let before_text = format_timestamp(before);
@@ -205,7 +231,20 @@ fn prune_once(
     let finished_older = finishes.is_some();
 
     // (b) Delete at or below the cut, in short transactions.
-    let deleted = delete_up_to(conn, up_to_seq, batch_rows)?;
+    let deleted = delete_up_to(conn, up_to_seq, batch_rows, stop)?;
+    if stop.load(Ordering::Relaxed) {
+        tracing::info!(
+            up_to_seq,
+            deleted,
+            "retention prune stopped part-way (shutting down); the next prune finishes it"
+        );
+        let report = PruneReport {
+            up_to_seq: Some(up_to_seq),
+            deleted,
+            event_seq: None,
+        };
+        return Ok((report, false));
+    }
 
     // (c) Record the prune in the chain.
     let mut details = Map::new();
@@ -231,7 +270,7 @@ fn prune_once(
     // (d) Forget the idempotency keys of the deleted events. After the
     // record, and never failing the prune: a key left behind only makes
     // its retry a 410 until a later prune forgets it.
-    if let Err(err) = forget_keys_up_to(conn, up_to_seq, batch_rows) {
+    if let Err(err) = forget_keys_up_to(conn, up_to_seq, batch_rows, stop) {
         tracing::warn!(error = %err, up_to_seq, "retention: idempotency keys of the pruned events not forgotten yet; a later prune will");
     }
     tracing::info!(
@@ -332,7 +371,12 @@ fn below_exists(conn: &Connection, up_to_seq: u64) -> Result<bool> {
 /// rows a crash leaves then start right after the cut before (or at the
 /// genesis), so their first one links to a known hash and each is verified;
 /// deleting from the bottom up left a first row whose entry nothing checks.
-fn delete_up_to(conn: &mut Connection, up_to_seq: u64, batch_rows: usize) -> Result<u64> {
+fn delete_up_to(
+    conn: &mut Connection,
+    up_to_seq: u64,
+    batch_rows: usize,
+    stop: &AtomicBool,
+) -> Result<u64> {
     let e = StoreError::sqlite("deleting events below the retention cut");
     let mut deleted = 0u64;
     loop {
@@ -353,7 +397,7 @@ fn delete_up_to(conn: &mut Connection, up_to_seq: u64, batch_rows: usize) -> Res
             .map_err(e)?;
         tx.commit().map_err(e)?;
         deleted += n as u64;
-        if n < batch_rows {
+        if n < batch_rows || stop.load(Ordering::Relaxed) {
             return Ok(deleted);
         }
     }
@@ -369,9 +413,18 @@ fn delete_up_to(conn: &mut Connection, up_to_seq: u64, batch_rows: usize) -> Res
 /// the first key that still answers for a stored event and never scans the
 /// rest; one stopped behind it is forgotten by a later prune, and a retry
 /// meanwhile is answered 410.
-fn forget_keys_up_to(conn: &mut Connection, up_to_seq: u64, batch_rows: usize) -> Result<()> {
+fn forget_keys_up_to(
+    conn: &mut Connection,
+    up_to_seq: u64,
+    batch_rows: usize,
+    stop: &AtomicBool,
+) -> Result<()> {
     let e = StoreError::sqlite("forgetting idempotency keys below the retention cut");
     loop {
+        // Shutting down: the rest is forgotten by a later prune.
+        if stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(e)?;
@@ -430,6 +483,66 @@ mod tests {
     fn count(conn: &Connection) -> u64 {
         conn.query_row("SELECT count(*) FROM events", [], |r| r.get::<_, i64>(0))
             .unwrap() as u64
+    }
+
+    /// A prune told to stop (a server shutting down) stops after the batch
+    /// it is deleting, from the cut down, appends nothing, and leaves a log
+    /// that verifies; the next prune finishes it, then cuts on its own.
+    #[test]
+    fn a_stopped_prune_leaves_a_log_that_verifies_and_the_next_one_finishes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        let key = HmacKey::from_bytes([3; 32]);
+        let ring = Keyring::new(key.clone());
+        let mut conn = open_write(&db, Synchronous::Full).unwrap();
+        append_direct(&mut conn, &key, (0..25).map(event).collect()).unwrap();
+        let later = Utc::now() + chrono::Duration::seconds(1);
+
+        let stop = AtomicBool::new(true);
+        let r = prune_until(&mut conn, &db, &key, &ring, later, 7, &stop).unwrap();
+        let stopped = PruneReport {
+            up_to_seq: Some(25),
+            deleted: 7,
+            event_seq: None,
+        };
+        assert_eq!(r, stopped);
+        let seqs: Vec<i64> = conn
+            .prepare("SELECT seq FROM events ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            seqs,
+            (1..=18).collect::<Vec<_>>(),
+            "deleted from the cut down"
+        );
+        let report = verify_file(&db, &ring, VerifyRequest::default()).unwrap();
+        assert!(report.valid && report.entries_checked == 18, "{report:?}");
+
+        // Finished (18 rows, and its record at 26), then this one's own cut
+        // at 26 (its record at 27).
+        let r = prune(
+            &mut conn,
+            &db,
+            &key,
+            &ring,
+            later + chrono::Duration::seconds(1),
+            7,
+        )
+        .unwrap();
+        assert_eq!(
+            r,
+            PruneReport {
+                up_to_seq: Some(26),
+                deleted: 19,
+                event_seq: Some(27)
+            }
+        );
+        assert_eq!(count(&conn), 1);
+        let report = verify_file(&db, &ring, VerifyRequest::default()).unwrap();
+        assert!(report.valid && report.entries_checked == 1, "{report:?}");
     }
 
     #[test]

@@ -27,6 +27,7 @@ fn old_events(db: &Path, key: &HmacKey, n: u64) {
     let conn = open_write(db, Synchronous::Full).unwrap();
     let ts = format_timestamp(chrono::Utc::now() - chrono::Duration::days(40));
     let mut prev = GENESIS;
+    conn.execute_batch("BEGIN").unwrap();
     for seq in 1..=n {
         let event =
             NewEvent::from_json(&json!({"event": "user.login", "actor": format!("old-{seq}")}))
@@ -46,6 +47,7 @@ fn old_events(db: &Path, key: &HmacKey, n: u64) {
         .unwrap();
         prev = hash;
     }
+    conn.execute_batch("COMMIT").unwrap();
 }
 
 /// A folder holding `trail.db` with `n` old events sealed with `sealed_hex`,
@@ -195,4 +197,36 @@ async fn after_a_key_change_verify_key_files_lets_old_rows_verify_and_go() {
     let v = s.get("/v1/verify").await.ok_json(200);
     assert_eq!(v["valid"], json!(true), "{v}");
     s.stop().await;
+}
+
+/// A server stopped while its retention prunes a backlog: the prune stops
+/// after its current batch, `server.stop` is the run's last event, the stop
+/// checkpoints the whole WAL into the file, and what is left verifies.
+#[actix_rt::test]
+async fn a_stop_during_retention_ends_with_server_stop_and_a_log_that_verifies() {
+    let dir = folder_with_old_events(60_000, KEY_HEX);
+    let db = dir.path().join("trail.db");
+    let s = start_in(dir.clone(), |c| c.retention_days = Some(30)).await;
+    s.stop().await;
+    let events = Db(db.clone(), None).events_of("server.stop");
+    assert_eq!(events.len(), 1);
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let last: String = conn
+        .query_row(
+            "SELECT event FROM events ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(last, "server.stop", "the last event of the run");
+    drop(conn);
+    let wal = std::fs::metadata(db.with_extension("db-wal")).map_or(0, |m| m.len());
+    assert_eq!(wal, 0, "the stop checkpointed the WAL");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_trail"))
+        .args(["--db", db.to_str().unwrap(), "verify", "--json"])
+        .env("TRAIL_HMAC_KEY", KEY_HEX)
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["valid"], json!(true), "{v}");
 }
