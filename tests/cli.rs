@@ -2075,6 +2075,33 @@ fn an_export_never_replaces_the_database_a_backup_or_a_key() {
     assert_eq!(text.lines().next(), Some(CSV_HEADER));
     assert_eq!(text.lines().count(), TOTAL as usize + 1);
     assert!(!env.path("out.csv.partial").exists());
+
+    // An export that fails part-way (the file size limit here, as a full
+    // disk would) leaves neither the target changed nor `NAME.partial`
+    // behind, which on a full disk would keep it full. (The limit leaves
+    // room for SQLite's 32 KiB -shm; 400 more events make the CSV larger.)
+    let more: Vec<Value> = (0..400)
+        .map(|i| json!({"event": "bulk.row", "actor": format!("bulk-{i:04}"), "details": {"pad": "x".repeat(200)}}))
+        .collect();
+    env.import_values("more.jsonl", &more, 400).ok();
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg("trap '' XFSZ; ulimit -f 128; exec \"$@\"")
+        .arg("sh")
+        .arg(env!("CARGO_BIN_EXE_trail"))
+        .args(["--db", env.db_str(), "export-csv", out.to_str().unwrap()]);
+    let failed = util::run_cmd(cmd);
+    failed.expect_code(3);
+    failed.stderr_has(&["File too large"]);
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        text,
+        "the target is unchanged"
+    );
+    assert!(
+        !env.path("out.csv.partial").exists(),
+        "no partial file left"
+    );
 }
 
 #[test]

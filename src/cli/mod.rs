@@ -1461,16 +1461,24 @@ fn export_cmd(
             let tmp = PathBuf::from(tmp_name);
             let file = std::fs::File::create(&tmp)
                 .map_err(|e| CliError::Input(format!("cannot create {}: {e}", tmp.display())))?;
-            let n = export(&conn, &filter, order, format, &now, &file)?;
-            file.sync_all().map_err(|e| StoreError::Io {
-                context: format!("writing {}", tmp.display()),
-                source: e,
-            })?;
-            std::fs::rename(&tmp, path).map_err(|e| StoreError::Io {
-                context: format!("renaming to {}", path.display()),
-                source: e,
-            })?;
-            n
+            let written = export(&conn, &filter, order, format, &now, &file).and_then(|n| {
+                file.sync_all().map_err(|e| StoreError::Io {
+                    context: format!("writing {}", tmp.display()),
+                    source: e,
+                })?;
+                std::fs::rename(&tmp, path).map_err(|e| StoreError::Io {
+                    context: format!("renaming to {}", path.display()),
+                    source: e,
+                })?;
+                Ok(n)
+            });
+            if written.is_err() {
+                // Never left behind: on a full disk it would keep the disk
+                // full (and the server's appends failing) until found.
+                drop(file);
+                let _ = std::fs::remove_file(&tmp);
+            }
+            written?
         }
         None => match export(&conn, &filter, order, format, &now, io::stdout().lock()) {
             Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::BrokenPipe => 0,
