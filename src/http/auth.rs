@@ -60,16 +60,17 @@ impl TokenCache {
         self.snapshot.write().expect("token cache").0 = None;
     }
 
-    pub async fn get(&self, state: &AppState) -> Result<Arc<Vec<TokenInfo>>, ApiError> {
+    /// The tokens, and whether they were just read (not from the cache).
+    pub async fn get(&self, state: &AppState) -> Result<(Arc<Vec<TokenInfo>>, bool), ApiError> {
         {
             let s = self.snapshot.read().expect("token cache");
             if s.0.is_some_and(|at| at.elapsed() < TOKEN_CACHE_TTL) {
-                return Ok(s.1.clone());
+                return Ok((s.1.clone(), false));
             }
         }
         let fresh = Arc::new(state.read_quick(tokens::list).await?);
         *self.snapshot.write().expect("token cache") = (Some(Instant::now()), fresh.clone());
-        Ok(fresh)
+        Ok((fresh, true))
     }
 }
 
@@ -317,13 +318,32 @@ pub async fn gate<B: MessageBody + 'static>(
 
     let mut token = None;
     if let Some(needed) = needed {
-        let outcome = match state.tokens.get(&state).await {
-            Ok(list) => check(&req, &client, needed, &list, state.insecure_no_auth),
-            Err(e) => Err(Refusal {
-                reason: "token_store_unavailable",
-                token: None,
-                error: e,
-            }),
+        // A token unknown to the cached list may have been created since
+        // (`trail token create` by a deploy script, used at once): the
+        // tokens are read again before it is refused, and the refusal
+        // recorded.
+        let mut reread = false;
+        let outcome = loop {
+            let (list, fresh) = match state.tokens.get(&state).await {
+                Ok(got) => got,
+                Err(e) => {
+                    break Err(Refusal {
+                        reason: "token_store_unavailable",
+                        token: None,
+                        error: e,
+                    })
+                }
+            };
+            match check(&req, &client, needed, &list, state.insecure_no_auth) {
+                Err(Refusal {
+                    reason: "invalid_token" | "no_tokens",
+                    ..
+                }) if !fresh && !reread => {
+                    state.tokens.invalidate();
+                    reread = true;
+                }
+                checked => break checked,
+            }
         };
         match outcome {
             Ok(name) => token = name,

@@ -920,6 +920,69 @@ async fn tokens_changed_by_another_process_are_seen_within_a_second_or_so() {
     server.stop().await;
 }
 
+/// A token made with the CLI works at once on a running server (a deploy
+/// script creates one and uses it): the server reads the tokens again
+/// before refusing one it does not know, so no 401 and no auth.fail event.
+#[actix_rt::test]
+async fn a_token_made_by_another_process_works_at_once() {
+    let server = start(|_| {}).await;
+    let dbp = server.db_path.clone();
+    let first = blocking(move || {
+        trail(
+            &dbp,
+            &["token", "create", "first", "--scope", "read", "--json"],
+        )
+    })
+    .await;
+    first.expect_code(0);
+    let first = first.json()["token"].as_str().unwrap().to_owned();
+    // The server has seen "first": its token list is cached now.
+    poll(
+        "the server to see the first token",
+        Duration::from_secs(5),
+        || async {
+            (server
+                .call(Req::get("/v1/events").token(&first))
+                .await
+                .status
+                == 200)
+                .then_some(())
+        },
+    )
+    .await;
+    server
+        .call(Req::get("/v1/head").token(&first))
+        .await
+        .expect(200);
+
+    let dbp = server.db_path.clone();
+    let late = blocking(move || {
+        trail(
+            &dbp,
+            &["token", "create", "late", "--scope", "read", "--json"],
+        )
+    })
+    .await;
+    late.expect_code(0);
+    let late = late.json()["token"].as_str().unwrap().to_owned();
+    server
+        .call(Req::get("/v1/events").token(&late))
+        .await
+        .expect(200);
+    assert!(
+        server.db().events_of("auth.fail").is_empty(),
+        "no refusal recorded"
+    );
+
+    // An unknown token is still refused, and recorded.
+    server
+        .call(Req::get("/v1/events").token("trail_not-a-token"))
+        .await
+        .expect(401);
+    assert_eq!(server.db().events_of("auth.fail").len(), 1);
+    server.stop().await;
+}
+
 /// A route reached through a percent-encoded path (`/v1/%74okens` is
 /// `/v1/tokens` to the router) must need the same scope as the plain path.
 #[actix_rt::test]
