@@ -2571,3 +2571,100 @@ fn no_seals_checks_the_hash_chain_of_a_log_whose_key_is_lost() {
         p.stdout
     );
 }
+
+/// `tail --follow`: the newest N (under the table's header on a table),
+/// then each event as it is stored, a line each; with `--json`, one event
+/// object per line (JSON Lines, not `{"events": [...]}`).
+#[test]
+fn tail_follow_prints_new_events_as_they_are_stored() {
+    use std::io::BufRead;
+    let env = Env::new();
+    for i in 0..3 {
+        env.trail(&["append", &format!("e.{i}")]).ok();
+    }
+    for json in [false, true] {
+        let mut args = vec!["tail", "-n", "2", "--follow"];
+        if json {
+            args.push("--json");
+        }
+        let mut cmd = env.command(&args);
+        cmd.stdout(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                if tx.send(line.unwrap()).is_err() {
+                    break;
+                }
+            }
+        });
+        let next = || {
+            rx.recv_timeout(Duration::from_secs(20))
+                .expect("a line within 20 s")
+        };
+        let mut lines: Vec<String> = (0..if json { 2 } else { 3 }).map(|_| next()).collect();
+        env.trail(&["append", &format!("e.new-{json}")]).ok();
+        lines.push(next());
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let events: Vec<String> = if json {
+            lines
+                .iter()
+                .map(|l| {
+                    serde_json::from_str::<Value>(l).unwrap()["event"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned()
+                })
+                .collect()
+        } else {
+            assert!(lines[0].starts_with("SEQ"), "the header first: {lines:?}");
+            lines[1..]
+                .iter()
+                .map(|l| l.split_whitespace().nth(3).unwrap().to_owned())
+                .collect()
+        };
+        let first = if json { "e.2" } else { "e.1" };
+        let mut want = vec![first.to_owned()];
+        if json {
+            want.push("e.new-false".into());
+        } else {
+            want.push("e.2".into());
+        }
+        want.push(format!("e.new-{json}"));
+        assert_eq!(events, want, "{lines:?}");
+    }
+}
+
+/// The old tools' `start`/`end` are `--since`/`--until` on the CLI too, and
+/// `trail export` without `--format` is JSON, as `GET /v1/export`.
+#[test]
+fn start_and_end_and_an_export_without_a_format() {
+    let env = Env::new();
+    env.trail(&["append", "a.b"]).ok();
+    let old = env.trail(&[
+        "search",
+        "--start",
+        "2000-01-01",
+        "--end",
+        "9999-12-31",
+        "--json",
+    ]);
+    old.ok();
+    let new = env.trail(&[
+        "search",
+        "--since",
+        "2000-01-01",
+        "--until",
+        "9999-12-31",
+        "--json",
+    ]);
+    assert_eq!(old.stdout, new.stdout);
+    assert_eq!(old.json()["events"].as_array().unwrap().len(), 1);
+    let none = env.trail(&["search", "--end", "2000-01-01", "--json"]);
+    assert_eq!(none.json()["events"], json!([]));
+    let out = env.trail(&["export"]);
+    out.ok();
+    assert_eq!(out.json()["count"], json!(1));
+}

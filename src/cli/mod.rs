@@ -114,11 +114,12 @@ pub struct FilterArgs {
     /// true or false.
     #[arg(long)]
     pub success: Option<String>,
-    /// From this time on (RFC 3339 or YYYY-MM-DD).
-    #[arg(long)]
+    /// Stored from this time on (RFC 3339 or YYYY-MM-DD): the time trail
+    /// stored the event, not its occurred_at.
+    #[arg(long, visible_alias = "start")]
     pub since: Option<String>,
-    /// Up to this time (RFC 3339, inclusive, or YYYY-MM-DD, the whole day).
-    #[arg(long)]
+    /// Stored up to this time (RFC 3339, inclusive, or YYYY-MM-DD, the whole day).
+    #[arg(long, visible_alias = "end")]
     pub until: Option<String>,
 }
 
@@ -324,7 +325,8 @@ pub struct VerifyArgs {
 
 #[derive(Args, Debug)]
 pub struct ExportArgs {
-    #[arg(long, value_parser = Format::parse)]
+    /// csv, json (default, as GET /v1/export) or jsonl.
+    #[arg(long, default_value = "json", value_parser = Format::parse)]
     pub format: Format,
     /// Write here instead of standard output (`-`: standard output).
     #[arg(long, short = 'o')]
@@ -1137,6 +1139,9 @@ fn tail(db: &Path, args: TailArgs) -> Result<(), CliError> {
         }
         Ok(())
     };
+    if !args.json {
+        table::write_header(&mut io::stdout().lock(), true).or_else(ignore_broken_pipe)?;
+    }
     print_lines(&events)?;
     loop {
         std::thread::sleep(std::time::Duration::from_millis(250));
