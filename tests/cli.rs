@@ -1004,6 +1004,28 @@ fn append_json_details_nested_40_deep_is_refused() {
     }
     let out = append_json(&env, &format!(r#"{{"event":"a","details":{nested}}}"#));
     assert_refused(&env, &rows, &out, &["details", "nested", "32"]);
+
+    // Past what the JSON parser itself takes (128): still the member and
+    // the rule, from `append --json` and from `import`.
+    for _ in 40..140 {
+        nested = format!(r#"{{"d":{nested}}}"#);
+    }
+    let line = format!(r#"{{"event":"a","details":{nested}}}"#);
+    let out = append_json(&env, &line);
+    assert_refused(
+        &env,
+        &rows,
+        &out,
+        &["details: is nested at least 100 levels deep; at most 32 are allowed"],
+    );
+    let file = env.write_lines("deep.jsonl", [r#"{"event":"ok"}"#, line.as_str()]);
+    let out = env.trail(&["import", file.to_str().unwrap()]);
+    assert_refused(
+        &env,
+        &rows,
+        &out,
+        &["line 2: details: is nested at least 100 levels deep"],
+    );
 }
 
 #[test]

@@ -719,6 +719,9 @@ fn append(
 ) -> Result<(), CliError> {
     let event = if let Some(src) = &args.json {
         let text = read_input(src)?;
+        if let Some(e) = crate::domain::json::too_deep(&text) {
+            return Err(e.into());
+        }
         let value = crate::domain::json::parse_strict(&text)
             .map_err(|e| CliError::Input(format!("{src}: not valid JSON: {e}")))?;
         NewEvent::from_json(&value)?
@@ -999,6 +1002,9 @@ fn import(
         let parsed = line.and_then(|line| {
             if line.trim().is_empty() {
                 return Ok(None);
+            }
+            if let Some(e) = crate::domain::json::too_deep(&line) {
+                return Err(format!("line {n}: {e}"));
             }
             // serde_json counts lines within the text it was given, always
             // line 1 here: the column is what tells.

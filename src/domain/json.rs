@@ -132,3 +132,115 @@ mod tests {
         assert!(parse_strict(r#"{"event":"a"} x"#).is_err());
     }
 }
+
+/// Nesting past which a text is refused before parsing (the JSON parser
+/// itself stops at 128 and could not say which member was too deep).
+const DEEP: usize = 100;
+
+/// An event or a batch of them (an array) nesting deeper than [`DEEP`]
+/// levels: the error names the member (`details`, or `[3].details` in a
+/// batch) and how deep it is at least, found with a scan that never
+/// recurses. Events are checked again after parsing (at most
+/// [`MAX_OBJECT_DEPTH`](crate::domain::event::MAX_OBJECT_DEPTH) levels).
+pub fn too_deep(text: &str) -> Option<crate::domain::InputError> {
+    let (name, levels) = too_deep_at(text)?;
+    Some(crate::domain::InputError::single(
+        name,
+        format!(
+            "is nested at least {levels} levels deep; at most {} are allowed",
+            crate::domain::event::MAX_OBJECT_DEPTH
+        ),
+    ))
+}
+
+/// Where [`too_deep`] stops: the member, and its nesting there.
+fn too_deep_at(text: &str) -> Option<(String, usize)> {
+    let b = text.as_bytes();
+    let (mut depth, mut in_str, mut esc) = (0usize, false, false);
+    let mut top_array: Option<bool> = None;
+    let mut index = 0usize;
+    let (mut start, mut last_string, mut key) = (0usize, (0usize, 0usize), None::<(usize, usize)>);
+    for (i, &c) in b.iter().enumerate() {
+        let event_depth = if top_array == Some(true) { 2 } else { 1 };
+        if in_str {
+            if esc {
+                esc = false;
+            } else if c == b'\\' {
+                esc = true;
+            } else if c == b'"' {
+                in_str = false;
+                if depth == event_depth {
+                    last_string = (start, i);
+                }
+            }
+            continue;
+        }
+        match c {
+            b'"' => {
+                in_str = true;
+                start = i + 1;
+            }
+            b'{' | b'[' => {
+                if depth == 0 {
+                    top_array = Some(c == b'[');
+                }
+                depth += 1;
+                if depth > DEEP {
+                    let name = key
+                        .map(|(a, z)| String::from_utf8_lossy(&b[a..z]).into_owned())
+                        .unwrap_or_default();
+                    let name = if top_array == Some(true) {
+                        format!("[{index}].{name}")
+                    } else {
+                        name
+                    };
+                    return Some((name, depth - event_depth));
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            b':' if depth == event_depth => key = Some(last_string),
+            b',' if top_array == Some(true) && depth == 1 => {
+                index += 1;
+                key = None;
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod depth_tests {
+    use super::too_deep_at;
+
+    #[test]
+    fn names_the_member_that_nests_too_deep_and_how_deep() {
+        let deep = |n: usize| format!("{}{}", "{\"d\":".repeat(n), "1".to_owned() + &"}".repeat(n));
+        assert_eq!(
+            too_deep_at(&format!("{{\"event\":\"a\",\"details\":{}}}", deep(150))),
+            Some(("details".into(), 100))
+        );
+        assert_eq!(
+            too_deep_at(&format!(
+                "[{{\"event\":\"a\"}},{{\"event\":\"b\",\"metadata\":{}}}]",
+                deep(150)
+            )),
+            Some(("[1].metadata".into(), 99))
+        );
+        assert_eq!(
+            too_deep_at(&format!("{{\"event\":\"a\",\"details\":{}}}", deep(40))),
+            None
+        );
+        assert_eq!(too_deep_at("{\"event\":\"{{{{[[[[\"}"), None);
+        // Exactly 100 deep in one event is refused, saying 100; 99 is left
+        // to the parser and the event's own check.
+        assert_eq!(
+            too_deep_at(&format!("{{\"event\":\"a\",\"details\":{}}}", deep(100))),
+            Some(("details".into(), 100))
+        );
+        assert_eq!(
+            too_deep_at(&format!("{{\"event\":\"a\",\"details\":{}}}", deep(99))),
+            None
+        );
+    }
+}

@@ -171,14 +171,8 @@ pub fn parse_events(body: &[u8], max_batch: usize) -> Result<(Vec<NewEvent>, boo
     // A byte-order mark is not JSON, but RFC 8259 lets a reader skip it,
     // and the CLI does.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    if let Some(field) = too_deep(text) {
-        return Err(ApiError::Invalid(InputError::single(
-            field,
-            format!(
-                "is nested more than {DEEP} levels deep; at most {} are allowed",
-                crate::domain::event::MAX_OBJECT_DEPTH
-            ),
-        )));
+    if let Some(e) = crate::domain::json::too_deep(text) {
+        return Err(ApiError::Invalid(e));
     }
     let value: Value = crate::domain::json::parse_strict(text).map_err(|e| {
         let what = if e.is_eof() {
@@ -420,91 +414,4 @@ fn dropped_detail(reason: Option<&str>) -> &'static str {
 fn matches_any(m: &crate::domain::EventMatch, event: &str) -> bool {
     m.exact.iter().any(|e| e.as_str() == event)
         || m.prefixes.iter().any(|p| event.starts_with(p.as_str()))
-}
-
-/// Nesting past which the body is refused before parsing (the JSON parser
-/// itself stops at 128 and could not say which member was too deep).
-const DEEP: usize = 100;
-
-/// The member (`details`, or `[3].details` in a batch) where the body first
-/// nests deeper than [`DEEP`], found with a scan that never recurses.
-fn too_deep(text: &str) -> Option<String> {
-    let b = text.as_bytes();
-    let (mut depth, mut in_str, mut esc) = (0usize, false, false);
-    let mut top_array: Option<bool> = None;
-    let mut index = 0usize;
-    let (mut start, mut last_string, mut key) = (0usize, (0usize, 0usize), None::<(usize, usize)>);
-    for (i, &c) in b.iter().enumerate() {
-        let event_depth = if top_array == Some(true) { 2 } else { 1 };
-        if in_str {
-            if esc {
-                esc = false;
-            } else if c == b'\\' {
-                esc = true;
-            } else if c == b'"' {
-                in_str = false;
-                if depth == event_depth {
-                    last_string = (start, i);
-                }
-            }
-            continue;
-        }
-        match c {
-            b'"' => {
-                in_str = true;
-                start = i + 1;
-            }
-            b'{' | b'[' => {
-                if depth == 0 {
-                    top_array = Some(c == b'[');
-                }
-                depth += 1;
-                if depth > DEEP {
-                    let name = key
-                        .map(|(a, z)| String::from_utf8_lossy(&b[a..z]).into_owned())
-                        .unwrap_or_default();
-                    return Some(if top_array == Some(true) {
-                        format!("[{index}].{name}")
-                    } else {
-                        name
-                    });
-                }
-            }
-            b'}' | b']' => depth = depth.saturating_sub(1),
-            b':' if depth == event_depth => key = Some(last_string),
-            b',' if top_array == Some(true) && depth == 1 => {
-                index += 1;
-                key = None;
-            }
-            _ => {}
-        }
-    }
-    None
-}
-
-#[cfg(test)]
-mod tests {
-    use super::too_deep;
-
-    #[test]
-    fn names_the_member_that_nests_too_deep() {
-        let deep = |n: usize| format!("{}{}", "{\"d\":".repeat(n), "1".to_owned() + &"}".repeat(n));
-        assert_eq!(
-            too_deep(&format!("{{\"event\":\"a\",\"details\":{}}}", deep(150))).as_deref(),
-            Some("details")
-        );
-        assert_eq!(
-            too_deep(&format!(
-                "[{{\"event\":\"a\"}},{{\"event\":\"b\",\"metadata\":{}}}]",
-                deep(150)
-            ))
-            .as_deref(),
-            Some("[1].metadata")
-        );
-        assert_eq!(
-            too_deep(&format!("{{\"event\":\"a\",\"details\":{}}}", deep(40))),
-            None
-        );
-        assert_eq!(too_deep("{\"event\":\"{{{{[[[[\"}"), None);
-    }
 }

@@ -56,6 +56,16 @@ impl Params {
         Ok(Params { pairs })
     }
 
+    /// [`Params::parse`] for a seed system's route (`/api/audit…`,
+    /// `/v1/audit…`): there, as in the old tools, a parameter sent empty
+    /// (`?event=&level=&limit=50`, what a form sends for its blank fields)
+    /// is as if not sent. On trail's own routes an empty value is refused.
+    pub fn parse_seed(query: &str, allowed: &[&str]) -> Result<Params, ApiError> {
+        let mut p = Params::parse(query, allowed)?;
+        p.pairs.retain(|(_, v)| !v.is_empty());
+        Ok(p)
+    }
+
     pub fn get(&self, name: &str) -> Option<&str> {
         self.pairs
             .iter()

@@ -42,7 +42,7 @@ pub async fn list_events(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let params = Params::parse(req.query_string(), LIST_PARAMS)?;
+    let params = query_params(&req, &state, LIST_PARAMS)?;
     let key = state
         .keys
         .signing()
@@ -177,7 +177,7 @@ pub async fn summary(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let params = Params::parse(req.query_string(), SUMMARY_PARAMS)?;
+    let params = query_params(&req, &state, SUMMARY_PARAMS)?;
     let (period, filter) = summary_filter(&params)?;
     let s: Summary = state
         .read(move |conn| query::summary(conn, &period, &filter))
@@ -209,7 +209,7 @@ pub async fn verify(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let params = Params::parse(req.query_string(), VERIFY_PARAMS)?;
+    let params = query_params(&req, &state, VERIFY_PARAMS)?;
     let from = params.uint("from", 1, i64::MAX as u64)?;
     let to = params.uint("to", 1, i64::MAX as u64)?;
     if let (Some(a), Some(b)) = (from, to) {
@@ -329,7 +329,7 @@ pub async fn export_events(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let params = Params::parse(req.query_string(), EXPORT_PARAMS)?;
+    let params = query_params(&req, &state, EXPORT_PARAMS)?;
     let format = match params.get("format") {
         None => Format::Json,
         Some(f) => Format::parse(f).map_err(|m| ApiError::bad_param("format", m))?,
@@ -487,6 +487,29 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "status": "ready", "schema_version": version, "head_seq": head.seq,
     })))
+}
+
+/// The query of a read route: on the seed systems' routes an empty
+/// parameter counts as not sent ([`Params::parse_seed`]).
+fn query_params(req: &HttpRequest, state: &AppState, allowed: &[&str]) -> Result<Params, ApiError> {
+    let path = req
+        .path()
+        .strip_prefix(state.base_path.as_str())
+        .unwrap_or(req.path());
+    let seed = matches!(
+        path,
+        "/api/audit"
+            | "/api/audit/summary"
+            | "/v1/audit"
+            | "/v1/audit/stats"
+            | "/v1/audit/verify"
+            | "/v1/audit/export"
+    );
+    if seed {
+        Params::parse_seed(req.query_string(), allowed)
+    } else {
+        Params::parse(req.query_string(), allowed)
+    }
 }
 
 /// OpenAPI shapes of the JSON bodies (documentation only).

@@ -105,8 +105,9 @@ pub enum Order {
 }
 
 impl Order {
+    /// `asc` or `desc`, in any case (as levels and `success`).
     pub fn parse(s: &str) -> std::result::Result<Order, String> {
-        match s {
+        match s.to_ascii_lowercase().as_str() {
             "desc" => Ok(Order::Desc),
             "asc" => Ok(Order::Asc),
             _ => Err(format!("must be asc or desc (got {s:?})")),

@@ -781,6 +781,19 @@ async fn inputs_exactly_at_the_limits_are_accepted() {
     let p = assert_problem(&app.post(&over).await, 422);
     assert_eq!(error_fields(&p), ["details"]);
 
+    // Past the parser's own limit, the member is named, and how deep it
+    // is: 100 levels of details in one event (counted from details).
+    let body = format!("{{\"event\":\"a\",\"details\":{}}}", nested(100));
+    let p = assert_problem(
+        &app.post_raw(Some("application/json"), &[], body.into_bytes())
+            .await,
+        422,
+    );
+    assert_eq!(
+        p["errors"],
+        json!([{"field": "details", "message": "is nested at least 100 levels deep; at most 32 are allowed"}])
+    );
+
     // 32 levels deep.
     app.post(&json!({"event": "a", "details": nested(32), "metadata": nested(32)}))
         .await
