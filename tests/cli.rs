@@ -2689,4 +2689,17 @@ fn start_and_end_and_an_export_without_a_format() {
     let out = env.trail(&["export"]);
     out.ok();
     assert_eq!(out.json()["count"], json!(1));
+
+    // summary takes a window too (period "custom"), as GET /v1/summary.
+    let s = env.trail(&["summary", "--json", "--start", "2000-01-01"]);
+    s.ok();
+    let s = s.json();
+    assert_eq!(s["period"], json!("custom"));
+    assert_eq!(s["since"], json!("2000-01-01T00:00:00.000000Z"));
+    assert_eq!(s["total_events"], json!(1));
+    let s = env.trail(&["summary", "--json", "--until", "2000-01-01"]);
+    assert_eq!(s.json()["total_events"], json!(0));
+    let both = env.trail(&["summary", "--period", "7d", "--since", "2000-01-01"]);
+    both.expect_code(2);
+    assert!(both.stderr.contains("--period"), "{}", both.stderr);
 }

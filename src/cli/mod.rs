@@ -293,9 +293,15 @@ pub struct SearchArgs {
 
 #[derive(Args, Debug)]
 pub struct SummaryArgs {
-    /// 24h, 7d, 30d or all.
-    #[arg(long, default_value = "24h")]
-    pub period: String,
+    /// 24h (default), 7d, 30d or all.
+    #[arg(long)]
+    pub period: Option<String>,
+    /// Instead of --period: from this time on (RFC 3339 or YYYY-MM-DD); period "custom".
+    #[arg(long, visible_alias = "start", conflicts_with = "period")]
+    pub since: Option<String>,
+    /// Instead of --period: up to this time (RFC 3339, inclusive, or YYYY-MM-DD, the whole day).
+    #[arg(long, visible_alias = "end", conflicts_with = "period")]
+    pub until: Option<String>,
     #[arg(long)]
     pub json: bool,
 }
@@ -1222,10 +1228,22 @@ fn search(db: &Path, args: SearchArgs) -> Result<(), CliError> {
 }
 
 fn summary(db: &Path, keys: &KeySource, args: SummaryArgs) -> Result<(), CliError> {
-    let filter = crate::domain::filter::period_filter(&args.period, chrono::Utc::now())
-        .map_err(|e| CliError::Input(format!("--period: {e}")))?;
+    // As GET /v1/summary: a period, or an explicit window ("custom").
+    let (period, filter) = if args.since.is_some() || args.until.is_some() {
+        let window = FilterArgs {
+            since: args.since.clone(),
+            until: args.until.clone(),
+            ..FilterArgs::default()
+        };
+        ("custom".to_owned(), window.parse()?)
+    } else {
+        let period = args.period.clone().unwrap_or_else(|| "24h".into());
+        let filter = crate::domain::filter::period_filter(&period, chrono::Utc::now())
+            .map_err(|e| CliError::Input(format!("--period: {e}")))?;
+        (period, filter)
+    };
     let conn = open_read(db)?;
-    let s = query::summary(&conn, &args.period, &filter)?;
+    let s = query::summary(&conn, &period, &filter)?;
     if args.json {
         println!("{}", serde_json::to_string(&s).expect("summary serializes"));
         return Ok(());
