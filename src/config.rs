@@ -642,6 +642,11 @@ fn list(r: &Raw) -> Result<Vec<String>, String> {
         .collect()
 }
 
+/// [`base_path`] of a command-line value.
+pub fn parse_base_path(s: &str) -> Result<String, String> {
+    base_path(&Raw::Text(s.to_owned()))
+}
+
 /// A URL path prefix such as `/audit` or `/a/b`: segments of letters,
 /// digits and `-_.~`, none empty, `.` or `..`. `/` alone (or nothing) is the
 /// root; one trailing `/` is dropped.

@@ -69,7 +69,7 @@ pub enum Command {
     #[command(subcommand)]
     Token(TokenCommand),
     /// Exit 0 when the server on this machine answers /readyz (container HEALTHCHECK).
-    Healthcheck,
+    Healthcheck(HealthcheckArgs),
     /// Append one event and print its seq, id and chain hash.
     Append(AppendArgs),
     /// Append JSON Lines (one event per line) in all-or-nothing batches.
@@ -306,6 +306,18 @@ pub struct SummaryArgs {
     pub json: bool,
 }
 
+/// Where the server listens, when `serve` was given flags rather than the
+/// configuration (`TRAIL_BIND`, `TRAIL_BASE_PATH`) this command reads too.
+#[derive(Args, Debug, Default)]
+pub struct HealthcheckArgs {
+    /// The server's --bind (default: the configured bind).
+    #[arg(long)]
+    pub bind: Option<String>,
+    /// The server's --base-path (default: the configured base_path).
+    #[arg(long)]
+    pub base_path: Option<String>,
+}
+
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
     #[arg(long)]
@@ -468,7 +480,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Serve(_) => serve(&config),
         Command::Config { json } => show_config(&config, json),
         Command::Token(cmd) => token_cmd(db, &keys, sync, cmd),
-        Command::Healthcheck => healthcheck(&config),
+        Command::Healthcheck(args) => healthcheck(&config, args),
         Command::Append(args) => append(db, &keys, sync, args),
         Command::Import(args) => import(db, &keys, sync, args),
         Command::Show(args) => show(db, args),
@@ -651,15 +663,21 @@ fn token_cmd(
 
 /// GET /readyz on the configured port over plain TCP: the runtime image
 /// needs no curl.
-fn healthcheck(config: &Config) -> Result<(), CliError> {
+fn healthcheck(config: &Config, args: HealthcheckArgs) -> Result<(), CliError> {
     use std::io::Read;
     use std::net::{SocketAddr, TcpStream};
     use std::time::Duration;
-    let bind: SocketAddr = config
-        .bind
-        .value
-        .parse()
-        .map_err(|_| CliError::Input("bad bind address".into()))?;
+    let bind_text = args.bind.as_deref().unwrap_or(&config.bind.value);
+    let bind: SocketAddr = bind_text.parse().map_err(|_| {
+        CliError::Input(format!(
+            "--bind: must be an address and port such as 0.0.0.0:8080 (got {bind_text:?})"
+        ))
+    })?;
+    let base_path = match &args.base_path {
+        Some(p) => crate::config::parse_base_path(p)
+            .map_err(|e| CliError::Input(format!("--base-path: {e}")))?,
+        None => config.base_path.value.clone(),
+    };
     let host = if bind.ip().is_unspecified() {
         if bind.is_ipv4() {
             "127.0.0.1".parse().expect("ip")
@@ -670,7 +688,7 @@ fn healthcheck(config: &Config) -> Result<(), CliError> {
         bind.ip()
     };
     let addr = SocketAddr::new(host, bind.port());
-    let path = format!("{}/readyz", config.base_path.value);
+    let path = format!("{base_path}/readyz");
     let fail = |m: String| CliError::VerifyFailed(format!("unhealthy: {m}"));
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(3))
         .map_err(|e| fail(format!("{addr}: {e}")))?;

@@ -294,6 +294,37 @@ async fn sigterm_under_load_commits_every_acknowledged_event() {
     })
     .await;
     out.expect_code(0);
+    // Or given as flags, for a server started with `serve --bind`: they
+    // win over the configuration (which here names a port nobody uses).
+    let (dbp, bind) = (db_path.clone(), format!("127.0.0.1:{}", again.port));
+    let out = blocking(move || {
+        let mut c = trail_cmd(&[
+            "--db",
+            dbp.to_str().unwrap(),
+            "healthcheck",
+            "--bind",
+            &bind,
+            "--base-path",
+            "/",
+        ]);
+        c.env("TRAIL_BIND", "127.0.0.1:9");
+        run_cmd(c)
+    })
+    .await;
+    out.expect_code(0);
+    let dbp = db_path.clone();
+    let out = blocking(move || {
+        run_cmd(trail_cmd(&[
+            "--db",
+            dbp.to_str().unwrap(),
+            "healthcheck",
+            "--base-path",
+            "no-slash",
+        ]))
+    })
+    .await;
+    out.expect_code(2);
+    assert!(out.stderr.contains("--base-path"), "{}", out.stderr);
     again.sigterm();
     let (status, _) = again.wait_exit(Duration::from_secs(30)).await;
     assert_eq!(
