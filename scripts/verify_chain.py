@@ -145,7 +145,10 @@ def build_keyring(db_path: str, key_files) -> Keyring:
     # Earlier keys, as trail takes them from the environment (comma-separated).
     earlier = os.environ.get("TRAIL_VERIFY_KEY_FILES", "")
     if earlier.strip():
-        for path in earlier.split(","):
+        items = earlier.split(",")
+        for i, path in enumerate(items):
+            if not path.strip():
+                raise InputError(f"TRAIL_VERIFY_KEY_FILES: item {i + 1} of {len(items)} is empty")
             ring.add(read_key_file(path.strip()))
     for path in key_files:
         ring.add(read_key_file(path))
@@ -645,6 +648,7 @@ def main(argv=None) -> int:
         checked, failure, head_seq, head_hash = verify_db(
             conn, ring, args.from_seq, args.to_seq, args.anchor
         )
+        cut = newest_cut(conn)
     except sqlite3.Error as e:
         raise ReadError(f"reading {args.db}: {e}") from None
     finally:
@@ -664,6 +668,10 @@ def main(argv=None) -> int:
         print(f"intact: {checked} entries checked{only}; head seq {head_seq} chain_hash {head_hash.hex()}")
     else:
         print(f"BROKEN at seq {failure[0]}: {failure[1]}; {checked} entries checked before it")
+    if args.anchor is not None and cut is not None and args.anchor[0] < cut[0]:
+        print(f"{PROG}: warning: the anchor (seq {args.anchor[0]}) is below the newest retention "
+              f"cut (seq {cut[0]}): the rows it names were pruned, so it was not compared; keep "
+              "anchors newer than the newest cut", file=sys.stderr)
     if failure is not None and len(ring) == 0:
         print(f"{PROG}: no HMAC key was found: set TRAIL_HMAC_KEY, TRAIL_HMAC_KEY_FILE "
               "or pass --key-file", file=sys.stderr)

@@ -537,6 +537,21 @@ fn rows_sealed_with_another_key_are_unknown_key_until_that_key_is_given() {
         .env("TRAIL_VERIFY_KEY_FILES", main);
     let p = util::run_cmd(py);
     assert_verdicts(&t, &p, &verdict(true, 23, None, &head));
+
+    // An empty item is refused by both, with the same words.
+    let list = format!("{main},,{main}");
+    let mut t = env.command(&["verify"]);
+    t.env("TRAIL_VERIFY_KEY_FILES", &list);
+    let t = util::run_cmd(t);
+    let mut py = std::process::Command::new("python3");
+    py.arg(util::verify_script())
+        .arg(&env.db)
+        .env("TRAIL_VERIFY_KEY_FILES", &list);
+    let p = util::run_cmd(py);
+    for out in [&t, &p] {
+        out.expect_code(2);
+        out.stderr_has(&["TRAIL_VERIFY_KEY_FILES", "item 2 of 3 is empty"]);
+    }
 }
 
 // ---------------------------------------------------------------------------

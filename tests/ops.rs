@@ -228,6 +228,15 @@ fn prune_cuts_before_deleting_and_both_verifiers_resume_from_the_cut() {
             "anchor {anchor}"
         );
         assert_eq!(py.json(), t.json(), "anchor {anchor}");
+        // The one below the cut is said not to have been compared.
+        let below = anchor.starts_with("3:");
+        for (who, stderr) in [("trail", &t.stderr), ("verify_chain.py", &py.stderr)] {
+            assert_eq!(
+                stderr.contains("is below the newest retention cut"),
+                below,
+                "{who}, anchor {anchor}: {stderr}"
+            );
+        }
     }
 
     // Appends go on after a prune, and the chain stays intact.

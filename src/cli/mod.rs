@@ -1339,16 +1339,37 @@ fn verify(db: &Path, keys: &KeySource, args: VerifyArgs) -> Result<(), CliError>
     let schema = crate::store::db::open_read(db)
         .and_then(|c| crate::store::db::schema_differences(&c))
         .unwrap_or_else(|e| vec![format!("it could not be compared: {e}")]);
-    let warning = (!schema.is_empty()).then(|| {
-        format!(
+    let mut warnings = Vec::new();
+    if !schema.is_empty() {
+        warnings.push(format!(
             "warning: the schema is not the one trail's migrations make ({}): queries of the \
              columns, the audit_log view or the triggers' protection may not be what they seem; \
              the chain itself is checked from entry, chain_hash and signature alone",
             schema.join("; ")
-        )
-    });
-    if let (true, Some(w)) = (args.json, &warning) {
-        eprintln!("trail: {w}");
+        ));
+    }
+    // An anchor a prune has passed is not compared (nothing is left to
+    // compare it with): said, so that nobody takes the verdict for a check
+    // of it.
+    let cut = crate::store::db::open_read(db)
+        .and_then(|c| crate::store::retention::newest_cut(&c))
+        .ok()
+        .flatten();
+    if let (Some(anchor), Some(cut)) = (&args.anchor, &cut) {
+        if anchor.seq < cut.up_to_seq {
+            warnings.push(format!(
+                "warning: the anchor (seq {}) is below the newest retention cut (seq {}): the \
+                 rows it names were pruned, so it was not compared; keep anchors newer than the \
+                 newest cut",
+                anchor.seq, cut.up_to_seq
+            ));
+        }
+    }
+    let warning = (!warnings.is_empty()).then(|| warnings.join("\n"));
+    if args.json {
+        for w in &warnings {
+            eprintln!("trail: {w}");
+        }
     }
     let text = if args.json {
         serde_json::to_string(&report).expect("report serializes")
