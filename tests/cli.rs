@@ -1400,6 +1400,29 @@ fn a_bom_is_skipped_and_an_oversized_input_is_refused_unread() {
         &out,
         &["is larger than 1048576 bytes, the 1 MiB limit for one event's JSON"],
     );
+
+    // The limit is the JSON's: JSON of exactly 1 MiB, with a byte-order
+    // mark before it and CRLF after it, gets as far as the event's own
+    // checks (its details are over 64 KiB); one byte more does not.
+    let sized = |n: usize| {
+        let frame = r#"{"event":"big","details":{"pad":""}}"#.len();
+        format!(
+            r#"{{"event":"big","details":{{"pad":"{}"}}}}"#,
+            "x".repeat(n - frame)
+        )
+    };
+    for (n, says) in [
+        (1 << 20, "details: is 1048550 bytes serialized; at most 65536 are allowed"),
+        ((1 << 20) + 1, "the 1 MiB limit for one event's JSON"),
+    ] {
+        let text = format!("\u{feff}{}\r\n", sized(n));
+        let out = append_json(&env, &text);
+        assert_refused(&env, &rows, &out, &[says]);
+        let file = env.path("sized.jsonl");
+        std::fs::write(&file, &text).unwrap();
+        let out = env.trail(&["import", file.to_str().unwrap()]);
+        assert_refused(&env, &rows, &out, &[says]);
+    }
 }
 
 #[test]

@@ -844,11 +844,6 @@ fn append(
 /// memory.
 const MAX_EVENT_INPUT: usize = 1 << 20;
 
-/// A byte-order mark some Windows tools put first: not part of the JSON.
-fn strip_bom(s: &str) -> &str {
-    s.strip_prefix('\u{feff}').unwrap_or(s)
-}
-
 fn read_input(src: &str) -> Result<String, CliError> {
     let (what, reader): (String, Box<dyn io::Read>) = if src == "-" {
         ("standard input".into(), Box::new(io::stdin()))
@@ -858,26 +853,38 @@ fn read_input(src: &str) -> Result<String, CliError> {
         (src.to_owned(), Box::new(f))
     };
     let mut bytes = Vec::new();
+    // The limit is the JSON's: a byte-order mark before it and a line
+    // ending after it (what editors write) are not counted.
     io::Read::read_to_end(
-        &mut io::Read::take(reader, MAX_EVENT_INPUT as u64 + 1),
+        &mut io::Read::take(reader, (MAX_EVENT_INPUT + BOM.len() + 2) as u64 + 1),
         &mut bytes,
     )
     .map_err(|e| CliError::Input(format!("cannot read {what}: {e}")))?;
-    if bytes.len() > MAX_EVENT_INPUT {
+    let mut json = bytes.strip_prefix(BOM).unwrap_or(&bytes);
+    json = json
+        .strip_suffix(b"\n")
+        .map_or(json, |j| j.strip_suffix(b"\r").unwrap_or(j));
+    if json.len() > MAX_EVENT_INPUT {
         return Err(CliError::Input(format!(
             "{what} is larger than {MAX_EVENT_INPUT} bytes, the 1 MiB limit for one event's JSON"
         )));
     }
-    let s = String::from_utf8(bytes)
-        .map_err(|_| CliError::Input(format!("{what} is not UTF-8 text")))?;
-    Ok(strip_bom(&s).to_owned())
+    String::from_utf8(json.to_vec())
+        .map_err(|_| CliError::Input(format!("{what} is not UTF-8 text")))
 }
+
+/// UTF-8's byte-order mark, which some Windows tools put first: not part
+/// of the JSON.
+const BOM: &[u8] = b"\xef\xbb\xbf";
 
 /// The next line of an import without its line ending, `None` at the end;
 /// a line longer than [`MAX_EVENT_INPUT`] is refused before it is read whole.
 fn next_line(reader: &mut dyn BufRead, n: usize) -> Option<Result<String, String>> {
     let mut buf = Vec::new();
-    match io::Read::take(&mut *reader, MAX_EVENT_INPUT as u64 + 2).read_until(b'\n', &mut buf) {
+    let bom = if n == 1 { BOM.len() } else { 0 };
+    match io::Read::take(&mut *reader, (MAX_EVENT_INPUT + bom) as u64 + 2)
+        .read_until(b'\n', &mut buf)
+    {
         Ok(0) => return None,
         Ok(_) => {}
         Err(e) => return Some(Err(format!("line {n}: cannot read: {e}"))),
@@ -888,16 +895,15 @@ fn next_line(reader: &mut dyn BufRead, n: usize) -> Option<Result<String, String
             buf.pop();
         }
     }
+    if n == 1 && buf.starts_with(BOM) {
+        buf.drain(..BOM.len());
+    }
     if buf.len() > MAX_EVENT_INPUT {
         return Some(Err(format!(
             "line {n}: longer than {MAX_EVENT_INPUT} bytes, the 1 MiB limit for one event's JSON"
         )));
     }
-    Some(match String::from_utf8(buf) {
-        Ok(line) if n == 1 => Ok(strip_bom(&line).to_owned()),
-        Ok(line) => Ok(line),
-        Err(_) => Err(format!("line {n}: not UTF-8 text")),
-    })
+    Some(String::from_utf8(buf).map_err(|_| format!("line {n}: not UTF-8 text")))
 }
 
 /// Progress of an import: what has committed so far.
