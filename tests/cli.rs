@@ -1412,7 +1412,10 @@ fn a_bom_is_skipped_and_an_oversized_input_is_refused_unread() {
         )
     };
     for (n, says) in [
-        (1 << 20, "details: is 1048550 bytes serialized; at most 65536 are allowed"),
+        (
+            1 << 20,
+            "details: is 1048550 bytes serialized; at most 65536 are allowed",
+        ),
         ((1 << 20) + 1, "the 1 MiB limit for one event's JSON"),
     ] {
         let text = format!("\u{feff}{}\r\n", sized(n));
@@ -2740,4 +2743,28 @@ fn start_and_end_and_an_export_without_a_format() {
     let both = env.trail(&["summary", "--period", "7d", "--since", "2000-01-01"]);
     both.expect_code(2);
     assert!(both.stderr.contains("--period"), "{}", both.stderr);
+}
+
+/// A `TRAIL_LOG` that is not a log filter is said, not silently ignored;
+/// the command still runs with the default filter.
+#[test]
+fn a_bad_trail_log_is_a_warning() {
+    let env = Env::new();
+    let mut cmd = env.command(&["append", "a.b"]);
+    cmd.env("TRAIL_LOG", "[[[bad");
+    let out = util::run_cmd(cmd);
+    out.ok();
+    out.stderr_has(&[
+        "warning: TRAIL_LOG=\"[[[bad\" is not a log filter",
+        "using \"warn\"",
+    ]);
+    let mut cmd = env.command(&["append", "a.c"]);
+    cmd.env("TRAIL_LOG", "debug");
+    let out = util::run_cmd(cmd);
+    out.ok();
+    assert!(
+        !out.stderr.contains("is not a log filter"),
+        "{}",
+        out.stderr
+    );
 }

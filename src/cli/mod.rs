@@ -419,8 +419,16 @@ fn init_logging(serving: bool, format: LogFormat) {
     } else {
         "warn"
     };
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_env("TRAIL_LOG").unwrap_or_else(|_| default.into());
+    let filter = match std::env::var("TRAIL_LOG") {
+        Ok(spec) if !spec.trim().is_empty() => tracing_subscriber::EnvFilter::try_new(&spec)
+            .unwrap_or_else(|e| {
+                eprintln!(
+                "trail: warning: TRAIL_LOG={spec:?} is not a log filter ({e}); using {default:?}"
+            );
+                default.into()
+            }),
+        _ => default.into(),
+    };
     // Colours only on a terminal: a log file or `docker logs` gets plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

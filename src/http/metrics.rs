@@ -143,6 +143,17 @@ impl WriterObserver for WriterMetrics {
     }
 }
 
+impl WriterMetrics {
+    /// Events this server appended outside its writer (the retention
+    /// task's own record): counted, and the head moves, but they are not a
+    /// commit of the writer's, whose size and duration the histograms show.
+    pub fn appended_outside(&self, events: usize, head_seq: u64) {
+        metrics::gauge!("trail_chain_head_seq").set(head_seq as f64);
+        self.appended.fetch_add(events as u64, Ordering::Relaxed);
+        metrics::counter!("trail_events_appended_total").increment(events as u64);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

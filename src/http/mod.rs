@@ -890,10 +890,7 @@ fn spawn_retention(state: web::Data<AppState>, days: u32, sync: crate::store::Sy
                 Ok(Ok(None)) => return,
                 Ok(Ok(Some(report))) => {
                     if let Some(seq) = report.event_seq {
-                        use crate::store::writer::WriterObserver;
-                        state
-                            .writer_metrics
-                            .committed(1, 1, seq, std::time::Duration::ZERO);
+                        state.writer_metrics.appended_outside(1, seq);
                     }
                     tracing::info!(
                         days,
