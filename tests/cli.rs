@@ -2768,3 +2768,17 @@ fn a_bad_trail_log_is_a_warning() {
         out.stderr
     );
 }
+
+/// The type given to `append` is its EVENT argument, and is named so.
+#[test]
+fn a_bad_event_argument_is_named_as_the_argument() {
+    let (env, rows) = seeded();
+    let out = env.trail(&["append", "bad event"]);
+    assert_refused(
+        &env,
+        &rows,
+        &out,
+        &["EVENT: may hold only letters, digits and _ . : -"],
+    );
+    assert!(!out.stderr.contains("--event"), "{}", out.stderr);
+}

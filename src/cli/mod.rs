@@ -814,13 +814,13 @@ fn append(
                 e.errors
                     .iter()
                     .map(|f| {
-                        // The flag for `details` is `--detail`.
-                        let flag = if f.field == "details" {
-                            "detail"
-                        } else {
-                            f.field.as_str()
-                        };
-                        format!("--{flag}: {}", f.message)
+                        // The flag for `details` is `--detail`; the type
+                        // is the EVENT argument, not a flag.
+                        match f.field.as_str() {
+                            "event" => format!("EVENT: {}", f.message),
+                            "details" => format!("--detail: {}", f.message),
+                            flag => format!("--{flag}: {}", f.message),
+                        }
                     })
                     .collect::<Vec<_>>()
                     .join("; "),

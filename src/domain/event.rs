@@ -284,7 +284,13 @@ impl NewEvent {
                 if !v.is_string() {
                     errors.push(FieldError::new(
                         n,
-                        format!("must be a string or an integer, not {}", json_type(v)),
+                        format!(
+                            "must be a string or an integer, not {}",
+                            match v {
+                                Value::Number(_) => "a number with a fraction or an exponent",
+                                other => json_type(other),
+                            }
+                        ),
                     ));
                     return None;
                 }
@@ -858,7 +864,7 @@ mod tests {
         );
         assert_eq!(
             check(json!({"event": "a", "user_id": 4.5})),
-            "error: user_id: must be a string or an integer, not a number"
+            "error: user_id: must be a string or an integer, not a number with a fraction or an exponent"
         );
         assert_eq!(
             check(json!({"event": "a", "actor": 42})),

@@ -174,6 +174,12 @@ pub fn parse_events(body: &[u8], max_batch: usize) -> Result<(Vec<NewEvent>, boo
     if let Some(e) = crate::domain::json::too_deep(text) {
         return Err(ApiError::Invalid(e));
     }
+    if text.trim().is_empty() {
+        return Err(ApiError::BadRequest {
+            detail: "the body is empty: send one event object, or an array of them".into(),
+            errors: vec![],
+        });
+    }
     let value: Value = crate::domain::json::parse_strict(text).map_err(|e| {
         let what = if e.is_eof() {
             "truncated JSON"

@@ -145,9 +145,15 @@ fn summary_filter(p: &Params) -> Result<(String, Filter), ApiError> {
     let until = p.get_either("until", "end")?;
     if since.is_some() || until.is_some() {
         if p.get("period").is_some() {
+            // Named as sent: a client of the old tools sent start/end.
+            let window = if p.get("start").is_some() || p.get("end").is_some() {
+                "start/end"
+            } else {
+                "since/until"
+            };
             return Err(ApiError::bad_param(
                 "period",
-                "give either period or since/until, not both",
+                format!("give either period or {window}, not both"),
             ));
         }
         let f = Filter::parse(&crate::domain::FilterInput {

@@ -195,6 +195,7 @@ async fn bad_posts_are_refused_with_problems_and_write_nothing() {
             Some(vec![]),
         ),
         post("empty body", "", 400, Some(vec![])),
+        post("a body of blanks", " \r\n", 400, Some(vec![])),
         // Ambiguous or inexact JSON: refused, not silently resolved.
         post(
             "a member given twice",
@@ -1053,4 +1054,43 @@ async fn raw_exchange(port: u16, request: &'static [u8], close_write: bool) -> S
     })
     .await
     .unwrap()
+}
+
+/// Messages name what the client sent: an empty body as empty (not as
+/// truncated JSON at column 0), a window given with the old tools' names
+/// under those names.
+#[actix_rt::test]
+async fn messages_name_what_was_sent() {
+    let app = spawn_app().await;
+    let before = app.total();
+    for body in ["", "  \r\n"] {
+        let p = assert_problem(
+            &app.post_raw(Some("application/json"), &[], body.into())
+                .await,
+            400,
+        );
+        assert_eq!(
+            p["detail"],
+            json!("the body is empty: send one event object, or an array of them")
+        );
+    }
+    for (path, says) in [
+        (
+            "/api/audit/summary?period=7d&start=2026-01-01",
+            "give either period or start/end, not both",
+        ),
+        (
+            "/v1/summary?period=7d&until=2026-01-01",
+            "give either period or since/until, not both",
+        ),
+    ] {
+        let p = assert_problem(&app.get(path).await, 400);
+        assert_eq!(
+            p["errors"],
+            json!([{"field": "period", "message": says}]),
+            "{path}"
+        );
+    }
+    assert_eq!(app.total(), before);
+    app.stop().await;
 }
