@@ -3,7 +3,11 @@
 # running as a non-root user, data in the /data volume.
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+# The commit built, for `trail --version` and server.start (.git is not in
+# the build context): docker build --build-arg TRAIL_COMMIT=$(git rev-parse --short=12 HEAD) .
+ARG TRAIL_COMMIT=unknown
+ENV TRAIL_COMMIT=${TRAIL_COMMIT}
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY src src
 COPY migrations migrations
 COPY benches benches

@@ -28,7 +28,7 @@ pub use crate::config::DEFAULT_DB;
 #[derive(Parser, Debug)]
 #[command(
     name = "trail",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("TRAIL_COMMIT"), ")"),
     about = "Tamper-evident audit log: SQLite, a SHA-256 chain, HMAC seals"
 )]
 pub struct Cli {

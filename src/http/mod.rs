@@ -542,6 +542,7 @@ impl Application {
             .port();
         let mut details = serde_json::Map::new();
         details.insert("version".into(), env!("CARGO_PKG_VERSION").into());
+        details.insert("commit".into(), env!("TRAIL_COMMIT").into());
         let bound = listener
             .local_addr()
             .map(|a| a.to_string())

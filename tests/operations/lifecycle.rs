@@ -362,6 +362,19 @@ async fn in_process_start_and_stop_are_recorded() {
     assert_eq!(ev["actor"], "trail");
     assert_eq!(ev["success"], json!(true));
     assert_eq!(ev["details"]["pid"], json!(std::process::id()));
+    // Which build: the version and the commit it was built from, as
+    // `trail --version` says them.
+    assert_eq!(ev["details"]["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(ev["details"]["commit"], env!("TRAIL_COMMIT"));
+    let v = run_cmd(trail_cmd(&["--version"]));
+    assert_eq!(
+        v.stdout.trim(),
+        format!(
+            "trail {} (commit {})",
+            env!("CARGO_PKG_VERSION"),
+            env!("TRAIL_COMMIT")
+        )
+    );
     assert_eq!(
         ev["details"]["bind"],
         format!("127.0.0.1:{}", s.port).as_str(),
