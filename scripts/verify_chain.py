@@ -279,10 +279,12 @@ def check_cut(ring: Keyring, cut):
 
 
 def read_head(conn, cut_seq: int, cut_hash: bytes):
+    """The newest row at seq 1 or above, unless the newest cut is higher (a
+    prune deleting from the cut down has taken the cut's own row)."""
     row = conn.execute(
         "SELECT seq, chain_hash FROM events WHERE seq >= 1 ORDER BY seq DESC LIMIT 1"
     ).fetchone()
-    if row is None:
+    if row is None or int(row[0]) < cut_seq:
         return cut_seq, cut_hash
     return int(row[0]), hash_of(row[1]) or GENESIS
 
@@ -300,8 +302,10 @@ def verify_db(conn, ring: Keyring, from_seq, to_seq, anchor):
             cut_hash = cut[1] if len(cut[1]) == 32 else GENESIS
         head_seq, head_hash = read_head(conn, cut_seq, cut_hash)
         checked = 0
-        # A row below seq 1: no chain starts there.
-        if conn.execute("SELECT EXISTS (SELECT 1 FROM events WHERE seq < 1)").fetchone()[0]:
+        # A row, or a retention cut, below seq 1: no chain starts there.
+        if conn.execute("SELECT EXISTS (SELECT 1 FROM events WHERE seq < 1)").fetchone()[0] \
+                or (cut is not None and conn.execute(
+                    "SELECT EXISTS (SELECT 1 FROM retention_cuts WHERE up_to_seq < 1)").fetchone()[0]):
             return checked, (0, BROKEN_LINK), head_seq, head_hash
         # Rows after a cut are only as trustworthy as the cut they link to.
         failure = check_cut(ring, cut) if cut is not None and CHECK["seals"] else None

@@ -938,7 +938,7 @@ fn append_accepts_a_valid_json_event() {
 fn append_event_type_with_a_space_is_refused() {
     let (env, rows) = seeded();
     let out = env.trail(&["append", "bad type!"]);
-    assert_refused(&env, &rows, &out, &["event", "may hold only"]);
+    assert_refused(&env, &rows, &out, &["EVENT", "may hold only"]);
 }
 
 #[test]
@@ -946,7 +946,7 @@ fn append_event_type_of_129_chars_is_refused() {
     let (env, rows) = seeded();
     let long = "a".repeat(129);
     let out = env.trail(&["append", &long]);
-    assert_refused(&env, &rows, &out, &["event", "128", "129"]);
+    assert_refused(&env, &rows, &out, &["EVENT", "128", "129"]);
 }
 
 #[test]

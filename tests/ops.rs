@@ -468,13 +468,16 @@ fn a_cut_copied_from_another_log_does_not_hide_this_logs_rows() {
     drop(conn);
     // The cut claims rows up to 6 were deleted; this log ends at 3: as a
     // prune from the cut down that stopped there would leave it (or the
-    // same log with its tail simply deleted, which only an anchor shows).
-    // Its rows are checked all the same, from the genesis.
-    assert_both_verify(&env, &env.db, &env.key, &verdict(true, 3, None, &head));
+    // same log with its tail simply deleted, which only an anchor shows:
+    // the head is now the cut's). Its rows are checked all the same, from
+    // the genesis.
+    let at_cut = (donor_cut.0 as u64, hex::encode(&donor_cut.1));
+    assert_both_verify(&env, &env.db, &env.key, &verdict(true, 3, None, &at_cut));
 
-    // And an edit under it is seen, with or without an anchor at the head.
+    // And an edit under it is seen, with or without an anchor at the old
+    // head.
     edit_actor(&env, 2, "v-1", "v-x");
-    let expected = verdict(false, 1, Some((2, "modified")), &head);
+    let expected = verdict(false, 1, Some((2, "modified")), &at_cut);
     assert_both_verify(&env, &env.db, &env.key, &expected);
     let anchor = format!("{}:{}", head.0, head.1);
     let t = env.trail(&["verify", "--json", "--anchor", &anchor]);
@@ -542,6 +545,96 @@ fn rows_left_below_a_cut_are_checked_up_to_it() {
     // Nothing deleted yet: the run reaches the cut, on its hash.
     let (env, head) = interrupted_prune("0");
     assert_both_verify(&env, &env.db, &env.key, &verdict(true, 8, None, &head));
+}
+
+/// A prune whose cut is the newest row, stopped after deleting from the top:
+/// the head is the cut (its row is gone), both verifiers say so, and the
+/// next append goes after the cut (not below it, where the prune would
+/// delete it); a plain INSERT below the cut is refused by the trigger.
+#[test]
+fn after_a_prune_took_the_cuts_own_row_the_chain_goes_on_after_the_cut() {
+    let env = new_env();
+    import(&env, "a", 8);
+    let (hash8, _) = seal_of(&env, 8);
+    let conn = env.conn();
+    conn.execute(
+        "INSERT INTO retention_cuts VALUES (8, ?1, ?2, ?3, 'at the head')",
+        rusqlite::params![
+            hash8,
+            expected_cut_seal(KEY_HEX, 8, &hash8),
+            key_id(KEY_HEX)
+        ],
+    )
+    .unwrap();
+    conn.execute("DELETE FROM events WHERE seq >= 6", [])
+        .unwrap();
+    let refused = conn
+        .execute(
+            "INSERT INTO events (seq, entry, chain_hash, signature) VALUES (6, '{}', zeroblob(32), zeroblob(32))",
+            [],
+        )
+        .unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("seq must be exactly the next number"),
+        "{refused}"
+    );
+    drop(conn);
+    let at_cut = (8, hex::encode(&hash8));
+    assert_both_verify(&env, &env.db, &env.key, &verdict(true, 5, None, &at_cut));
+    let anchor = format!("8:{}", hex::encode(&hash8));
+    let t = env.trail(&["verify", "--json", "--anchor", &anchor]);
+    let p = env.py_verify(&["--key-file", env.key_str(), "--json", "--anchor", &anchor]);
+    assert_eq!(t.json(), verdict(true, 5, None, &at_cut));
+    assert_eq!(p.json(), t.json());
+
+    env.trail(&["append", "after.the.cut"]).expect_code(0);
+    let head = env.head();
+    assert_eq!(head.0, 9, "after the cut");
+    assert_both_verify(&env, &env.db, &env.key, &verdict(true, 6, None, &head));
+    // The prune finished by the next one takes rows 1-5, never row 9.
+    env.trail(&["prune", "--before", "2000-01-01"])
+        .expect_code(0);
+    let left: Vec<i64> = env
+        .conn()
+        .prepare("SELECT seq FROM events ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(left, [9, 10]);
+    let head = env.head();
+    assert_both_verify(&env, &env.db, &env.key, &verdict(true, 2, None, &head));
+}
+
+/// A cut stored below seq 1 (read as unsigned it would start the chain past
+/// every row): broken_link at 0 for both verifiers, as a row stored there.
+#[test]
+fn a_cut_below_seq_1_is_broken_link_at_0() {
+    let env = new_env();
+    import(&env, "a", 4);
+    let head = env.head();
+    let conn = env.conn();
+    conn.execute_batch(
+        "DROP TRIGGER retention_cuts_insert;
+         INSERT INTO retention_cuts VALUES (-5, zeroblob(32), zeroblob(32), 'x', 't');",
+    )
+    .unwrap();
+    drop(conn);
+    let found = verdict(false, 0, Some((0, "broken_link")), &head);
+    assert_both_verify(&env, &env.db, &env.key, &found);
+    for args in [vec!["--no-seals"], vec!["--no-seals", "--from", "2"]] {
+        let mut t_args = vec!["verify", "--json"];
+        t_args.extend(&args);
+        let t = env.trail(&t_args);
+        let mut p_args = vec!["--key-file", env.key_str(), "--json"];
+        p_args.extend(&args);
+        let p = env.py_verify(&p_args);
+        assert_eq!(t.json(), found, "{args:?}");
+        assert_eq!(p.json(), found, "{args:?}");
+    }
 }
 
 /// Rows below the cut must start where something links them: the genesis,

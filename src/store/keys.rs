@@ -189,7 +189,8 @@ pub fn newest_seal(db: &Path) -> Result<Option<(u64, String)>> {
         Err(e) => return Err(e),
     };
     // The head row's key id, read from the chain format's layout as the
-    // verifiers read it; else the newest cut's.
+    // verifiers read it; else, or when it is higher (a prune deleting from
+    // the cut down has taken the cut's own row), the newest cut's.
     let head: Option<(i64, Vec<u8>)> = conn
         .query_row(
             "SELECT seq, CAST(entry AS BLOB) FROM events ORDER BY seq DESC LIMIT 1",
@@ -197,10 +198,12 @@ pub fn newest_seal(db: &Path) -> Result<Option<(u64, String)>> {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .ok();
-    if let Some((seq, entry)) = head {
+    let cut = super::retention::newest_cut(&conn)?;
+    let cut_seq = cut.as_ref().map_or(0, |c| c.up_to_seq);
+    if let Some((seq, entry)) = head.filter(|(seq, _)| (*seq).max(0) as u64 >= cut_seq) {
         return Ok(crate::domain::verify::entry_key_id(&entry).map(|id| (seq.max(0) as u64, id)));
     }
-    Ok(super::retention::newest_cut(&conn)?.map(|c| (c.up_to_seq, c.key_id)))
+    Ok(cut.map(|c| (c.up_to_seq, c.key_id)))
 }
 
 /// Refuses to append with `key` when the log's newest seal was made with a

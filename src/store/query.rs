@@ -22,7 +22,7 @@ use serde::Serialize;
 
 use crate::domain::event::format_timestamp;
 use crate::domain::filter::last_timestamp;
-use crate::domain::{Filter, Hash, GENESIS};
+use crate::domain::Filter;
 
 use super::error::{Result, StoreError};
 
@@ -483,21 +483,6 @@ pub fn head(conn: &Connection) -> Result<HeadInfo> {
         seq: h.seq,
         chain_hash: hex::encode(h.hash),
         timestamp: h.timestamp.map(format_timestamp),
-    })
-}
-
-/// The hash and row count the chain starts from: the newest retention cut,
-/// or genesis.
-pub fn chain_start(conn: &Connection) -> Result<(u64, Hash)> {
-    let cut: Option<(i64, Vec<u8>)> = conn
-        .prepare_cached(
-            "SELECT up_to_seq, chain_hash FROM retention_cuts ORDER BY up_to_seq DESC LIMIT 1",
-        )
-        .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))).optional())
-        .map_err(StoreError::sqlite("reading retention cuts"))?;
-    Ok(match cut {
-        Some((seq, h)) => (seq as u64, h.try_into().unwrap_or(GENESIS)),
-        None => (0, GENESIS),
     })
 }
 

@@ -106,7 +106,9 @@ fn read_cut(conn: &Connection, tail: &str, seq: Option<u64>) -> Result<Option<Cu
             .collect();
         s.query_row(rusqlite::params_from_iter(params), |r| {
             Ok(Cut {
-                up_to_seq: r.get::<_, i64>(0)? as u64,
+                // Below 1 only by tampering (verification reports it):
+                // read as 0, never as a huge unsigned number.
+                up_to_seq: r.get::<_, i64>(0)?.max(0) as u64,
                 chain_hash: bytes(r.get_ref(1)?),
                 signature: bytes(r.get_ref(2)?),
                 key_id: text(r.get_ref(3)?),
@@ -520,9 +522,30 @@ mod tests {
         );
         let report = verify_file(&db, &ring, VerifyRequest::default()).unwrap();
         assert!(report.valid && report.entries_checked == 18, "{report:?}");
+        // The cut's own row is gone: the head is the cut, and the chain goes
+        // on after it, never below it (where the prune is deleting).
+        let cut = newest_cut(&conn).unwrap().unwrap();
+        assert_eq!(report.head.seq, 25);
+        assert_eq!(report.head.chain_hash, hex::encode(&cut.chain_hash));
+        let next = append_direct(&mut conn, &key, vec![event(99)]).unwrap();
+        assert_eq!(next[0].seq, 26);
+        let err = conn
+            .execute(
+                "INSERT INTO events (seq, entry, chain_hash, signature) VALUES (19, '{}', zeroblob(32), zeroblob(32))",
+                [],
+            )
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("seq must be exactly the next number"),
+            "{err}"
+        );
+        let report = verify_file(&db, &ring, VerifyRequest::default()).unwrap();
+        assert!(report.valid && report.entries_checked == 19, "{report:?}");
+        assert_eq!(report.head.seq, 26);
 
-        // Finished (18 rows, and its record at 26), then this one's own cut
-        // at 26 (its record at 27).
+        // Finished (18 rows, and its record at 27), then this one's own cut
+        // at 27 (rows 26 and 27; its record at 28).
         let r = prune(
             &mut conn,
             &db,
@@ -535,9 +558,9 @@ mod tests {
         assert_eq!(
             r,
             PruneReport {
-                up_to_seq: Some(26),
-                deleted: 19,
-                event_seq: Some(27)
+                up_to_seq: Some(27),
+                deleted: 20,
+                event_seq: Some(28)
             }
         );
         assert_eq!(count(&conn), 1);

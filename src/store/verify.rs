@@ -198,7 +198,9 @@ fn hash_of(v: ValueRef<'_>) -> Option<Hash> {
 }
 
 /// The newest row at `seq` 1 or above (its hash as [`hash_of`] reads it, or
-/// zeros), else the cut, else the genesis.
+/// zeros), unless the newest cut is higher (a prune deleting from the cut
+/// down has taken the cut's own row): then the cut; with neither, the
+/// genesis.
 fn chain_head(conn: &Connection, cut_seq: u64, cut_hash: Hash) -> Result<(u64, Hash)> {
     conn.prepare_cached(
         "SELECT seq, chain_hash FROM events WHERE seq >= 1 ORDER BY seq DESC LIMIT 1",
@@ -212,13 +214,19 @@ fn chain_head(conn: &Connection, cut_seq: u64, cut_hash: Hash) -> Result<(u64, H
         })
         .optional()
     })
-    .map(|h| h.unwrap_or((cut_seq, cut_hash)))
+    .map(|h| match h {
+        Some((seq, hash)) if seq >= cut_seq => (seq, hash),
+        _ => (cut_seq, cut_hash),
+    })
     .map_err(StoreError::sqlite("reading the chain head"))
 }
 
+/// A row, or a retention cut, stored below seq 1: no chain starts there
+/// (and a cut's seq read as unsigned would be a start past every row).
 fn any_row_below_one(conn: &Connection) -> Result<bool> {
     conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM events WHERE seq < 1)",
+        "SELECT EXISTS (SELECT 1 FROM events WHERE seq < 1)
+             OR EXISTS (SELECT 1 FROM retention_cuts WHERE up_to_seq < 1)",
         [],
         |r| r.get(0),
     )

@@ -788,28 +788,31 @@ pub(crate) fn read_head(conn: &Connection) -> rusqlite::Result<ChainHead> {
             ))
         })
         .optional()?;
-    if let Some((seq, hash, ts)) = row {
-        return Ok(ChainHead {
-            seq: seq as u64,
-            hash: hash.try_into().unwrap_or(GENESIS),
-            timestamp: DateTime::parse_from_rfc3339(&ts)
-                .ok()
-                .map(|t| t.with_timezone(&Utc)),
-        });
-    }
     let cut = conn
         .prepare_cached(
             "SELECT up_to_seq, chain_hash FROM retention_cuts ORDER BY up_to_seq DESC LIMIT 1",
         )?
         .query_row([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
         .optional()?;
-    Ok(match cut {
-        Some((seq, hash)) => ChainHead {
-            seq: seq as u64,
+    // The higher of the newest row and the newest cut: a prune deletes from
+    // its cut down, so while it runs the cut's own row may be gone, and the
+    // chain goes on after the cut, never at or below it (where the prune is
+    // deleting). The events_next_seq trigger says the same.
+    let cut_seq = cut.as_ref().map_or(0, |(seq, _)| *seq);
+    Ok(match (row, cut) {
+        (Some((seq, hash, ts)), _) if seq >= cut_seq => ChainHead {
+            seq: seq.max(0) as u64,
+            hash: hash.try_into().unwrap_or(GENESIS),
+            timestamp: DateTime::parse_from_rfc3339(&ts)
+                .ok()
+                .map(|t| t.with_timezone(&Utc)),
+        },
+        (_, Some((seq, hash))) => ChainHead {
+            seq: seq.max(0) as u64,
             hash: hash.try_into().unwrap_or(GENESIS),
             timestamp: None,
         },
-        None => ChainHead {
+        (_, None) => ChainHead {
             seq: 0,
             hash: GENESIS,
             timestamp: None,
