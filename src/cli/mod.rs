@@ -413,7 +413,17 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging(serving: bool, format: LogFormat) {
+/// Logs to stderr. A server writes its log lines (one per request) from a
+/// thread of their own, in batches: formatting stays on the thread that
+/// logs, the writing does not (at 17,000 requests a second a write per line
+/// took a tenth of the throughput). Nothing is dropped (a full channel makes
+/// the logging thread wait); the lines still queued are written when the
+/// returned guard is dropped, at the end of [`run`], and lost only if the
+/// process is killed (the chain, not the log, is the record).
+fn init_logging(
+    serving: bool,
+    format: LogFormat,
+) -> Option<tracing_appender::non_blocking::WorkerGuard> {
     let default = if serving {
         "info,refinery_core=warn"
     } else {
@@ -433,13 +443,21 @@ fn init_logging(serving: bool, format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
-        .with_writer(io::stderr)
         // A log that cannot be written (a full disk, a log shipper gone)
         // must not take the server down: by default a failed write is
         // reported with `eprintln!`, which panics on that same stderr, in
         // whichever thread logged (the writer's, the signal handler's).
         .log_internal_errors(false);
-    let _ = if serving && format == LogFormat::Json {
+    if !serving {
+        let _ = builder.with_writer(io::stderr).try_init();
+        return None;
+    }
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("trail-log")
+        .finish(io::BufWriter::with_capacity(64 * 1024, io::stderr()));
+    let builder = builder.with_writer(writer);
+    let _ = if format == LogFormat::Json {
         builder
             .json()
             .flatten_event(true)
@@ -448,6 +466,7 @@ fn init_logging(serving: bool, format: LogFormat) {
     } else {
         builder.try_init()
     };
+    Some(guard)
 }
 
 pub fn run(cli: Cli) -> Result<(), CliError> {
@@ -476,7 +495,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     let config = layers
         .resolve()
         .map_err(|e| CliError::Input(e.to_string()))?;
-    init_logging(
+    // Held until the command returns: the server's last lines are written.
+    let _log = init_logging(
         matches!(cli.command, Command::Serve(_)),
         config.log_format.value,
     );
