@@ -596,14 +596,7 @@ fn after_a_prune_took_the_cuts_own_row_the_chain_goes_on_after_the_cut() {
     // The prune finished by the next one takes rows 1-5, never row 9.
     env.trail(&["prune", "--before", "2000-01-01"])
         .expect_code(0);
-    let left: Vec<i64> = env
-        .conn()
-        .prepare("SELECT seq FROM events ORDER BY seq")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let left: Vec<i64> = env.rows().iter().map(|r| r.seq).collect();
     assert_eq!(left, [9, 10]);
     let head = env.head();
     assert_both_verify(&env, &env.db, &env.key, &verdict(true, 2, None, &head));

@@ -487,17 +487,23 @@ mod tests {
             .unwrap() as u64
     }
 
+    /// A new file in a new folder holding `n` events sealed with `key`.
+    fn log_of(n: usize, key: &HmacKey) -> (tempfile::TempDir, std::path::PathBuf, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        let mut conn = open_write(&db, Synchronous::Full).unwrap();
+        append_direct(&mut conn, key, (0..n).map(event).collect()).unwrap();
+        (dir, db, conn)
+    }
+
     /// A prune told to stop (a server shutting down) stops after the batch
     /// it is deleting, from the cut down, appends nothing, and leaves a log
     /// that verifies; the next prune finishes it, then cuts on its own.
     #[test]
     fn a_stopped_prune_leaves_a_log_that_verifies_and_the_next_one_finishes_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("t.db");
         let key = HmacKey::from_bytes([3; 32]);
         let ring = Keyring::new(key.clone());
-        let mut conn = open_write(&db, Synchronous::Full).unwrap();
-        append_direct(&mut conn, &key, (0..25).map(event).collect()).unwrap();
+        let (_dir, db, mut conn) = log_of(25, &key);
         let later = Utc::now() + chrono::Duration::seconds(1);
 
         let stop = AtomicBool::new(true);
@@ -510,11 +516,8 @@ mod tests {
         assert_eq!(r, stopped);
         let seqs: Vec<i64> = conn
             .prepare("SELECT seq FROM events ORDER BY seq")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .unwrap();
         assert_eq!(
             seqs,
             (1..=18).collect::<Vec<_>>(),
@@ -570,11 +573,8 @@ mod tests {
 
     #[test]
     fn prune_cuts_deletes_in_batches_and_records_itself() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("t.db");
         let key = HmacKey::from_bytes([3; 32]);
-        let mut conn = open_write(&db, Synchronous::Full).unwrap();
-        append_direct(&mut conn, &key, (0..25).map(event).collect()).unwrap();
+        let (_dir, db, mut conn) = log_of(25, &key);
         let later = Utc::now() + chrono::Duration::seconds(1);
 
         // Everything is older than `later`: all 25 go, 7 per batch.
@@ -753,12 +753,9 @@ mod tests {
 
     #[test]
     fn prune_refuses_rows_that_do_not_verify_and_changes_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("t.db");
         let key = HmacKey::from_bytes([5; 32]);
         let ring = Keyring::new(key.clone());
-        let mut conn = open_write(&db, Synchronous::Full).unwrap();
-        append_direct(&mut conn, &key, (0..3).map(event).collect()).unwrap();
+        let (_dir, db, mut conn) = log_of(3, &key);
         // Rows 4.. are stamped after `t`: a prune before `t` takes 1-3 only.
         let t = Utc::now();
         while Utc::now() <= t + chrono::Duration::milliseconds(1) {
@@ -828,11 +825,8 @@ mod tests {
 
     #[test]
     fn an_interrupted_prune_is_finished_by_the_next() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("t.db");
         let key = HmacKey::from_bytes([4; 32]);
-        let mut conn = open_write(&db, Synchronous::Full).unwrap();
-        append_direct(&mut conn, &key, (0..10).map(event).collect()).unwrap();
+        let (_dir, db, mut conn) = log_of(10, &key);
         // A cut at 6 was recorded, then the process died before deleting.
         let hash: Vec<u8> = conn
             .query_row("SELECT chain_hash FROM events WHERE seq = 6", [], |r| {
