@@ -5,6 +5,7 @@
 # TRAIL_BIND on every interface). Checks: start-up is refused without a
 # token, /readyz, a write, a read, `trail healthcheck`, a clean SIGTERM,
 # server.stop last, the chain intact. Loopback traffic only.
+#   TRAIL_BIN=/path/to/trail scripts/container-smoke.sh   # that build, no cargo build (no Docker)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -48,8 +49,8 @@ if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
 fi
 
 echo "== no Docker engine here: running the release binary as the image would (uid 10001, /data, 0.0.0.0)"
-cargo build --release --quiet --bin trail
-BIN=$PWD/target/release/trail
+. scripts/common.sh
+trail_bin
 DATA=$(mktemp -d)
 chown 10001:10001 "$DATA" 2>/dev/null || true
 AS_USER=()

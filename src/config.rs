@@ -264,7 +264,14 @@ enum Raw {
 /// `TRAIL_*` variables that are not settings but are read all the same: by
 /// the program (`TRAIL_CONFIG`, `TRAIL_LOG`) or by the project's tests and
 /// scripts, which may leave them in the environment of the `trail` they run.
-const OTHER_VARS: &[&str] = &["TRAIL_CONFIG", "TRAIL_LOG", "TRAIL_BIN", "TRAIL_BLESS"];
+const OTHER_VARS: &[&str] = &[
+    "TRAIL_CONFIG",
+    "TRAIL_LOG",
+    "TRAIL_BIN",
+    "TRAIL_BLESS",
+    // The build's (build.rs): cargo also sets it when running tests.
+    "TRAIL_COMMIT",
+];
 /// Prefixes of such variables (the benchmarks' knobs).
 const OTHER_PREFIXES: &[&str] = &["TRAIL_BENCH_"];
 

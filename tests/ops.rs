@@ -389,7 +389,7 @@ fn a_cut_forged_from_a_rows_seal_does_not_hide_deleted_rows() {
         // The insert guard lets this one in: above the newest cut, and the
         // hash of the row it names.
         conn.execute(
-            "INSERT INTO retention_cuts VALUES (?1, ?2, ?3, ?4, 'forged')",
+            "INSERT INTO retention_cuts (up_to_seq, chain_hash, signature, key_id, cut_at) VALUES (?1, ?2, ?3, ?4, 'forged')",
             rusqlite::params![at as i64, hash, sig, key_id(KEY_HEX)],
         )
         .unwrap();
@@ -413,7 +413,7 @@ fn a_cut_forged_from_a_rows_seal_does_not_hide_deleted_rows() {
     let conn = env.conn();
     let insert = |c: &Connection| {
         c.execute(
-            "INSERT INTO retention_cuts VALUES (20, ?1, ?2, ?3, 'forged')",
+            "INSERT INTO retention_cuts (up_to_seq, chain_hash, signature, key_id, cut_at) VALUES (20, ?1, ?2, ?3, 'forged')",
             rusqlite::params![hash, sig, key_id(KEY_HEX)],
         )
     };
@@ -461,7 +461,7 @@ fn a_cut_copied_from_another_log_does_not_hide_this_logs_rows() {
     conn.execute_batch("DROP TRIGGER retention_cuts_insert; DROP TRIGGER events_no_update;")
         .unwrap();
     conn.execute(
-        "INSERT INTO retention_cuts VALUES (?1, ?2, ?3, ?4, 'copied')",
+        "INSERT INTO retention_cuts (up_to_seq, chain_hash, signature, key_id, cut_at) VALUES (?1, ?2, ?3, ?4, 'copied')",
         rusqlite::params![donor_cut.0, donor_cut.1, donor_cut.2, donor_cut.3],
     )
     .unwrap();
@@ -513,7 +513,7 @@ fn interrupted_prune(deleted: &str) -> (Env, (u64, String)) {
     let (hash, _) = seal_of(&env, 5);
     let conn = env.conn();
     conn.execute(
-        "INSERT INTO retention_cuts VALUES (5, ?1, ?2, ?3, 'interrupted')",
+        "INSERT INTO retention_cuts (up_to_seq, chain_hash, signature, key_id, cut_at) VALUES (5, ?1, ?2, ?3, 'interrupted')",
         rusqlite::params![hash, expected_cut_seal(KEY_HEX, 5, &hash), key_id(KEY_HEX)],
     )
     .unwrap();
@@ -558,7 +558,7 @@ fn after_a_prune_took_the_cuts_own_row_the_chain_goes_on_after_the_cut() {
     let (hash8, _) = seal_of(&env, 8);
     let conn = env.conn();
     conn.execute(
-        "INSERT INTO retention_cuts VALUES (8, ?1, ?2, ?3, 'at the head')",
+        "INSERT INTO retention_cuts (up_to_seq, chain_hash, signature, key_id, cut_at) VALUES (8, ?1, ?2, ?3, 'at the head')",
         rusqlite::params![
             hash8,
             expected_cut_seal(KEY_HEX, 8, &hash8),
@@ -612,7 +612,7 @@ fn a_cut_below_seq_1_is_broken_link_at_0() {
     let conn = env.conn();
     conn.execute_batch(
         "DROP TRIGGER retention_cuts_insert;
-         INSERT INTO retention_cuts VALUES (-5, zeroblob(32), zeroblob(32), 'x', 't');",
+         INSERT INTO retention_cuts (up_to_seq, chain_hash, signature, key_id, cut_at) VALUES (-5, zeroblob(32), zeroblob(32), 'x', 't');",
     )
     .unwrap();
     drop(conn);
@@ -694,7 +694,7 @@ fn a_row_below_the_cut_that_nothing_links_is_broken_link() {
     conn.execute_batch("DROP TRIGGER retention_cuts_insert")
         .unwrap();
     conn.execute(
-        "INSERT INTO retention_cuts VALUES (2, ?1, ?2, ?3, 'older')",
+        "INSERT INTO retention_cuts (up_to_seq, chain_hash, signature, key_id, cut_at) VALUES (2, ?1, ?2, ?3, 'older')",
         rusqlite::params![hash2, expected_cut_seal(KEY_HEX, 2, &hash2), kid],
     )
     .unwrap();

@@ -20,6 +20,16 @@ use crate::store::{
     open_read, verify_file, KeySource, StoreError, Synchronous, VerifyRequest, Writer, WriterConfig,
 };
 
+/// `println!` that ends quietly when standard output's reader has gone
+/// (`| head`): that is not the command's failure, and `println!` would
+/// panic. Evaluates to `Result<(), CliError>`.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*).or_else($crate::cli::ignore_broken_pipe)
+    }};
+}
+
 mod ops;
 mod table;
 
@@ -222,7 +232,8 @@ pub enum TokenCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Revoke a token: it stops working at once for new requests.
+    /// Revoke a token: new requests with it are refused (by a running
+    /// server within a second).
     Revoke { name: String },
 }
 
@@ -402,7 +413,8 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(CliError::VerifyFailed(msg)) => {
             if !msg.is_empty() {
-                println!("{msg}");
+                // Exit 1 whether or not the reader is still there.
+                let _ = out!("{msg}");
             }
             ExitCode::from(1)
         }
@@ -432,9 +444,7 @@ fn init_logging(
     let filter = match std::env::var("TRAIL_LOG") {
         Ok(spec) if !spec.trim().is_empty() => tracing_subscriber::EnvFilter::try_new(&spec)
             .unwrap_or_else(|e| {
-                eprintln!(
-                "trail: warning: TRAIL_LOG={spec:?} is not a log filter ({e}); using {default:?}"
-            );
+                eprintln!("trail: warning: TRAIL_LOG is not a log filter ({e}); using {default:?}");
                 default.into()
             }),
         _ => default.into(),
@@ -594,13 +604,13 @@ fn show_config(config: &Config, json: bool) -> Result<(), CliError> {
             .into_iter()
             .map(|(k, v, src)| (k, serde_json::json!({"value": v, "source": src})))
             .collect();
-        println!("{}", serde_json::Value::Object(obj));
+        out!("{}", serde_json::Value::Object(obj))?;
     } else {
         if let Some(f) = &config.config_file {
-            println!("# config file: {}", f.display());
+            out!("# config file: {}", f.display())?;
         }
         for (k, v, src) in rows {
-            println!("{k:<22} = {v:<40} # {src}");
+            out!("{k:<22} = {v:<40} # {src}")?;
         }
     }
     Ok(())
@@ -635,15 +645,15 @@ fn token_cmd(
                 .collect::<Vec<_>>()
                 .join(",");
             if json {
-                println!(
+                out!(
                     "{}",
                     serde_json::json!({"name": info.name, "scopes": info.scopes, "token": secret})
-                );
+                )?;
             } else {
-                println!(
+                out!(
                     "token {} (scopes: {list}):\n{secret}\nStore it now: it is not shown again.",
                     info.name
-                );
+                )?;
             }
             Ok(())
         }
@@ -651,11 +661,11 @@ fn token_cmd(
             let conn = open_read(db)?;
             let list = tokens::list(&conn)?;
             if json {
-                println!("{}", serde_json::json!({"tokens": list}));
+                out!("{}", serde_json::json!({"tokens": list}))?;
             } else if list.is_empty() {
-                println!("no tokens");
+                out!("no tokens")?;
             } else {
-                println!("{:<24} {:<20} {:<28} REVOKED", "NAME", "SCOPES", "CREATED");
+                out!("{:<24} {:<20} {:<28} REVOKED", "NAME", "SCOPES", "CREATED")?;
                 for t in list {
                     let scopes = t
                         .scopes
@@ -663,12 +673,12 @@ fn token_cmd(
                         .map(|s| s.as_str())
                         .collect::<Vec<_>>()
                         .join(",");
-                    println!(
+                    out!(
                         "{:<24} {scopes:<20} {:<28} {}",
                         t.name,
                         t.created_at,
                         t.revoked_at.as_deref().unwrap_or("-")
-                    );
+                    )?;
                 }
             }
             Ok(())
@@ -680,7 +690,7 @@ fn token_cmd(
                 &name,
                 crate::store::tokens::By::named("cli"),
             )? {
-                println!("token {name} revoked");
+                out!("token {name} revoked")?;
                 Ok(())
             } else {
                 Err(CliError::Input(format!("no active token named {name:?}")))
@@ -729,7 +739,7 @@ fn healthcheck(config: &Config, args: HealthcheckArgs) -> Result<(), CliError> {
         .map_err(|e| fail(e.to_string()))?;
     let status = reply.lines().next().unwrap_or("");
     if status.split_whitespace().nth(1) == Some("200") {
-        println!("healthy: {status}");
+        out!("healthy: {status}")?;
         Ok(())
     } else {
         Err(fail(status.to_owned()))
@@ -856,12 +866,12 @@ fn append(
             a.id
         );
     }
-    println!(
+    out!(
         "seq={} id={} chain_hash={}",
         a.seq,
         a.id,
         hex::encode(a.chain_hash)
-    );
+    )?;
     Ok(())
 }
 
@@ -1114,7 +1124,7 @@ fn import(
     }
     state.settle(&mut in_flight)?;
     let msg = state.summary();
-    println!("{msg}");
+    out!("{msg}")?;
     Ok(())
 }
 
@@ -1136,7 +1146,7 @@ fn print_events(events: &[StoredEvent], json: bool) -> Result<(), CliError> {
     r.or_else(ignore_broken_pipe)
 }
 
-fn ignore_broken_pipe(e: io::Error) -> Result<(), CliError> {
+pub(crate) fn ignore_broken_pipe(e: io::Error) -> Result<(), CliError> {
     if e.kind() == io::ErrorKind::BrokenPipe {
         Ok(())
     } else {
@@ -1297,8 +1307,8 @@ fn summary(db: &Path, keys: &KeySource, args: SummaryArgs) -> Result<(), CliErro
     let conn = open_read(db)?;
     let s = query::summary(&conn, &period, &filter)?;
     if args.json {
-        println!("{}", serde_json::to_string(&s).expect("summary serializes"));
-        return Ok(());
+        let line = serde_json::to_string(&s).expect("summary serializes");
+        return writeln!(io::stdout().lock(), "{line}").or_else(ignore_broken_pipe);
     }
     let ring = keys.verify_keyring(db, &[])?;
     let report = verify_file(db, &ring, VerifyRequest::default())?;
@@ -1438,7 +1448,7 @@ fn verify(db: &Path, keys: &KeySource, args: VerifyArgs) -> Result<(), CliError>
         _ => text,
     };
     if report.valid {
-        println!("{text}");
+        out!("{text}")?;
         Ok(())
     } else {
         Err(CliError::VerifyFailed(text))

@@ -81,9 +81,9 @@ pub fn prune(
     if args.json {
         let mut v = serde_json::to_value(&report).expect("report serializes");
         v["before"] = before_text.into();
-        println!("{v}");
+        out!("{v}")?;
     } else {
-        println!("{}", describe_prune(&report, &before_text));
+        out!("{}", describe_prune(&report, &before_text))?;
     }
     Ok(())
 }
@@ -127,7 +127,7 @@ pub fn backup(db: &Path, keys: &KeySource, args: BackupArgs) -> Result<(), CliEr
         describe_backup(&report, &verdict)
     };
     if verdict.valid {
-        println!("{text}");
+        out!("{text}")?;
         Ok(())
     } else {
         Err(CliError::VerifyFailed(text))

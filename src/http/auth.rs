@@ -136,14 +136,13 @@ fn check(
         .map(|(_, token)| token.trim())
         .filter(|p| !p.is_empty());
     if !any_active {
-        if insecure {
-            return Ok(None);
-        }
-        // Loopback-only mode serves loopback clients without a token; one
-        // that presents a credential (a stale or revoked token, or anything
-        // else in `Authorization`) is checked below, as when tokens exist.
+        // Loopback-only mode serves loopback clients without a token, and
+        // --insecure-no-auth every client; one that presents a credential
+        // (a stale or revoked token, or anything else in `Authorization`)
+        // is checked below, as when tokens exist, in both: it learns its
+        // token is no good rather than passing by chance.
         if authorization.is_none() {
-            if client.direct_loopback {
+            if client.direct_loopback || insecure {
                 return Ok(None);
             }
             return Err(Refusal {

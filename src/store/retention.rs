@@ -37,6 +37,10 @@ use super::error::{Result, StoreError};
 use super::verify::{verify_file, VerifyRequest};
 use super::writer::append_direct;
 
+/// Rows a prune verifies at a time before it deletes (well under a second;
+/// a handful in unit tests, so that they go through several windows).
+const VERIFY_WINDOW: u64 = if cfg!(test) { 4 } else { 250_000 };
+
 /// The event type a prune appends.
 pub const PRUNE_EVENT: &str = "retention.prune";
 
@@ -202,12 +206,30 @@ fn prune_once(
     // The check reaches the newest cut too: rows an interrupted prune left
     // at or below it are deleted by this one (see `record_cut`), so they
     // are checked first like any other.
-    let older = newest_older_than(conn, &before_text, u64::MAX)?.map_or(0, |(seq, _)| seq as u64);
+    let older =
+        newest_older_than(conn, &before_text, u64::MAX)?.map_or(0, |(seq, _, _)| seq as u64);
     let cut_seq = newest_cut(conn)?.map_or(0, |c| c.up_to_seq);
     let to = older.max(cut_seq);
-    if to > 0 {
+    let nothing = PruneReport {
+        up_to_seq: None,
+        deleted: 0,
+        event_seq: None,
+    };
+    // In windows of rows, so that a server shutting down stops a first
+    // prune of a long log in a moment, not after the whole check. Each
+    // window links to the last row of the one before, which it checked.
+    let mut from = None;
+    while to > 0 && from.is_none_or(|f| f <= to) {
+        if stop.load(Ordering::Relaxed) {
+            return Ok((nothing, false));
+        }
+        let end = from
+            .unwrap_or(cut_seq)
+            .saturating_add(VERIFY_WINDOW)
+            .min(to);
         let req = VerifyRequest {
-            to: Some(to),
+            from,
+            to: Some(end),
             ..VerifyRequest::default()
         };
         let report = verify_file(db, keys, req)?;
@@ -217,17 +239,16 @@ fn prune_once(
                 kind: report.kind.unwrap_or(FailureKind::Modified),
             });
         }
+        from = Some(end + 1);
+    }
+    if stop.load(Ordering::Relaxed) {
+        return Ok((nothing, false));
     }
     let verified_to = older;
 
     // (a) Record the cut before deleting anything.
     let cut = record_cut(conn, key, &before_text, verified_to)?;
     let Some((up_to_seq, chain_hash, finishes)) = cut else {
-        let nothing = PruneReport {
-            up_to_seq: None,
-            deleted: 0,
-            event_seq: None,
-        };
         return Ok((nothing, false));
     };
     let finished_older = finishes.is_some();
@@ -290,20 +311,24 @@ fn prune_once(
     Ok((report, finished_older))
 }
 
-/// The row a cut would copy: `seq`, chain hash.
-type CutRow = (i64, Vec<u8>);
+/// The row a cut would copy: `seq`, chain hash and timestamp (as stored; a
+/// tampered row's that is not text is kept as nothing).
+type CutRow = (i64, Vec<u8>, Option<String>);
 
 /// The newest row with a timestamp before `before` and a `seq` of at most
 /// `max_seq`: the row a cut would copy.
 fn newest_older_than(conn: &Connection, before: &str, max_seq: u64) -> Result<Option<CutRow>> {
     conn.prepare_cached(
-        "SELECT seq, chain_hash FROM events
+        "SELECT seq, chain_hash, ts FROM events
          WHERE ts < ?1 AND seq <= ?2 ORDER BY ts DESC, seq DESC LIMIT 1",
     )
     .and_then(|mut s| {
         s.query_row(
             params![before, i64::try_from(max_seq).unwrap_or(i64::MAX)],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| {
+                let ts = r.get_ref(2)?.as_str().ok().map(str::to_owned);
+                Ok((r.get(0)?, r.get(1)?, ts))
+            },
         )
         .optional()
     })
@@ -339,10 +364,10 @@ fn record_cut(
     }
     let candidate = newest_older_than(&tx, before, verified_to)?;
     let answer = match candidate {
-        Some((seq, hash)) if seq as u64 > newest_seq => {
+        Some((seq, hash, ts)) if seq as u64 > newest_seq => {
             tx.prepare_cached(
-                "INSERT INTO retention_cuts (up_to_seq, chain_hash, signature, key_id, cut_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO retention_cuts (up_to_seq, chain_hash, signature, key_id, cut_at, ts)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -351,6 +376,7 @@ fn record_cut(
                     &key.cut_seal(seq as u64, &hash)[..],
                     key.id().as_str(),
                     format_timestamp(Utc::now()),
+                    ts,
                 ])
             })
             .map_err(e)?;
@@ -496,24 +522,30 @@ mod tests {
         (dir, db, conn)
     }
 
-    /// A prune told to stop (a server shutting down) stops after the batch
-    /// it is deleting, from the cut down, appends nothing, and leaves a log
-    /// that verifies; the next prune finishes it, then cuts on its own.
+    /// A prune told to stop (a server shutting down) before it has cut
+    /// does nothing; one told while deleting stops after the batch it is
+    /// deleting, from the cut down, appends nothing, and leaves a log that
+    /// verifies; the next prune finishes it, then cuts on its own.
     #[test]
     fn a_stopped_prune_leaves_a_log_that_verifies_and_the_next_one_finishes_it() {
         let key = HmacKey::from_bytes([3; 32]);
         let ring = Keyring::new(key.clone());
         let (_dir, db, mut conn) = log_of(25, &key);
         let later = Utc::now() + chrono::Duration::seconds(1);
+        let ts25: String = conn
+            .query_row("SELECT ts FROM events WHERE seq = 25", [], |r| r.get(0))
+            .unwrap();
 
         let stop = AtomicBool::new(true);
         let r = prune_until(&mut conn, &db, &key, &ring, later, 7, &stop).unwrap();
-        let stopped = PruneReport {
-            up_to_seq: Some(25),
-            deleted: 7,
-            event_seq: None,
-        };
-        assert_eq!(r, stopped);
+        assert_eq!(r.up_to_seq, None);
+        assert!(newest_cut(&conn).unwrap().is_none(), "nothing cut");
+        assert_eq!(count(&conn), 25);
+
+        // Stopped while deleting: the cut recorded, one batch deleted.
+        let cut = record_cut(&mut conn, &key, &format_timestamp(later), 25).unwrap();
+        assert_eq!(cut.map(|c| c.0), Some(25));
+        assert_eq!(delete_up_to(&mut conn, 25, 7, &stop).unwrap(), 7);
         let seqs: Vec<i64> = conn
             .prepare("SELECT seq FROM events ORDER BY seq")
             .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
@@ -530,8 +562,35 @@ mod tests {
         let cut = newest_cut(&conn).unwrap().unwrap();
         assert_eq!(report.head.seq, 25);
         assert_eq!(report.head.chain_hash, hex::encode(&cut.chain_hash));
+        // Its time too: the cut keeps its row's, so what comes next is
+        // stamped no earlier, whatever the clock says.
+        let head = crate::store::writer::read_head(&conn).unwrap();
+        assert_eq!(head.timestamp.map(format_timestamp), Some(ts25.clone()));
+        // What a writer checks before chaining on is the cut's seal, not the
+        // rows below it (there may be millions).
+        let newest = crate::store::verify::check_newest(&db, &ring)
+            .unwrap()
+            .unwrap();
+        assert!(newest.valid && newest.entries_checked == 0, "{newest:?}");
+        assert_eq!(newest.head.seq, 25);
         let next = append_direct(&mut conn, &key, vec![event(99)]).unwrap();
         assert_eq!(next[0].seq, 26);
+        // A cut's time must be its row's: one from the future would stamp
+        // every later event in the future.
+        let forged = conn
+            .execute(
+                "INSERT INTO retention_cuts (up_to_seq, chain_hash, signature, key_id, cut_at, ts)
+                 SELECT 26, chain_hash, zeroblob(32), 'k', 't', '2999-01-01T00:00:00.000000Z'
+                 FROM events WHERE seq = 26",
+                [],
+            )
+            .unwrap_err();
+        assert!(
+            forged
+                .to_string()
+                .contains("must copy the timestamp of the row it cuts at"),
+            "{forged}"
+        );
         let err = conn
             .execute(
                 "INSERT INTO events (seq, entry, chain_hash, signature) VALUES (19, '{}', zeroblob(32), zeroblob(32))",
@@ -834,7 +893,7 @@ mod tests {
             })
             .unwrap();
         conn.execute(
-            "INSERT INTO retention_cuts VALUES (6, ?1, ?2, ?3, 'x')",
+            "INSERT INTO retention_cuts (up_to_seq, chain_hash, signature, key_id, cut_at) VALUES (6, ?1, ?2, ?3, 'x')",
             params![hash, &key.cut_seal(6, &hash)[..], key.id().as_str()],
         )
         .unwrap();

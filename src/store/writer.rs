@@ -790,27 +790,40 @@ pub(crate) fn read_head(conn: &Connection) -> rusqlite::Result<ChainHead> {
         .optional()?;
     let cut = conn
         .prepare_cached(
-            "SELECT up_to_seq, chain_hash FROM retention_cuts ORDER BY up_to_seq DESC LIMIT 1",
+            "SELECT up_to_seq, chain_hash, ts FROM retention_cuts ORDER BY up_to_seq DESC LIMIT 1",
         )?
-        .query_row([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
+        .query_row([], |r| {
+            let ts = r.get_ref(2)?.as_str().ok().map(str::to_owned);
+            Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?, ts))
+        })
         .optional()?;
+    let parse = |ts: &str| {
+        DateTime::parse_from_rfc3339(ts)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    };
     // The higher of the newest row and the newest cut: a prune deletes from
     // its cut down, so while it runs the cut's own row may be gone, and the
     // chain goes on after the cut, never at or below it (where the prune is
     // deleting). The events_next_seq trigger says the same.
-    let cut_seq = cut.as_ref().map_or(0, |(seq, _)| *seq);
+    let cut_seq = cut.as_ref().map_or(0, |(seq, _, _)| *seq);
     Ok(match (row, cut) {
         (Some((seq, hash, ts)), _) if seq >= cut_seq => ChainHead {
             seq: seq.max(0) as u64,
             hash: hash.try_into().unwrap_or(GENESIS),
-            timestamp: DateTime::parse_from_rfc3339(&ts)
-                .ok()
-                .map(|t| t.with_timezone(&Utc)),
+            timestamp: parse(&ts),
         },
-        (_, Some((seq, hash))) => ChainHead {
+        // The cut's row is gone: its time is the cut's (schema 7), or, for
+        // a cut recorded before, no earlier than the newest row left.
+        (row, Some((seq, hash, ts))) => ChainHead {
             seq: seq.max(0) as u64,
             hash: hash.try_into().unwrap_or(GENESIS),
-            timestamp: None,
+            timestamp: ts
+                .as_deref()
+                .and_then(parse)
+                .into_iter()
+                .chain(row.and_then(|(_, _, ts)| parse(&ts)))
+                .max(),
         },
         (_, None) => ChainHead {
             seq: 0,

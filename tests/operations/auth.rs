@@ -561,6 +561,14 @@ async fn a_public_address_needs_a_token_or_an_explicit_opt_out() {
     s.call(Req::get("/v1/events").header("x-forwarded-for", "203.0.113.7"))
         .await
         .expect(200);
+    // A credential presented all the same is checked, as in loopback-only
+    // mode: a client with a wrong token learns it, rather than passing.
+    s.call(Req::get("/v1/events").token("trail_not-a-token"))
+        .await
+        .expect(401);
+    s.call(Req::get("/v1/events").header("authorization", "Basic YTpi"))
+        .await
+        .expect(401);
     // Once a token exists, it is required even so.
     let t = s.create_token("now-locked", &[Scope::Read]);
     s.get("/v1/events").await.expect(401);
