@@ -2812,3 +2812,88 @@ fn a_reader_that_goes_away_is_not_an_error() {
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
 }
+
+/// A file an earlier trail made (schema 4 and 5, before this build's
+/// migrations) is migrated by the first command that writes, whichever it
+/// is: nothing may read what only a later schema has before that.
+#[test]
+fn every_writing_command_takes_a_file_of_an_earlier_schema() {
+    for (version, command) in [
+        (5, vec!["append", "a.b"]),
+        (4, vec!["append", "a.b"]),
+        (5, vec!["import", "-"]),
+        (5, vec!["token", "create", "ops", "--scope", "admin"]),
+        (5, vec!["prune", "--before", "2000-01-01"]),
+    ] {
+        let env = Env::new();
+        std::fs::create_dir_all(env.db.parent().unwrap()).unwrap();
+        trail::store::db::create_at_version(&env.db, version).unwrap();
+        let out = if command[0] == "import" {
+            env.trail_stdin(&command, "{\"event\":\"x.y\"}\n")
+        } else {
+            env.trail(&command)
+        };
+        out.expect_code(0);
+        let latest: i64 = env
+            .conn()
+            .query_row(
+                "SELECT max(version) FROM refinery_schema_history",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(
+            latest,
+            i64::from(trail::store::db::latest_migration()),
+            "{command:?}"
+        );
+        env.trail(&["verify"]).ok();
+    }
+    // And a backup of such a file, made before anything migrated it.
+    let env = Env::new();
+    std::fs::create_dir_all(env.db.parent().unwrap()).unwrap();
+    trail::store::db::create_at_version(&env.db, 5).unwrap();
+    let copy = env.path("copy.db");
+    env.trail(&["backup", copy.to_str().unwrap()])
+        .expect_code(0);
+}
+
+/// `tail --follow | head -2`: once the reader has gone, the command ends
+/// (exit 0), also while no new event comes; and `token create` whose secret
+/// cannot be shown revokes the token again (nobody holds it) and fails.
+#[test]
+fn follow_ends_with_its_reader_and_an_unshown_secret_is_revoked() {
+    use std::io::Read;
+    let (env, _) = seeded();
+    let mut cmd = env.command(&["tail", "-n", "2", "--follow"]);
+    cmd.stdout(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 3];
+    stdout.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"SEQ");
+    drop(stdout);
+    let status = util::wait_bounded(&mut child, Duration::from_secs(20), "tail --follow");
+    assert_eq!(status.code(), Some(0));
+
+    let mut cmd = env.command(&["token", "create", "unseen", "--scope", "admin"]);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("it was revoked again: nobody holds it"),
+        "{stderr}"
+    );
+    let list = env.trail(&["token", "list", "--json"]);
+    let unseen = list.json()["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "unseen")
+        .cloned()
+        .unwrap();
+    assert!(unseen["revoked_at"].is_string(), "{unseen}");
+}

@@ -644,16 +644,35 @@ fn token_cmd(
                 .map(|s| s.as_str())
                 .collect::<Vec<_>>()
                 .join(",");
-            if json {
-                out!(
-                    "{}",
-                    serde_json::json!({"name": info.name, "scopes": info.scopes, "token": secret})
-                )?;
+            // The secret is the command's only result: if it cannot be shown
+            // (a closed pipe, a full disk), nobody holds it, and a token that
+            // nobody holds must not stay active.
+            let text = if json {
+                serde_json::json!({"name": info.name, "scopes": info.scopes, "token": secret})
+                    .to_string()
             } else {
-                out!(
+                format!(
                     "token {} (scopes: {list}):\n{secret}\nStore it now: it is not shown again.",
                     info.name
+                )
+            };
+            let shown = {
+                let mut stdout = io::stdout().lock();
+                writeln!(stdout, "{text}").and_then(|()| stdout.flush())
+            };
+            if let Err(e) = shown {
+                crate::store::tokens::revoke_audited(
+                    &writer,
+                    &info.name,
+                    crate::store::tokens::By::named("cli"),
                 )?;
+                return Err(CliError::Store(StoreError::Io {
+                    context: format!(
+                        "showing the secret of token {} (it was revoked again: nobody holds it)",
+                        info.name
+                    ),
+                    source: e,
+                }));
             }
             Ok(())
         }
@@ -1198,7 +1217,14 @@ fn tail(db: &Path, args: TailArgs) -> Result<(), CliError> {
     }
     // Following prints one line per event as it comes, so that a pipe reads
     // them as they arrive.
-    let print_lines = |events: &[StoredEvent]| -> Result<(), CliError> {
+    // A reader that has gone (`| head -2`) ends the command, with exit 0.
+    let gone = |r: io::Result<()>| -> Result<bool, CliError> {
+        match r {
+            Ok(()) => Ok(false),
+            Err(e) => ignore_broken_pipe(e).map(|()| true),
+        }
+    };
+    let print_lines = |events: &[StoredEvent]| -> Result<bool, CliError> {
         let mut out = io::stdout().lock();
         for ev in events {
             let r = if args.json {
@@ -1209,16 +1235,25 @@ fn tail(db: &Path, args: TailArgs) -> Result<(), CliError> {
             } else {
                 table::write_line(&mut out, ev)
             };
-            r.and_then(|()| out.flush()).or_else(ignore_broken_pipe)?;
+            if gone(r.and_then(|()| out.flush()))? {
+                return Ok(false);
+            }
         }
-        Ok(())
+        Ok(true)
     };
-    if !args.json {
-        table::write_header(&mut io::stdout().lock(), true).or_else(ignore_broken_pipe)?;
+    if !args.json && gone(table::write_header(&mut io::stdout().lock(), true))? {
+        return Ok(());
     }
-    print_lines(&events)?;
+    if !print_lines(&events)? {
+        return Ok(());
+    }
     loop {
         std::thread::sleep(std::time::Duration::from_millis(250));
+        // Noticed without waiting for an event to write: a pipe whose
+        // reader has closed reports an error condition to poll.
+        if stdout_reader_gone() {
+            return Ok(());
+        }
         let page = query::list(
             &conn,
             &filter,
@@ -1232,8 +1267,22 @@ fn tail(db: &Path, args: TailArgs) -> Result<(), CliError> {
         if let Some(ev) = page.events.last() {
             last = ev.seq;
         }
-        print_lines(&page.events)?;
+        if !print_lines(&page.events)? {
+            return Ok(());
+        }
     }
+}
+
+/// Whether standard output is a pipe or socket whose reader has gone.
+fn stdout_reader_gone() -> bool {
+    let mut fd = libc::pollfd {
+        fd: libc::STDOUT_FILENO,
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, a zero timeout; poll only writes `revents`.
+    let n = unsafe { libc::poll(&mut fd, 1, 0) };
+    n > 0 && fd.revents & (libc::POLLERR | libc::POLLHUP) != 0
 }
 
 fn search(db: &Path, args: SearchArgs) -> Result<(), CliError> {

@@ -172,6 +172,9 @@ pub struct AppState {
     pub retention: RetentionGate,
 }
 
+/// The longest a shutdown waits for the retention task's prune to stop.
+const RETENTION_STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Lets a shutdown stop the retention task's prune between two batches and
 /// wait for it, so that `server.stop` is the last event of a run, the stop
 /// takes one batch, not a whole prune, and the prune's connection is closed
@@ -184,11 +187,25 @@ pub struct RetentionGate {
 }
 
 impl RetentionGate {
-    /// Stops any prune at its next batch, waits for it, and keeps any from
-    /// starting again.
+    /// Stops any prune at its next batch and keeps any from starting again;
+    /// waits for it, at most [`RETENTION_STOP_WAIT`]: a prune still checking
+    /// a long run of rows left below a cut by an interrupted one (seconds
+    /// per million) is left to finish that check, after which it sees the
+    /// flag and writes nothing, while the stop goes on.
     fn stop_and_wait(&self) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        drop(self.running.lock().unwrap_or_else(|p| p.into_inner()));
+        let deadline = std::time::Instant::now() + RETENTION_STOP_WAIT;
+        loop {
+            match self.running.try_lock() {
+                Ok(_) | Err(std::sync::TryLockError::Poisoned(_)) => return,
+                Err(std::sync::TryLockError::WouldBlock) => {}
+            }
+            if std::time::Instant::now() >= deadline {
+                tracing::warn!("retention: a prune is still checking rows; stopping without waiting for it (it writes nothing now)");
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
 }
 

@@ -728,3 +728,18 @@ pub fn latest_migration() -> u32 {
         .max()
         .unwrap_or(0)
 }
+
+/// A new, empty database at `path` with the schema of an earlier version
+/// (migrations up to `version` only), as an earlier trail made it: for the
+/// tests of what this one does with such a file.
+#[doc(hidden)]
+pub fn create_at_version(path: &Path, version: u32) -> Result<()> {
+    let mut conn = Connection::open(path).map_err(StoreError::sqlite("opening the database"))?;
+    conn.execute_batch("PRAGMA page_size = 16384; PRAGMA journal_mode = WAL;")
+        .map_err(StoreError::sqlite("setting pragmas"))?;
+    embedded::migrations::runner()
+        .set_target(refinery::Target::Version(version as i32))
+        .run(&mut conn)
+        .map_err(|e| StoreError::Migration(e.to_string()))?;
+    Ok(())
+}

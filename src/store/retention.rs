@@ -206,8 +206,7 @@ fn prune_once(
     // The check reaches the newest cut too: rows an interrupted prune left
     // at or below it are deleted by this one (see `record_cut`), so they
     // are checked first like any other.
-    let older =
-        newest_older_than(conn, &before_text, u64::MAX)?.map_or(0, |(seq, _, _)| seq as u64);
+    let older = newest_older_than(conn, &before_text, u64::MAX)?.map_or(0, |(seq, _)| seq as u64);
     let cut_seq = newest_cut(conn)?.map_or(0, |c| c.up_to_seq);
     let to = older.max(cut_seq);
     let nothing = PruneReport {
@@ -311,24 +310,20 @@ fn prune_once(
     Ok((report, finished_older))
 }
 
-/// The row a cut would copy: `seq`, chain hash and timestamp (as stored; a
-/// tampered row's that is not text is kept as nothing).
-type CutRow = (i64, Vec<u8>, Option<String>);
+/// The row a cut would copy: `seq`, chain hash.
+type CutRow = (i64, Vec<u8>);
 
 /// The newest row with a timestamp before `before` and a `seq` of at most
 /// `max_seq`: the row a cut would copy.
 fn newest_older_than(conn: &Connection, before: &str, max_seq: u64) -> Result<Option<CutRow>> {
     conn.prepare_cached(
-        "SELECT seq, chain_hash, ts FROM events
+        "SELECT seq, chain_hash FROM events
          WHERE ts < ?1 AND seq <= ?2 ORDER BY ts DESC, seq DESC LIMIT 1",
     )
     .and_then(|mut s| {
         s.query_row(
             params![before, i64::try_from(max_seq).unwrap_or(i64::MAX)],
-            |r| {
-                let ts = r.get_ref(2)?.as_str().ok().map(str::to_owned);
-                Ok((r.get(0)?, r.get(1)?, ts))
-            },
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()
     })
@@ -364,10 +359,10 @@ fn record_cut(
     }
     let candidate = newest_older_than(&tx, before, verified_to)?;
     let answer = match candidate {
-        Some((seq, hash, ts)) if seq as u64 > newest_seq => {
+        Some((seq, hash)) if seq as u64 > newest_seq => {
             tx.prepare_cached(
-                "INSERT INTO retention_cuts (up_to_seq, chain_hash, signature, key_id, cut_at, ts)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO retention_cuts (up_to_seq, chain_hash, signature, key_id, cut_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -376,7 +371,6 @@ fn record_cut(
                     &key.cut_seal(seq as u64, &hash)[..],
                     key.id().as_str(),
                     format_timestamp(Utc::now()),
-                    ts,
                 ])
             })
             .map_err(e)?;
@@ -532,9 +526,6 @@ mod tests {
         let ring = Keyring::new(key.clone());
         let (_dir, db, mut conn) = log_of(25, &key);
         let later = Utc::now() + chrono::Duration::seconds(1);
-        let ts25: String = conn
-            .query_row("SELECT ts FROM events WHERE seq = 25", [], |r| r.get(0))
-            .unwrap();
 
         let stop = AtomicBool::new(true);
         let r = prune_until(&mut conn, &db, &key, &ring, later, 7, &stop).unwrap();
@@ -562,10 +553,13 @@ mod tests {
         let cut = newest_cut(&conn).unwrap().unwrap();
         assert_eq!(report.head.seq, 25);
         assert_eq!(report.head.chain_hash, hex::encode(&cut.chain_hash));
-        // Its time too: the cut keeps its row's, so what comes next is
-        // stamped no earlier, whatever the clock says.
+        // What comes next is stamped no earlier than the newest row still
+        // stored (row 18), whatever the clock says.
+        let ts18: String = conn
+            .query_row("SELECT ts FROM events WHERE seq = 18", [], |r| r.get(0))
+            .unwrap();
         let head = crate::store::writer::read_head(&conn).unwrap();
-        assert_eq!(head.timestamp.map(format_timestamp), Some(ts25.clone()));
+        assert_eq!(head.timestamp.map(format_timestamp), Some(ts18));
         // What a writer checks before chaining on is the cut's seal, not the
         // rows below it (there may be millions).
         let newest = crate::store::verify::check_newest(&db, &ring)
@@ -575,22 +569,6 @@ mod tests {
         assert_eq!(newest.head.seq, 25);
         let next = append_direct(&mut conn, &key, vec![event(99)]).unwrap();
         assert_eq!(next[0].seq, 26);
-        // A cut's time must be its row's: one from the future would stamp
-        // every later event in the future.
-        let forged = conn
-            .execute(
-                "INSERT INTO retention_cuts (up_to_seq, chain_hash, signature, key_id, cut_at, ts)
-                 SELECT 26, chain_hash, zeroblob(32), 'k', 't', '2999-01-01T00:00:00.000000Z'
-                 FROM events WHERE seq = 26",
-                [],
-            )
-            .unwrap_err();
-        assert!(
-            forged
-                .to_string()
-                .contains("must copy the timestamp of the row it cuts at"),
-            "{forged}"
-        );
         let err = conn
             .execute(
                 "INSERT INTO events (seq, entry, chain_hash, signature) VALUES (19, '{}', zeroblob(32), zeroblob(32))",

@@ -790,12 +790,9 @@ pub(crate) fn read_head(conn: &Connection) -> rusqlite::Result<ChainHead> {
         .optional()?;
     let cut = conn
         .prepare_cached(
-            "SELECT up_to_seq, chain_hash, ts FROM retention_cuts ORDER BY up_to_seq DESC LIMIT 1",
+            "SELECT up_to_seq, chain_hash FROM retention_cuts ORDER BY up_to_seq DESC LIMIT 1",
         )?
-        .query_row([], |r| {
-            let ts = r.get_ref(2)?.as_str().ok().map(str::to_owned);
-            Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?, ts))
-        })
+        .query_row([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
         .optional()?;
     let parse = |ts: &str| {
         DateTime::parse_from_rfc3339(ts)
@@ -806,24 +803,20 @@ pub(crate) fn read_head(conn: &Connection) -> rusqlite::Result<ChainHead> {
     // its cut down, so while it runs the cut's own row may be gone, and the
     // chain goes on after the cut, never at or below it (where the prune is
     // deleting). The events_next_seq trigger says the same.
-    let cut_seq = cut.as_ref().map_or(0, |(seq, _, _)| *seq);
+    let cut_seq = cut.as_ref().map_or(0, |(seq, _)| *seq);
     Ok(match (row, cut) {
         (Some((seq, hash, ts)), _) if seq >= cut_seq => ChainHead {
             seq: seq.max(0) as u64,
             hash: hash.try_into().unwrap_or(GENESIS),
             timestamp: parse(&ts),
         },
-        // The cut's row is gone: its time is the cut's (schema 7), or, for
-        // a cut recorded before, no earlier than the newest row left.
-        (row, Some((seq, hash, ts))) => ChainHead {
+        // The cut's row is gone: what comes next is stamped no earlier than
+        // the newest row still stored (sealed; a cut's own fields are not
+        // all sealed, so none of them may steer what is).
+        (row, Some((seq, hash))) => ChainHead {
             seq: seq.max(0) as u64,
             hash: hash.try_into().unwrap_or(GENESIS),
-            timestamp: ts
-                .as_deref()
-                .and_then(parse)
-                .into_iter()
-                .chain(row.and_then(|(_, _, ts)| parse(&ts)))
-                .max(),
+            timestamp: row.and_then(|(_, _, ts)| parse(&ts)),
         },
         (_, None) => ChainHead {
             seq: 0,
