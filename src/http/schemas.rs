@@ -14,6 +14,10 @@ use crate::domain::event::{MAX_OBJECT_BYTES, MAX_OBJECT_DEPTH, MAX_TEXT_LEN};
 
 const LEVELS: [&str; 5] = ["debug", "info", "warning", "error", "critical"];
 
+/// The routes that answer a page of events, and those that export.
+const LIST_ROUTES: [&str; 3] = ["/v1/events", "/api/audit", "/v1/audit"];
+const EXPORT_ROUTES: [&str; 2] = ["/v1/export", "/v1/audit/export"];
+
 fn schema_ref(name: &str) -> Value {
     json!({ "$ref": format!("#/components/schemas/{name}") })
 }
@@ -64,6 +68,7 @@ fn components(max_batch: usize) -> Value {
         "type": "string", "format": "date-time",
         "description": "RFC 3339, when it happened by the client's clock (stored in UTC)",
     });
+    let scope = json!({"enum": ["ingest", "read", "admin"]});
     let alias = |of: &str, schema: &Value| {
         let mut s = schema.clone();
         s["description"] = json!(format!("The seed systems' name for {of}"));
@@ -217,7 +222,7 @@ fn components(max_batch: usize) -> Value {
             "type": "object",
             "properties": {
                 "name": {"type": "string", "minLength": 1},
-                "scopes": {"type": "array", "minItems": 1, "items": {"enum": ["ingest", "read", "admin"]}},
+                "scopes": {"type": "array", "minItems": 1, "items": scope},
             },
             "required": ["name", "scopes"],
             "additionalProperties": false,
@@ -226,7 +231,7 @@ fn components(max_batch: usize) -> Value {
             "type": "object",
             "properties": {
                 "name": {"type": "string"},
-                "scopes": {"type": "array", "items": {"enum": ["ingest", "read", "admin"]}},
+                "scopes": {"type": "array", "items": scope},
                 "token": {"type": "string", "description": "The secret, shown this once"},
             },
             "required": ["name", "scopes", "token"],
@@ -241,7 +246,7 @@ fn components(max_batch: usize) -> Value {
                         "type": "object",
                         "properties": {
                             "name": {"type": "string"},
-                            "scopes": {"type": "array", "items": {"enum": ["ingest", "read", "admin"]}},
+                            "scopes": {"type": "array", "items": scope},
                             "created_at": {"type": "string", "format": "date-time"},
                             "revoked_at": {"type": ["string", "null"], "format": "date-time"},
                         },
@@ -302,10 +307,10 @@ fn bodies() -> Vec<(
         ),
         ("/v1/tokens", "get", "200", json, schema_ref("Tokens")),
     ];
-    for list in ["/v1/events", "/api/audit", "/v1/audit"] {
+    for list in LIST_ROUTES {
         out.push((list, "get", "200", json, schema_ref("Page")));
     }
-    for export in ["/v1/export", "/v1/audit/export"] {
+    for export in EXPORT_ROUTES {
         out.push((export, "get", "200", json, schema_ref("Export")));
         out.push((
             export,
@@ -369,51 +374,30 @@ pub fn attach(doc: &mut Value, max_batch: usize) {
             content[media]["schema"] = schema;
         }
     }
-    let headers = [
-        (
-            "/v1/events",
-            "post",
-            "201",
-            "Location",
-            "The new event's URL (for one event)",
-        ),
-        (
-            "/v1/events",
+    let mut headers = vec![(
+        "/v1/events",
+        "post",
+        "Location",
+        "The new event's URL (for one event)",
+    )];
+    for list in LIST_ROUTES {
+        headers.push((
+            list,
             "get",
-            "200",
             "Link",
             "<absolute URL of the next page>; rel=\"next\", when has_more",
-        ),
-        (
-            "/api/audit",
+        ));
+    }
+    for export in EXPORT_ROUTES {
+        headers.push((
+            export,
             "get",
-            "200",
-            "Link",
-            "<absolute URL of the next page>; rel=\"next\", when has_more",
-        ),
-        (
-            "/v1/audit",
-            "get",
-            "200",
-            "Link",
-            "<absolute URL of the next page>; rel=\"next\", when has_more",
-        ),
-        (
-            "/v1/export",
-            "get",
-            "200",
             "Content-Disposition",
             "attachment, with a file name",
-        ),
-        (
-            "/v1/audit/export",
-            "get",
-            "200",
-            "Content-Disposition",
-            "attachment, with a file name",
-        ),
-    ];
-    for (path, method, status, name, description) in headers {
+        ));
+    }
+    for (path, method, name, description) in headers {
+        let status = if method == "post" { "201" } else { "200" };
         if let Some(Value::Object(response)) =
             doc.pointer_mut(&at(path, &format!("{method}/responses/{status}")))
         {
