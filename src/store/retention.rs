@@ -35,7 +35,7 @@ use crate::domain::{EventType, FailureKind, Hash, HmacKey, Keyring, Level, NewEv
 
 use super::error::{Result, StoreError};
 use super::verify::{verify_file, VerifyRequest};
-use super::writer::append_direct;
+use super::writer::{append_direct, previous_hash};
 
 /// Rows a prune verifies at a time before it deletes (well under a second;
 /// a handful in unit tests, so that they go through several windows).
@@ -254,7 +254,10 @@ fn prune_once(
 
     // (b) Delete at or below the cut, in short transactions.
     let deleted = delete_up_to(conn, up_to_seq, batch_rows, stop)?;
-    if stop.load(Ordering::Relaxed) {
+    // Stopped with rows left: the next prune deletes them and records it.
+    // Stopped after the last batch: recorded now (one append), not left to
+    // a next prune that would find nothing to do.
+    if stop.load(Ordering::Relaxed) && below_exists(conn, up_to_seq)? {
         tracing::info!(
             up_to_seq,
             deleted,
@@ -351,8 +354,11 @@ fn record_cut(
     // deleted before another cut is recorded: so what any prune leaves
     // starts right after an older cut (or at the genesis), where the
     // verifiers can link it.
+    // So is a cut whose rows are all gone but whose `retention.prune` event
+    // was never appended (a prune killed between its last delete and the
+    // append): it is recorded now, with what this prune deletes (nothing).
     if let Some(cut) = newest {
-        if below_exists(&tx, cut.up_to_seq)? {
+        if below_exists(&tx, cut.up_to_seq)? || !prune_recorded(&tx, cut.up_to_seq)? {
             tx.commit().map_err(e)?;
             return Ok(Some((cut.up_to_seq, cut.chain_hash, Some(cut.cut_at))));
         }
@@ -360,9 +366,15 @@ fn record_cut(
     let candidate = newest_older_than(&tx, before, verified_to)?;
     let answer = match candidate {
         Some((seq, hash)) if seq as u64 > newest_seq => {
+            // The row's entry and the hash before it go with the cut (schema
+            // 7): once the row is deleted, they still give the chain's head a
+            // time the chain hash vouches for (see `writer::read_head`).
+            let prev = previous_hash(&tx, seq)
+                .map_err(e)?
+                .filter(|p| p.len() == 32);
             tx.prepare_cached(
-                "INSERT INTO retention_cuts (up_to_seq, chain_hash, signature, key_id, cut_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO retention_cuts (up_to_seq, chain_hash, signature, key_id, cut_at, entry, prev_hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, (SELECT entry FROM events WHERE seq = ?1), ?6)",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -371,6 +383,7 @@ fn record_cut(
                     &key.cut_seal(seq as u64, &hash)[..],
                     key.id().as_str(),
                     format_timestamp(Utc::now()),
+                    prev,
                 ])
             })
             .map_err(e)?;
@@ -380,6 +393,16 @@ fn record_cut(
     };
     tx.commit().map_err(e)?;
     Ok(answer)
+}
+
+/// Whether a `retention.prune` event records the cut at `up_to_seq`.
+fn prune_recorded(conn: &Connection, up_to_seq: u64) -> Result<bool> {
+    conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM events WHERE event = ?1 AND seq > ?2
+                        AND json_extract(entry, '$.details.up_to_seq') = ?2)",
+    )
+    .and_then(|mut s| s.query_row(params![PRUNE_EVENT, up_to_seq as i64], |r| r.get(0)))
+    .map_err(StoreError::sqlite("reading the retention.prune events"))
 }
 
 fn below_exists(conn: &Connection, up_to_seq: u64) -> Result<bool> {
@@ -534,6 +557,9 @@ mod tests {
         assert_eq!(count(&conn), 25);
 
         // Stopped while deleting: the cut recorded, one batch deleted.
+        let ts25: String = conn
+            .query_row("SELECT ts FROM events WHERE seq = 25", [], |r| r.get(0))
+            .unwrap();
         let cut = record_cut(&mut conn, &key, &format_timestamp(later), 25).unwrap();
         assert_eq!(cut.map(|c| c.0), Some(25));
         assert_eq!(delete_up_to(&mut conn, 25, 7, &stop).unwrap(), 7);
@@ -553,13 +579,10 @@ mod tests {
         let cut = newest_cut(&conn).unwrap().unwrap();
         assert_eq!(report.head.seq, 25);
         assert_eq!(report.head.chain_hash, hex::encode(&cut.chain_hash));
-        // What comes next is stamped no earlier than the newest row still
-        // stored (row 18), whatever the clock says.
-        let ts18: String = conn
-            .query_row("SELECT ts FROM events WHERE seq = 18", [], |r| r.get(0))
-            .unwrap();
+        // What comes next is stamped no earlier than the cut's row (its
+        // entry is kept with the cut), whatever the clock says.
         let head = crate::store::writer::read_head(&conn).unwrap();
-        assert_eq!(head.timestamp.map(format_timestamp), Some(ts18));
+        assert_eq!(head.timestamp.map(format_timestamp), Some(ts25));
         // What a writer checks before chaining on is the cut's seal, not the
         // rows below it (there may be millions).
         let newest = crate::store::verify::check_newest(&db, &ring)
@@ -907,5 +930,152 @@ mod tests {
         assert_eq!(details["finishes_cut_recorded_at"], "x");
         assert_eq!(details["up_to_seq"], 6);
         assert_eq!(details["deleted"], 6);
+    }
+
+    /// A prune killed between its last delete and its `retention.prune`
+    /// event left a cut with nothing below it and no record: the next prune
+    /// records it (deleting nothing), once.
+    #[test]
+    fn a_cut_whose_rows_are_gone_but_never_recorded_is_recorded_by_the_next_prune() {
+        let key = HmacKey::from_bytes([4; 32]);
+        let ring = Keyring::new(key.clone());
+        let (_dir, db, mut conn) = log_of(10, &key);
+        let later = format_timestamp(Utc::now() + chrono::Duration::seconds(1));
+        assert_eq!(
+            record_cut(&mut conn, &key, &later, 10)
+                .unwrap()
+                .map(|c| c.0),
+            Some(10)
+        );
+        let stop = AtomicBool::new(false);
+        assert_eq!(delete_up_to(&mut conn, 10, 100, &stop).unwrap(), 10);
+        let cut_at = newest_cut(&conn).unwrap().unwrap().cut_at;
+
+        let long_ago = Utc::now() - chrono::Duration::days(1);
+        let r = prune(&mut conn, &db, &key, &ring, long_ago, 100).unwrap();
+        assert_eq!(
+            r,
+            PruneReport {
+                up_to_seq: Some(10),
+                deleted: 0,
+                event_seq: Some(11)
+            }
+        );
+        let (event, details): (String, String) = conn
+            .query_row(
+                "SELECT event, json_extract(entry, '$.details') FROM events WHERE seq = 11",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(event, PRUNE_EVENT);
+        let details: serde_json::Value = serde_json::from_str(&details).unwrap();
+        assert_eq!(details["up_to_seq"], 10);
+        assert_eq!(details["deleted"], 0);
+        assert_eq!(details["finishes_cut_recorded_at"], cut_at.as_str());
+        // Recorded once: the prune after it has nothing to do.
+        let r = prune(&mut conn, &db, &key, &ring, long_ago, 100).unwrap();
+        assert_eq!(r.event_seq, None);
+        assert_eq!(count(&conn), 1);
+        let report = verify_file(&db, &ring, VerifyRequest::default()).unwrap();
+        assert!(report.valid && report.entries_checked == 1, "{report:?}");
+    }
+
+    /// The next event's time never goes below the head's, and that floor is
+    /// only taken from an entry the chain hash vouches for. A row slipped in
+    /// below an interrupted prune's cut (no key needed) stamped every later
+    /// event with its time, and verified intact once deleted again; so did
+    /// the head row's entry edited and put back.
+    #[test]
+    fn the_head_time_comes_only_from_entries_the_chain_vouches_for() {
+        let key = HmacKey::from_bytes([5; 32]);
+        let ring = Keyring::new(key.clone());
+        let (_dir, db, mut conn) = log_of(10, &key);
+        for i in 0..5 {
+            append_direct(&mut conn, &key, vec![event(100 + i)]).unwrap();
+        }
+        let ts_of = |conn: &Connection, seq: i64| -> String {
+            conn.query_row("SELECT ts FROM events WHERE seq = ?1", [seq], |r| r.get(0))
+                .unwrap()
+        };
+        let ts15 = ts_of(&conn, 15);
+        let head_time = |conn: &Connection| {
+            crate::store::writer::read_head(conn)
+                .unwrap()
+                .timestamp
+                .map(format_timestamp)
+        };
+
+        // A prune interrupted after its first batch: rows 1..12 left, the
+        // cut at 15 is the head, and its kept entry gives row 15's time.
+        let later = format_timestamp(Utc::now() + chrono::Duration::seconds(1));
+        record_cut(&mut conn, &key, &later, 15).unwrap();
+        let (entry, prev): (String, Vec<u8>) = conn
+            .query_row(
+                "SELECT entry, prev_hash FROM retention_cuts WHERE up_to_seq = 15",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        let row14: Vec<u8> = conn
+            .query_row("SELECT chain_hash FROM events WHERE seq = 14", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(prev, row14);
+        assert!(
+            entry.contains(&format!("\"timestamp\":\"{ts15}\"")),
+            "{entry}"
+        );
+        assert_eq!(
+            delete_up_to(&mut conn, 15, 3, &AtomicBool::new(true)).unwrap(),
+            3
+        );
+        assert_eq!(head_time(&conn), Some(ts15.clone()));
+
+        // Forged below the cut, without the key: it steers nothing.
+        conn.execute_batch(
+            "DROP TRIGGER events_next_seq;
+             INSERT INTO events (seq, entry, chain_hash, signature)
+             VALUES (13, '{\"timestamp\":\"2999-01-01T00:00:00.000000Z\"}', zeroblob(32), zeroblob(32));",
+        )
+        .unwrap();
+        assert_eq!(head_time(&conn), Some(ts15.clone()));
+        // A cut of an earlier schema keeps no entry: the newest row below it
+        // counts only if it links (the forged one does not: the clock).
+        conn.execute_batch(
+            "DROP TRIGGER retention_cuts_no_update;
+             UPDATE retention_cuts SET entry = NULL, prev_hash = NULL;",
+        )
+        .unwrap();
+        assert_eq!(head_time(&conn), None);
+        conn.execute("DELETE FROM events WHERE seq = 13", [])
+            .unwrap();
+        assert_eq!(head_time(&conn), Some(ts_of(&conn, 12)));
+
+        // Chaining on, then the head row's entry edited to the far future:
+        // it no longer links, so it gives no floor.
+        let next = append_direct(&mut conn, &key, vec![event(200)]).unwrap();
+        assert_eq!(next[0].seq, 16);
+        assert!(next[0].timestamp.as_str() < "2999", "{}", next[0].timestamp);
+        assert_eq!(head_time(&conn), Some(next[0].timestamp.clone()));
+        conn.execute_batch(
+            "DROP TRIGGER events_no_update;
+             UPDATE events SET entry = replace(entry, substr(entry, instr(entry, '\"timestamp\":\"') + 13, 4), '2999') WHERE seq = 16;",
+        )
+        .unwrap();
+        assert!(ts_of(&conn, 16).starts_with("2999"));
+        assert_eq!(head_time(&conn), None);
+        let after = append_direct(&mut conn, &key, vec![event(201)]).unwrap();
+        assert!(
+            after[0].timestamp.as_str() < "2999",
+            "{}",
+            after[0].timestamp
+        );
+        let report = verify_file(&db, &ring, VerifyRequest::default()).unwrap();
+        assert!(
+            !report.valid && report.first_bad_seq == Some(16),
+            "{report:?}"
+        );
     }
 }

@@ -769,61 +769,129 @@ pub(crate) struct ChainHead {
 
 /// Reads the head inside the caller's transaction: the newest row, else the
 /// newest retention cut, else genesis.
+///
+/// The head's `timestamp` is the floor for the next event's (invariant 5),
+/// so it is only taken from an entry the chain vouches for: one whose
+/// SHA-256 with the hash before it is the stored chain hash. Every later row
+/// links to that hash, so an entry edited to steer the time is `modified`
+/// now and stays detectable after it is put back (the rows stamped from it
+/// no longer link, or it never linked). Nothing else is trusted: not the
+/// generated `ts` column (the schema can be rewritten), not a cut's
+/// `cut_at`. An entry that does not link gives no floor: the clock is used.
 pub(crate) fn read_head(conn: &Connection) -> rusqlite::Result<ChainHead> {
     let row = conn
-        .prepare_cached("SELECT seq, chain_hash, ts FROM events ORDER BY seq DESC LIMIT 1")?
+        .prepare_cached("SELECT seq, chain_hash, entry FROM events ORDER BY seq DESC LIMIT 1")?
         .query_row([], |r| {
             // A tampered row may hold anything here (no timestamp, bytes
             // that are not UTF-8, a hash of another type): verification,
             // not reading the head, is where that is reported, and appends
             // go on.
-            let bytes = |i| {
-                r.get_ref(i)
-                    .map(|v| v.as_bytes().unwrap_or_default().to_vec())
-            };
-            Ok((
-                r.get::<_, i64>(0)?,
-                bytes(1)?,
-                String::from_utf8(bytes(2)?).unwrap_or_default(),
-            ))
+            Ok((r.get::<_, i64>(0)?, bytes_of(r, 1)?, bytes_of(r, 2)?))
         })
         .optional()?;
     let cut = conn
         .prepare_cached(
             "SELECT up_to_seq, chain_hash FROM retention_cuts ORDER BY up_to_seq DESC LIMIT 1",
         )?
-        .query_row([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
+        .query_row([], |r| Ok((r.get::<_, i64>(0)?, bytes_of(r, 1)?)))
         .optional()?;
-    let parse = |ts: &str| {
-        DateTime::parse_from_rfc3339(ts)
-            .ok()
-            .map(|t| t.with_timezone(&Utc))
-    };
     // The higher of the newest row and the newest cut: a prune deletes from
     // its cut down, so while it runs the cut's own row may be gone, and the
     // chain goes on after the cut, never at or below it (where the prune is
     // deleting). The events_next_seq trigger says the same.
     let cut_seq = cut.as_ref().map_or(0, |(seq, _)| *seq);
     Ok(match (row, cut) {
-        (Some((seq, hash, ts)), _) if seq >= cut_seq => ChainHead {
+        (Some((seq, hash, entry)), _) if seq >= cut_seq => ChainHead {
             seq: seq.max(0) as u64,
+            timestamp: linked_time(previous_hash(conn, seq)?, &entry, &hash),
             hash: hash.try_into().unwrap_or(GENESIS),
-            timestamp: parse(&ts),
         },
-        // The cut's row is gone: what comes next is stamped no earlier than
-        // the newest row still stored (sealed; a cut's own fields are not
-        // all sealed, so none of them may steer what is).
-        (row, Some((seq, hash))) => ChainHead {
-            seq: seq.max(0) as u64,
-            hash: hash.try_into().unwrap_or(GENESIS),
-            timestamp: row.and_then(|(_, _, ts)| parse(&ts)),
-        },
+        // The cut's row is gone: its entry, kept with the cut since schema
+        // 7, and else the newest row still stored, if they link.
+        (row, Some((seq, hash))) => {
+            let timestamp = match cut_entry(conn, seq)? {
+                Some((entry, prev)) => linked_time(prev, &entry, &hash),
+                None => match row {
+                    Some((row_seq, row_hash, entry)) => {
+                        linked_time(previous_hash(conn, row_seq)?, &entry, &row_hash)
+                    }
+                    None => None,
+                },
+            };
+            ChainHead {
+                seq: seq.max(0) as u64,
+                hash: hash.try_into().unwrap_or(GENESIS),
+                timestamp,
+            }
+        }
         (_, None) => ChainHead {
             seq: 0,
             hash: GENESIS,
             timestamp: None,
         },
     })
+}
+
+/// A column's bytes, whatever its type (empty for NULL).
+fn bytes_of(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Vec<u8>> {
+    r.get_ref(i)
+        .map(|v| v.as_bytes().unwrap_or_default().to_vec())
+}
+
+/// The chain hash row `seq` links to: row `seq - 1`'s, else that of a cut
+/// at `seq - 1`, else genesis for row 1; `None` when nothing is stored there.
+pub(crate) fn previous_hash(conn: &Connection, seq: i64) -> rusqlite::Result<Option<Vec<u8>>> {
+    if seq == 1 {
+        return Ok(Some(GENESIS.to_vec()));
+    }
+    let Some(prev) = seq.checked_sub(1) else {
+        return Ok(None);
+    };
+    let row = conn
+        .prepare_cached("SELECT chain_hash FROM events WHERE seq = ?1")?
+        .query_row([prev], |r| bytes_of(r, 0))
+        .optional()?;
+    if row.is_some() {
+        return Ok(row);
+    }
+    conn.prepare_cached("SELECT chain_hash FROM retention_cuts WHERE up_to_seq = ?1")?
+        .query_row([prev], |r| bytes_of(r, 0))
+        .optional()
+}
+
+/// The entry and previous hash a cut keeps of its row (schema 7); `None` for
+/// a cut recorded before, or a file of an earlier schema read as it is.
+fn cut_entry(conn: &Connection, seq: i64) -> rusqlite::Result<Option<(Vec<u8>, Option<Vec<u8>>)>> {
+    let mut stmt = match conn
+        .prepare_cached("SELECT entry, prev_hash FROM retention_cuts WHERE up_to_seq = ?1")
+    {
+        Ok(s) => s,
+        // Schema 6 or earlier, opened read-only (not migrated).
+        Err(rusqlite::Error::SqliteFailure(_, Some(msg))) if msg.contains("no such column") => {
+            return Ok(None)
+        }
+        Err(e) => return Err(e),
+    };
+    let got = stmt
+        .query_row([seq], |r| {
+            let entry = bytes_of(r, 0)?;
+            let prev = r.get_ref(1)?.as_bytes().ok().map(<[u8]>::to_vec);
+            Ok((!entry.is_empty()).then_some((entry, prev)))
+        })
+        .optional()?;
+    Ok(got.flatten())
+}
+
+/// The `timestamp` of `entry` if SHA-256(`prev` || `entry`) is `hash`.
+fn linked_time(prev: Option<Vec<u8>>, entry: &[u8], hash: &[u8]) -> Option<DateTime<Utc>> {
+    let prev: Hash = prev?.try_into().ok()?;
+    if chain::link(&prev, entry)[..] != *hash {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(entry).ok()?;
+    DateTime::parse_from_rfc3339(v.get("timestamp")?.as_str()?)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
 }
 
 type GroupOutcome = (Vec<JobResult>, u64);
