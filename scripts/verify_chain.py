@@ -238,6 +238,10 @@ def open_db(path: str) -> sqlite3.Connection:
         if "unable to open" in str(e) or "disk I/O" in str(e):
             # As trail (exit 3): the file system refused, not the input.
             raise ReadError(f"cannot read {path}: {e}") from None
+        if "malformed" in str(e):
+            # As trail (exit 3): a damaged file, not a usage error.
+            raise ReadError(f"reading {path}: the database file is damaged "
+                            f"(SQLite: {e}); restore it from a backup") from None
         raise InputError(f"cannot open {path} as a trail database: {e}") from None
     if not n:
         conn.close()

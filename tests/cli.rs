@@ -558,6 +558,40 @@ fn rows_sealed_with_another_key_are_unknown_key_until_that_key_is_given() {
 // Triggers
 // ---------------------------------------------------------------------------
 
+/// A file cut short (a bad copy, a full disk) is the storage failing, not a
+/// usage error: both verifiers exit 3 and name the file.
+#[test]
+fn a_database_file_cut_short_is_exit_3_from_both_verifiers_naming_it() {
+    let env = Env::new();
+    log_of_20(&env);
+    {
+        let c = env.conn();
+        c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .unwrap();
+    }
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", env.db_str()));
+    }
+    let len = std::fs::metadata(&env.db).unwrap().len();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&env.db)
+        .unwrap();
+    f.set_len(len / 2).unwrap();
+    drop(f);
+    let t = env.trail(&["verify", "--json"]);
+    t.expect_code(3);
+    let p = env.py_verify(&["--json", "--key-file", env.key_str()]);
+    p.expect_code(3);
+    for (who, out) in [("trail", &t), ("verify_chain.py", &p)] {
+        assert!(
+            out.stderr.contains(env.db_str()) && out.stderr.contains("damaged"),
+            "{who}: {}",
+            out.stderr
+        );
+    }
+}
+
 /// Damage found by fuzzing the two verifiers against each other: each case
 /// gets one verdict from both, never an I/O error (exit 3) from one of them,
 /// never an endless run.

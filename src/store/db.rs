@@ -583,6 +583,19 @@ fn not_sqlite(e: StoreError, path: &Path) -> StoreError {
                 why: "the file is not an SQLite database".into(),
             }
         }
+        // A damaged file (cut short, overwritten) is not a usage error: the
+        // storage failed (exit 3). Said with the file's name.
+        StoreError::Sqlite { source, .. }
+            if source.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseCorrupt) =>
+        {
+            StoreError::Io {
+                context: format!("reading {}", path.display()),
+                source: std::io::Error::other(
+                    "the database file is damaged (SQLite: database disk image is malformed); \
+                     restore it from a backup",
+                ),
+            }
+        }
         _ => e,
     }
 }
