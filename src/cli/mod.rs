@@ -1351,7 +1351,7 @@ fn summary(db: &Path, keys: &KeySource, args: SummaryArgs) -> Result<(), CliErro
         let period = args.period.clone().unwrap_or_else(|| "24h".into());
         let filter = crate::domain::filter::period_filter(&period, chrono::Utc::now())
             .map_err(|e| CliError::Input(format!("--period: {e}")))?;
-        (period, filter)
+        (period.to_ascii_lowercase(), filter)
     };
     let conn = open_read(db)?;
     let s = query::summary(&conn, &period, &filter)?;

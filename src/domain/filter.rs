@@ -117,7 +117,7 @@ impl Filter {
                 "false" | "0" => f.success = Some(false),
                 _ => errors.push(FieldError::new(
                     "success",
-                    format!("must be true or false (got {s:?})"),
+                    format!("must be true or false (or 1 or 0) (got {s:?})"),
                 )),
             }
         }
@@ -274,7 +274,8 @@ pub fn inclusive_until(t: DateTime<Utc>) -> String {
 
 /// `24h`, `7d`, `30d` or `all` as a filter on time, counted back from `now`.
 pub fn period_filter(period: &str, now: DateTime<Utc>) -> Result<Filter, String> {
-    let since = match period {
+    // Any case, as `order` and `level` are.
+    let since = match period.to_ascii_lowercase().as_str() {
         "24h" => Some(now - chrono::Duration::hours(24)),
         "7d" => Some(now - chrono::Duration::days(7)),
         "30d" => Some(now - chrono::Duration::days(30)),

@@ -176,14 +176,14 @@ fn check(
         return Err(Refusal {
             reason: "invalid_token",
             token: None,
-            error: ApiError::Unauthorized("the API token is not valid".into()),
+            error: ApiError::InvalidToken("the API token is not valid".into()),
         });
     };
     if token.revoked_at.is_some() {
         return Err(Refusal {
             reason: "revoked_token",
             token: Some(token.name.clone()),
-            error: ApiError::Unauthorized("the API token has been revoked".into()),
+            error: ApiError::InvalidToken("the API token has been revoked".into()),
         });
     }
     if !token.allows(needed) {

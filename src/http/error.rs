@@ -33,6 +33,10 @@ pub enum ApiError {
     UnsupportedEncoding(String),
     #[error("{0}")]
     Unauthorized(String),
+    /// A token was presented and is not valid (unknown or revoked): 401 with
+    /// `error="invalid_token"` in the challenge (RFC 6750, section 3.1).
+    #[error("{0}")]
+    InvalidToken(String),
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -125,7 +129,7 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType(_) | ApiError::UnsupportedEncoding(_) => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
-            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized(_) | ApiError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -175,7 +179,7 @@ impl ResponseError for ApiError {
                 d.clone(),
                 &[],
             ),
-            ApiError::Unauthorized(d) => (
+            ApiError::Unauthorized(d) | ApiError::InvalidToken(d) => (
                 "urn:trail:problem:unauthorized",
                 "Unauthorized",
                 d.clone(),
@@ -217,8 +221,17 @@ impl ResponseError for ApiError {
         .expect("problem serializes");
         let mut resp = HttpResponse::build(status);
         resp.insert_header((header::CONTENT_TYPE, PROBLEM_JSON));
-        if let ApiError::Unauthorized(_) = self {
-            resp.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"trail\""));
+        match self {
+            ApiError::Unauthorized(_) => {
+                resp.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"trail\""));
+            }
+            ApiError::InvalidToken(_) => {
+                resp.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    "Bearer realm=\"trail\", error=\"invalid_token\"",
+                ));
+            }
+            _ => {}
         }
         if let ApiError::Unavailable { retry_after, .. } = self {
             resp.insert_header((header::RETRY_AFTER, retry_after.to_string()));

@@ -167,7 +167,7 @@ fn summary_filter(p: &Params) -> Result<(String, Filter), ApiError> {
     let period = p.get("period").unwrap_or("24h");
     let f = crate::domain::filter::period_filter(period, chrono::Utc::now())
         .map_err(|m| ApiError::bad_param("period", m))?;
-    Ok((period.to_owned(), f))
+    Ok((period.to_ascii_lowercase(), f))
 }
 
 #[utoipa::path(
@@ -557,7 +557,7 @@ pub struct ReportDoc {
 #[utoipa::path(
     get, path = "/metrics", tag = "probes",
     responses(
-        (status = 200, description = "Prometheus text format (admin scope when metrics_require_admin is set)", content_type = "text/plain; version=0.0.4"),
+        (status = 200, description = "Prometheus text format (admin scope when metrics_require_admin is set)", content_type = "text/plain; version=0.0.4; charset=utf-8"),
         (status = 503, description = "Metrics are not available"),
     )
 )]
@@ -575,6 +575,6 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     metrics::gauge!("trail_wal_size_bytes").set(wal as f64);
     handle.run_upkeep();
     HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(handle.render())
 }

@@ -425,7 +425,7 @@ pub fn attach(doc: &mut Value, max_batch: usize) {
             }
             if status == "401" {
                 response["headers"]["WWW-Authenticate"] = json!({
-                    "description": "Bearer realm=\"trail\"",
+                    "description": "Bearer realm=\"trail\", with error=\"invalid_token\" when a token was presented and refused (RFC 6750)",
                     "schema": {"type": "string"},
                 });
             }

@@ -441,6 +441,9 @@ async fn summary_shape_and_values() {
     };
     let all = app.get("/v1/summary?period=all").await;
     assert_eq!(all.ok_json(200), want("all", Value::Null, Value::Null));
+    // In any case, as `order` and `level`; answered as spelled in the docs.
+    let upper = app.get("/v1/summary?period=ALL").await;
+    assert_eq!(upper.ok_json(200), want("all", Value::Null, Value::Null));
     for period in ["24h", "7d", "30d"] {
         let v = app
             .get(&format!("/v1/summary?period={period}"))

@@ -246,9 +246,16 @@ async fn every_route_by_every_kind_of_credential() {
                 "{m} {path} with {label}"
             );
             if status == 401 {
+                // RFC 6750, section 3.1: a token presented and refused is
+                // `invalid_token`; a request without one gets no error code.
+                let challenge = if secret.is_some() {
+                    "Bearer realm=\"trail\", error=\"invalid_token\""
+                } else {
+                    "Bearer realm=\"trail\""
+                };
                 assert_eq!(
                     r.header("www-authenticate").as_deref(),
-                    Some("Bearer realm=\"trail\""),
+                    Some(challenge),
                     "{m} {path} with {label}"
                 );
             }

@@ -11,8 +11,11 @@ use crate::helpers::*;
 async fn scrape(s: &Server, token: Option<&str>) -> String {
     let r = s.call(Req::get("/metrics").maybe_token(token)).await;
     r.expect(200);
-    let ct = r.header("content-type").unwrap_or_default();
-    assert!(ct.starts_with("text/plain"), "content type {ct:?}");
+    // The Prometheus text exposition format, with its charset.
+    assert_eq!(
+        r.header("content-type").as_deref(),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
     r.text_lossy()
 }
 
