@@ -358,7 +358,9 @@ fn record_cut(
     // was never appended (a prune killed between its last delete and the
     // append): it is recorded now, with what this prune deletes (nothing).
     if let Some(cut) = newest {
-        if below_exists(&tx, cut.up_to_seq)? || !prune_recorded(&tx, cut.up_to_seq)? {
+        if below_exists(&tx, cut.up_to_seq)?
+            || !prune_recorded(&tx, cut.up_to_seq, &cut.chain_hash)?
+        {
             tx.commit().map_err(e)?;
             return Ok(Some((cut.up_to_seq, cut.chain_hash, Some(cut.cut_at))));
         }
@@ -395,13 +397,22 @@ fn record_cut(
     Ok(answer)
 }
 
-/// Whether a `retention.prune` event records the cut at `up_to_seq`.
-fn prune_recorded(conn: &Connection, up_to_seq: u64) -> Result<bool> {
+/// Whether a `retention.prune` event records the cut at `up_to_seq` (whose
+/// chain hash is `chain_hash`): trail's own, by actor, cut and hash. A client
+/// allowed to append may still post one that looks the same (event types
+/// are not reserved); the cut itself stays the record of what it took.
+fn prune_recorded(conn: &Connection, up_to_seq: u64, chain_hash: &[u8]) -> Result<bool> {
     conn.prepare_cached(
-        "SELECT EXISTS (SELECT 1 FROM events WHERE event = ?1 AND seq > ?2
-                        AND json_extract(entry, '$.details.up_to_seq') = ?2)",
+        "SELECT EXISTS (SELECT 1 FROM events WHERE event = ?1 AND seq > ?2 AND actor = 'trail'
+                        AND json_extract(entry, '$.details.up_to_seq') = ?2
+                        AND json_extract(entry, '$.details.chain_hash') = ?3)",
     )
-    .and_then(|mut s| s.query_row(params![PRUNE_EVENT, up_to_seq as i64], |r| r.get(0)))
+    .and_then(|mut s| {
+        s.query_row(
+            params![PRUNE_EVENT, up_to_seq as i64, hex::encode(chain_hash)],
+            |r| r.get(0),
+        )
+    })
     .map_err(StoreError::sqlite("reading the retention.prune events"))
 }
 
@@ -950,6 +961,12 @@ mod tests {
         let stop = AtomicBool::new(false);
         assert_eq!(delete_up_to(&mut conn, 10, 100, &stop).unwrap(), 10);
         let cut_at = newest_cut(&conn).unwrap().unwrap().cut_at;
+        // A client's event of the same type is not trail's record.
+        let lookalike = NewEvent::from_json(&serde_json::json!({
+            "event": PRUNE_EVENT, "actor": "someone", "details": {"up_to_seq": 10}
+        }))
+        .unwrap();
+        append_direct(&mut conn, &key, vec![lookalike]).unwrap();
 
         let long_ago = Utc::now() - chrono::Duration::days(1);
         let r = prune(&mut conn, &db, &key, &ring, long_ago, 100).unwrap();
@@ -958,12 +975,12 @@ mod tests {
             PruneReport {
                 up_to_seq: Some(10),
                 deleted: 0,
-                event_seq: Some(11)
+                event_seq: Some(12)
             }
         );
         let (event, details): (String, String) = conn
             .query_row(
-                "SELECT event, json_extract(entry, '$.details') FROM events WHERE seq = 11",
+                "SELECT event, json_extract(entry, '$.details') FROM events WHERE seq = 12",
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
@@ -976,9 +993,9 @@ mod tests {
         // Recorded once: the prune after it has nothing to do.
         let r = prune(&mut conn, &db, &key, &ring, long_ago, 100).unwrap();
         assert_eq!(r.event_seq, None);
-        assert_eq!(count(&conn), 1);
+        assert_eq!(count(&conn), 2);
         let report = verify_file(&db, &ring, VerifyRequest::default()).unwrap();
-        assert!(report.valid && report.entries_checked == 1, "{report:?}");
+        assert!(report.valid && report.entries_checked == 2, "{report:?}");
     }
 
     /// The next event's time never goes below the head's, and that floor is
@@ -999,8 +1016,9 @@ mod tests {
                 .unwrap()
         };
         let ts15 = ts_of(&conn, 15);
+        // As the writer reads it, with its key.
         let head_time = |conn: &Connection| {
-            crate::store::writer::read_head(conn)
+            crate::store::writer::read_head_with(conn, Some(&key), None)
                 .unwrap()
                 .timestamp
                 .map(format_timestamp)
@@ -1041,17 +1059,36 @@ mod tests {
         )
         .unwrap();
         assert_eq!(head_time(&conn), Some(ts15.clone()));
-        // A cut of an earlier schema keeps no entry: the newest row below it
-        // counts only if it links (the forged one does not: the clock).
-        conn.execute_batch(
-            "DROP TRIGGER retention_cuts_no_update;
-             UPDATE retention_cuts SET entry = NULL, prev_hash = NULL;",
+        // Even hashed right (anyone can: SHA-256 needs no key), with the
+        // cut's kept entry removed to make it look like an earlier schema's:
+        // rows below a cut may be deleted without a trace, so none counts.
+        // No floor: the clock.
+        let row12: Vec<u8> = conn
+            .query_row("SELECT chain_hash FROM events WHERE seq = 12", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        let forged = r#"{"timestamp":"2999-01-01T00:00:00.000000Z"}"#;
+        let linked = crate::domain::chain::link(&row12.try_into().unwrap(), forged.as_bytes());
+        conn.execute_batch("DROP TRIGGER events_no_update; DROP TRIGGER retention_cuts_no_update;")
+            .unwrap();
+        conn.execute(
+            "UPDATE events SET entry = ?1, chain_hash = ?2 WHERE seq = 13",
+            params![forged, &linked[..]],
         )
         .unwrap();
+        conn.execute_batch("UPDATE retention_cuts SET entry = NULL, prev_hash = NULL;")
+            .unwrap();
         assert_eq!(head_time(&conn), None);
         conn.execute("DELETE FROM events WHERE seq = 13", [])
             .unwrap();
-        assert_eq!(head_time(&conn), Some(ts_of(&conn, 12)));
+        assert_eq!(head_time(&conn), None);
+        // Shown without a key (GET /v1/head), a cut without its entry has
+        // no time either.
+        assert_eq!(
+            crate::store::writer::read_head(&conn).unwrap().timestamp,
+            None
+        );
 
         // Chaining on, then the head row's entry edited to the far future:
         // it no longer links, so it gives no floor.
@@ -1060,8 +1097,7 @@ mod tests {
         assert!(next[0].timestamp.as_str() < "2999", "{}", next[0].timestamp);
         assert_eq!(head_time(&conn), Some(next[0].timestamp.clone()));
         conn.execute_batch(
-            "DROP TRIGGER events_no_update;
-             UPDATE events SET entry = replace(entry, substr(entry, instr(entry, '\"timestamp\":\"') + 13, 4), '2999') WHERE seq = 16;",
+            "UPDATE events SET entry = replace(entry, substr(entry, instr(entry, '\"timestamp\":\"') + 13, 4), '2999') WHERE seq = 16;",
         )
         .unwrap();
         assert!(ts_of(&conn, 16).starts_with("2999"));
@@ -1072,6 +1108,21 @@ mod tests {
             "{}",
             after[0].timestamp
         );
+
+        // A plain INSERT at the head (the triggers allow the next seq),
+        // hashed right, sealed with nothing: it links, but only the key
+        // vouches for a time.
+        let forged = r#"{"timestamp":"2999-01-01T00:00:00.000000Z"}"#;
+        let hash = crate::domain::chain::link(&after[0].chain_hash, forged.as_bytes());
+        conn.execute(
+            "INSERT INTO events (seq, entry, chain_hash, signature) VALUES (18, ?1, ?2, zeroblob(32))",
+            params![forged, &hash[..]],
+        )
+        .unwrap();
+        assert_eq!(head_time(&conn), None);
+        let last = append_direct(&mut conn, &key, vec![event(202)]).unwrap();
+        assert_eq!(last[0].seq, 19);
+        assert!(last[0].timestamp.as_str() < "2999", "{}", last[0].timestamp);
         let report = verify_file(&db, &ring, VerifyRequest::default()).unwrap();
         assert!(
             !report.valid && report.first_bad_seq == Some(16),

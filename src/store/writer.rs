@@ -477,6 +477,10 @@ fn run(
     let mut stopping = false;
     let mut execs: Vec<ExecFn> = Vec::new();
     let mut wal_warned: Option<std::time::Instant> = None;
+    // The head this writer's last commit left, with its time (see
+    // `read_head_with`): a head moved by anything else (another process, an
+    // exec) is read and checked again; forgotten when a commit fails.
+    let mut last_head: Option<ChainHead> = None;
     while !stopping {
         for f in execs.drain(..) {
             run_exec(f, &mut conn, &mut file, &key, observer.as_ref());
@@ -533,8 +537,10 @@ fn run(
                  holds acknowledged events"
             );
         }
-        match commit_group(&mut conn, &key, &jobs, server.as_ref()) {
-            Ok((results, head_seq)) => {
+        match commit_group(&mut conn, &key, &jobs, server.as_ref(), last_head.as_ref()) {
+            Ok((results, head)) => {
+                let head_seq = head.seq;
+                last_head = Some(head);
                 // Only rows written count: a retry answered from the log is not.
                 let stored: usize = results
                     .iter()
@@ -549,6 +555,7 @@ fn run(
                 }
             }
             Err(e) => {
+                last_head = None;
                 tracing::error!(error = %e, jobs = n_jobs, "append transaction failed; nothing of it was acknowledged");
                 let _ = conn.execute_batch("ROLLBACK");
                 fail_group(jobs, e.to_string(), observer.as_ref());
@@ -753,7 +760,7 @@ pub fn append_direct(conn: &mut Connection, key: &HmacKey, events: Vec<NewEvent>
         idempotency: None,
         reply,
     };
-    match commit_group(conn, key, std::slice::from_ref(&job), None) {
+    match commit_group(conn, key, std::slice::from_ref(&job), None, None) {
         Ok((mut results, _)) => results.pop().unwrap_or(Ok(Vec::new())),
         Err(e) => {
             let _ = conn.execute_batch("ROLLBACK");
@@ -771,68 +778,91 @@ pub(crate) struct ChainHead {
 }
 
 /// Reads the head inside the caller's transaction: the newest row, else the
-/// newest retention cut, else genesis.
-///
-/// The head's `timestamp` is the floor for the next event's (invariant 5),
-/// so it is only taken from an entry the chain vouches for: one whose
-/// SHA-256 with the hash before it is the stored chain hash. Every later row
-/// links to that hash, so an entry edited to steer the time is `modified`
-/// now and stays detectable after it is put back (the rows stamped from it
-/// no longer link, or it never linked). Nothing else is trusted: not the
-/// generated `ts` column (the schema can be rewritten), not a cut's
-/// `cut_at`. An entry that does not link gives no floor: the clock is used.
+/// newest retention cut, else genesis. Its `timestamp` is what the chain and
+/// `key` vouch for (see [`read_head_with`]); with no key, what links.
 pub(crate) fn read_head(conn: &Connection) -> rusqlite::Result<ChainHead> {
+    read_head_with(conn, None, None)
+}
+
+/// The head, with the time the next event may not go below (invariant 5).
+///
+/// That time is only taken from something the chain vouches for: the newest
+/// row's entry when SHA-256(previous hash ‖ entry) is its chain hash and its
+/// seal is `key`'s; after a prune, the entry the cut keeps of its deleted row
+/// (schema 7), which links to the cut's chain hash, sealed by the cut seal.
+/// Not the generated `ts` column (the schema can be rewritten), not a cut's
+/// `cut_at`, not a row below a cut (rows there may be deleted without a
+/// trace), not an entry anyone can hash without the key. Anything else gives
+/// no floor: the clock is used. Without `key` (showing the head), linking
+/// is enough. `known` is the head this writer committed last, with its time:
+/// while the file's head is still that one, nothing is read again.
+pub(crate) fn read_head_with(
+    conn: &Connection,
+    key: Option<&HmacKey>,
+    known: Option<&ChainHead>,
+) -> rusqlite::Result<ChainHead> {
     let row = conn
-        .prepare_cached("SELECT seq, chain_hash, entry FROM events ORDER BY seq DESC LIMIT 1")?
+        .prepare_cached("SELECT seq, chain_hash, signature FROM events ORDER BY seq DESC LIMIT 1")?
         .query_row([], |r| {
-            // A tampered row may hold anything here (no timestamp, bytes
-            // that are not UTF-8, a hash of another type): verification,
-            // not reading the head, is where that is reported, and appends
-            // go on.
+            // A tampered row may hold anything here (bytes that are not a
+            // hash, another type): verification, not reading the head, is
+            // where that is reported, and appends go on.
             Ok((r.get::<_, i64>(0)?, bytes_of(r, 1)?, bytes_of(r, 2)?))
         })
         .optional()?;
     let cut = conn
         .prepare_cached(
-            "SELECT up_to_seq, chain_hash FROM retention_cuts ORDER BY up_to_seq DESC LIMIT 1",
+            "SELECT up_to_seq, chain_hash, signature FROM retention_cuts ORDER BY up_to_seq DESC LIMIT 1",
         )?
-        .query_row([], |r| Ok((r.get::<_, i64>(0)?, bytes_of(r, 1)?)))
+        .query_row([], |r| {
+            Ok((r.get::<_, i64>(0)?, bytes_of(r, 1)?, bytes_of(r, 2)?))
+        })
         .optional()?;
     // The higher of the newest row and the newest cut: a prune deletes from
     // its cut down, so while it runs the cut's own row may be gone, and the
     // chain goes on after the cut, never at or below it (where the prune is
     // deleting). The events_next_seq trigger says the same.
-    let cut_seq = cut.as_ref().map_or(0, |(seq, _)| *seq);
-    Ok(match (row, cut) {
-        (Some((seq, hash, entry)), _) if seq >= cut_seq => ChainHead {
-            seq: seq.max(0) as u64,
-            timestamp: linked_time(previous_hash(conn, seq)?, &entry, &hash),
-            hash: hash.try_into().unwrap_or(GENESIS),
-        },
-        // The cut's row is gone: its entry, kept with the cut since schema
-        // 7, and else the newest row still stored, if they link.
-        (row, Some((seq, hash))) => {
-            let timestamp = match cut_entry(conn, seq)? {
-                Some((entry, prev)) => linked_time(prev, &entry, &hash),
-                None => match row {
-                    Some((row_seq, row_hash, entry)) => {
-                        linked_time(previous_hash(conn, row_seq)?, &entry, &row_hash)
-                    }
-                    None => None,
-                },
-            };
-            ChainHead {
-                seq: seq.max(0) as u64,
-                hash: hash.try_into().unwrap_or(GENESIS),
-                timestamp,
+    let cut_seq = cut.as_ref().map_or(0, |(seq, _, _)| *seq);
+    let (seq, stored_hash, source) = match (row, cut) {
+        (Some((seq, hash, seal)), _) if seq >= cut_seq => (seq, hash, Some((Source::Row, seal))),
+        (_, Some((seq, hash, seal))) => (seq, hash, Some((Source::Cut, seal))),
+        (_, None) => (0, GENESIS.to_vec(), None),
+    };
+    let head_seq = seq.max(0) as u64;
+    let hash: Hash = stored_hash.as_slice().try_into().unwrap_or(GENESIS);
+    let timestamp = match (known, source) {
+        (Some(k), _) if k.seq == head_seq && k.hash == hash => k.timestamp,
+        (_, None) => None,
+        (_, Some((Source::Row, seal))) => {
+            if key.is_some_and(|k| !k.check(&stored_hash, &seal)) {
+                None
+            } else {
+                let entry = conn
+                    .prepare_cached("SELECT entry FROM events WHERE seq = ?1")?
+                    .query_row([seq], |r| bytes_of(r, 0))?;
+                linked_time(previous_hash(conn, seq)?, &entry, &stored_hash)
             }
         }
-        (_, None) => ChainHead {
-            seq: 0,
-            hash: GENESIS,
-            timestamp: None,
-        },
+        (_, Some((Source::Cut, seal))) => {
+            if key.is_some_and(|k| !k.check_cut(head_seq, &stored_hash, &seal)) {
+                None
+            } else {
+                cut_entry(conn, seq)?
+                    .and_then(|(entry, prev)| linked_time(prev, &entry, &stored_hash))
+            }
+        }
+    };
+    Ok(ChainHead {
+        seq: head_seq,
+        hash,
+        timestamp,
     })
+}
+
+/// Where the head is: the newest row, or a cut above it.
+enum Source {
+    Row,
+    Cut,
 }
 
 /// A column's bytes, whatever its type (empty for NULL).
@@ -862,20 +892,23 @@ pub(crate) fn previous_hash(conn: &Connection, seq: i64) -> rusqlite::Result<Opt
         .optional()
 }
 
+/// A cut's kept entry and the hash before it (which may be missing).
+type KeptEntry = (Vec<u8>, Option<Vec<u8>>);
+
 /// The entry and previous hash a cut keeps of its row (schema 7); `None` for
-/// a cut recorded before, or a file of an earlier schema read as it is.
-fn cut_entry(conn: &Connection, seq: i64) -> rusqlite::Result<Option<(Vec<u8>, Option<Vec<u8>>)>> {
-    let mut stmt = match conn
-        .prepare_cached("SELECT entry, prev_hash FROM retention_cuts WHERE up_to_seq = ?1")
-    {
-        Ok(s) => s,
-        // Schema 6 or earlier, opened read-only (not migrated).
-        Err(rusqlite::Error::SqliteFailure(_, Some(msg))) if msg.contains("no such column") => {
-            return Ok(None)
-        }
-        Err(e) => return Err(e),
-    };
-    let got = stmt
+/// a cut recorded before, or a file of an earlier schema read as it is (its
+/// `retention_cuts` has no such columns until it is migrated).
+fn cut_entry(conn: &Connection, seq: i64) -> rusqlite::Result<Option<KeptEntry>> {
+    let has_entry: bool = conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM pragma_table_info('retention_cuts') WHERE name = 'entry')",
+        )?
+        .query_row([], |r| r.get(0))?;
+    if !has_entry {
+        return Ok(None);
+    }
+    let got = conn
+        .prepare_cached("SELECT entry, prev_hash FROM retention_cuts WHERE up_to_seq = ?1")?
         .query_row([seq], |r| {
             let entry = bytes_of(r, 0)?;
             let prev = r.get_ref(1)?.as_bytes().ok().map(<[u8]>::to_vec);
@@ -897,16 +930,21 @@ fn linked_time(prev: Option<Vec<u8>>, entry: &[u8], hash: &[u8]) -> Option<DateT
         .map(|t| t.with_timezone(&Utc))
 }
 
-type GroupOutcome = (Vec<JobResult>, u64);
+/// The answers of a group's jobs, and the head it left (with its time).
+type GroupOutcome = (Vec<JobResult>, ChainHead);
 
+/// `known`: the head the last commit of this writer left; while the file's
+/// head is still that one, its time is not read and checked again.
 fn commit_group(
     conn: &mut Connection,
     key: &HmacKey,
     jobs: &[Job],
     server: Option<&serde_json::Map<String, serde_json::Value>>,
+    known: Option<&ChainHead>,
 ) -> rusqlite::Result<GroupOutcome> {
     conn.execute_batch("BEGIN IMMEDIATE")?;
-    let mut head = read_head(conn)?;
+    let mut head = read_head_with(conn, Some(key), known)?;
+    let read_seq = head.seq;
     // Invariant 5: time never goes backwards along the chain, whatever the
     // clock does. One timestamp serves the whole group.
     let now = truncate_micros(Utc::now());
@@ -927,7 +965,10 @@ fn commit_group(
     }
     rows.flush(conn)?;
     conn.execute_batch("COMMIT")?;
-    Ok((results, head.seq))
+    if head.seq != read_seq {
+        head.timestamp = Some(ts);
+    }
+    Ok((results, head))
 }
 
 /// Most rows one INSERT statement takes. Every statement that writes pays
@@ -1244,8 +1285,8 @@ mod tests {
             job((2000..2003).map(|n| ev(n, None)).collect(), Some(("k", 1))),
             job((3000..3005).map(|n| ev(n, None)).collect(), None),
         ];
-        let (results, head) = commit_group(&mut conn, &key, &jobs, None).unwrap();
-        assert_eq!(head, 709);
+        let (results, head) = commit_group(&mut conn, &key, &jobs, None, None).unwrap();
+        assert_eq!(head.seq, 709);
         let seqs = |r: &JobResult| -> Vec<(u64, bool)> {
             r.as_ref()
                 .unwrap()
