@@ -2897,3 +2897,63 @@ fn follow_ends_with_its_reader_and_an_unshown_secret_is_revoked() {
         .unwrap();
     assert!(unseen["revoked_at"].is_string(), "{unseen}");
 }
+
+// ---------------------------------------------------------------------------
+// What CLI writes share with the server, and what they say
+// ---------------------------------------------------------------------------
+
+/// `--db` is a file-system path, for every command: `file:fx.db` is a file
+/// of that name in the current folder (SQLite would read it as a URI naming
+/// `fx.db`), and so is a name holding `?`, `#` or `%`.
+#[test]
+fn a_db_path_that_looks_like_a_uri_is_a_path() {
+    let env = Env::new();
+    let key = Some(env.key.as_path());
+    for (name, uri_target) in [
+        ("file:fx.db", "fx.db"),
+        ("file:mem?mode=memory#x%41.db", "mem"),
+    ] {
+        let db = std::path::Path::new(name);
+        let out = env.trail_on(db, key, &["append", "x.y"]);
+        assert_eq!(parse_append(&out).0, 1, "{name}");
+        let lines = env.write_lines("in.jsonl", [r#"{"event":"a.b"}"#]);
+        env.trail_on(db, key, &["import", lines.to_str().unwrap()])
+            .ok();
+        env.trail_on(db, key, &["token", "create", "t", "--scope", "read"])
+            .ok();
+        assert!(env.path(name).is_file(), "{name} is the database");
+        assert!(!env.path(uri_target).exists(), "{name}: {uri_target} made");
+
+        let shown = env.trail_on(db, key, &["show", "--json"]);
+        shown.ok();
+        assert_eq!(seqs(&shown.json()), [3, 2, 1], "{name}");
+        let summary = env.trail_on(db, key, &["stats", "--json"]);
+        assert_eq!(summary.json()["total_events"], json!(3));
+        let head = {
+            let c = util::open_ro(&env.path(name)).unwrap();
+            c.query_row(
+                "SELECT seq, chain_hash FROM events ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)? as u64,
+                        hex::encode(r.get::<_, Vec<u8>>(1)?),
+                    ))
+                },
+            )
+            .unwrap()
+        };
+        let t = env.trail_on(db, key, &["verify", "--json"]);
+        let p = env.py_verify_on(&env.path(name), &["--key-file", env.key_str(), "--json"]);
+        assert_verdicts(&t, &p, &verdict(true, 3, None, &head));
+
+        let copy = format!("{name}.copy");
+        env.trail_on(db, key, &["backup", &copy]).ok();
+        assert!(env.path(&copy).is_file(), "{copy}");
+        let t = env.trail_on(std::path::Path::new(&copy), key, &["verify", "--json"]);
+        assert_eq!(t.json()["entries_checked"], json!(3), "{copy}");
+        env.trail_on(db, key, &["prune", "--before", "2000-01-01"])
+            .ok();
+    }
+    assert!(!env.path("fx.db").exists());
+}

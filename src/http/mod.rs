@@ -316,7 +316,8 @@ pub fn read_pool(
     cache_kib: u32,
 ) -> Result<ReadPool, StoreError> {
     crate::store::db::sqlite_process_settings();
-    let manager = SqliteConnectionManager::file(path)
+    // The path as a path: see `file_uri`.
+    let manager = SqliteConnectionManager::file(crate::store::db::file_uri(path, "")?)
         .with_flags(
             OpenFlags::SQLITE_OPEN_READ_ONLY
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX
