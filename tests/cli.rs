@@ -791,6 +791,9 @@ fn two_concurrent_imports_make_one_gapless_valid_chain() {
     // events took among the other's.
     for (o, tag) in [(&oa, "a"), (&ob, "b")] {
         o.ok();
+        // Neither waits for nor warns of the other's connection when it
+        // stops (its checkpoint may find the other one checkpointing).
+        assert_eq!(stderr_besides_key_mode(o), Vec::<&str>::new(), "{}", o.what);
         let (lo, hi): (i64, i64) = c
             .query_row(
                 "SELECT min(seq), max(seq) FROM events WHERE actor = ?1",
@@ -2901,6 +2904,49 @@ fn follow_ends_with_its_reader_and_an_unshown_secret_is_revoked() {
 // ---------------------------------------------------------------------------
 // What CLI writes share with the server, and what they say
 // ---------------------------------------------------------------------------
+
+/// Standard error without the warning that the test's key file (written
+/// with the default mode, 0644) can be read by others.
+fn stderr_besides_key_mode(out: &Out) -> Vec<&str> {
+    out.stderr
+        .lines()
+        .filter(|l| !l.contains("can be read by others"))
+        .collect()
+}
+
+/// A CLI write next to a reader holding a snapshot (a slow export, an open
+/// transaction in sqlite3) does not wait for it and says nothing of the
+/// rows it leaves in the WAL for it: they are read from there. (Before, it
+/// waited 2 s and warned of `trail.db-wal`, whatever the file was called.)
+#[test]
+fn a_cli_write_does_not_wait_for_a_reader_nor_warn_of_it() {
+    let env = Env::new();
+    let db = env.path("t.db");
+    let key = Some(env.key.as_path());
+    env.trail_on(&db, key, &["append", "a.one"]).ok();
+    let reader = util::open_ro(&db).unwrap();
+    reader.execute_batch("BEGIN").unwrap();
+    let count = |c: &rusqlite::Connection| -> i64 {
+        c.query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(count(&reader), 1);
+
+    let out = env.trail_on(&db, key, &["append", "b.two"]);
+    out.ok();
+    assert_eq!(stderr_besides_key_mode(&out), Vec::<&str>::new());
+    let lines = env.write_lines("c.jsonl", [r#"{"event":"c.three"}"#]);
+    let out = env.trail_on(&db, key, &["import", lines.to_str().unwrap()]);
+    out.ok();
+    assert_eq!(stderr_besides_key_mode(&out), Vec::<&str>::new());
+
+    assert_eq!(count(&reader), 1, "the reader's snapshot is its own");
+    assert_eq!(count(&util::open_ro(&db).unwrap()), 3);
+    reader.execute_batch("COMMIT").unwrap();
+    drop(reader);
+    let t = env.trail_on(&db, key, &["verify", "--json"]);
+    assert_eq!(t.json()["entries_checked"], json!(3));
+}
 
 /// `--db` is a file-system path, for every command: `file:fx.db` is a file
 /// of that name in the current folder (SQLite would read it as a URI naming

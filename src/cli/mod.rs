@@ -17,7 +17,8 @@ use crate::domain::{Anchor, Filter, FilterInput, InputError, NewEvent};
 use crate::store::export::{export, Format};
 use crate::store::query::{self, for_each_match, Order, PageRequest, StoredEvent};
 use crate::store::{
-    open_read, verify_file, KeySource, StoreError, Synchronous, VerifyRequest, Writer, WriterConfig,
+    open_read, verify_file, KeySource, StopCheckpoint, StoreError, Synchronous, VerifyRequest,
+    Writer, WriterConfig,
 };
 
 /// `println!` that ends quietly when standard output's reader has gone
@@ -787,6 +788,8 @@ fn start_writer(db: &Path, keys: &KeySource, sync: Synchronous) -> Result<Writer
         key,
         WriterConfig {
             synchronous: sync,
+            // A command does not wait for someone else's export to end.
+            stop_checkpoint: StopCheckpoint::Passive,
             ..WriterConfig::default()
         },
     )?)
