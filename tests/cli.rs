@@ -2006,7 +2006,8 @@ fn export_csv_has_the_exact_header_every_row_and_neutralised_formulas() {
             String::new(),
             String::new(),
             format!(r#"{{"i":{}}}"#, spec.seq),
-            String::new(),
+            // What trail adds to every event (host, pid, version).
+            entry["metadata"].to_string(),
             kid.clone(),
             hex::encode(&row.chain_hash),
             hex::encode(&row.signature),
@@ -2912,6 +2913,145 @@ fn stderr_besides_key_mode(out: &Out) -> Vec<&str> {
         .lines()
         .filter(|l| !l.contains("can be read by others"))
         .collect()
+}
+
+/// The `entry` of row `seq`, as JSON.
+fn stored(env: &Env, seq: i64) -> Value {
+    serde_json::from_str(&entry_of(env, seq)).unwrap()
+}
+
+/// `min_level`, `exclude_events` and `metadata` from a configuration file
+/// or `TRAIL_*` variables apply to `trail append` and `trail import` as to
+/// the server: a dropped event is not stored (append says so on standard
+/// output and exits 0, creating nothing; import counts the drops), and
+/// every stored event carries `metadata.trail` with the configured keys
+/// and `host`, `pid`, `version` (unless `host_metadata = false`).
+#[test]
+fn append_and_import_drop_events_and_add_metadata_as_the_server_does() {
+    let env = Env::new();
+    let cfg = env.path("trail.toml");
+    std::fs::write(
+        &cfg,
+        "min_level = \"info\"\nexclude_events = [\"health.*\", \"noise.ping\"]\n[metadata]\ndc = \"eu-1\"\n",
+    )
+    .unwrap();
+    let cfg_s = cfg.to_str().unwrap();
+    let with_config = |args: &[&str]| {
+        let mut all = vec!["--config", cfg_s];
+        all.extend_from_slice(args);
+        env.trail(&all)
+    };
+
+    let out = with_config(&["append", "user.login", "--level", "debug"]);
+    out.ok();
+    assert_eq!(
+        out.stdout,
+        format!("not stored: dropped=min_level (level debug is below min_level info, from config file {cfg_s})\n")
+    );
+    let out = with_config(&["append", "health.check", "--level", "error"]);
+    out.ok();
+    assert_eq!(
+        out.stdout,
+        format!("not stored: dropped=excluded (type health.check is in exclude_events, from config file {cfg_s})\n")
+    );
+    let input = env.path("ev.json");
+    std::fs::write(&input, r#"{"event":"noise.ping","level":"critical"}"#).unwrap();
+    let out = with_config(&["append", "--json", input.to_str().unwrap()]);
+    out.ok();
+    assert!(
+        out.stdout
+            .starts_with("not stored: dropped=excluded (type noise.ping"),
+        "{}",
+        out.stdout
+    );
+    let mut cmd = env.command(&["append", "user.login"]);
+    cmd.env("TRAIL_MIN_LEVEL", "warning");
+    let out = util::run_cmd(cmd);
+    out.ok();
+    assert_eq!(
+        out.stdout,
+        "not stored: dropped=min_level (level info is below min_level warning, from environment variable TRAIL_MIN_LEVEL)\n"
+    );
+    assert!(!env.db.exists(), "nothing is created for a dropped event");
+    // Bad input is refused before any policy: exit 2.
+    with_config(&["append", "bad event", "--level", "debug"]).expect_code(2);
+    assert!(!env.db.exists());
+
+    // Stored, with the configured metadata and the writing process's.
+    let out = with_config(&["append", "user.login", "--actor", "alice"]);
+    let (seq, _, _) = parse_append(&out);
+    assert_eq!(seq, 1);
+    let trail_meta = stored(&env, 1)["metadata"]["trail"].clone();
+    let keys: Vec<&str> = trail_meta
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, ["dc", "host", "pid", "version"], "{trail_meta}");
+    assert_eq!(trail_meta["dc"], json!("eu-1"));
+    assert_eq!(trail_meta["version"], json!(env!("CARGO_PKG_VERSION")));
+    assert!(trail_meta["pid"].as_u64().unwrap() > 0);
+    assert!(!trail_meta["host"].as_str().unwrap().is_empty());
+
+    // import: the drops are counted, the rest stored in order.
+    let lines = env.write_lines(
+        "mixed.jsonl",
+        [
+            r#"{"event":"a.one"}"#,
+            r#"{"event":"health.ping","level":"error"}"#,
+            r#"{"event":"b.two","level":"debug"}"#,
+            r#"{"event":"noise.ping"}"#,
+            r#"{"event":"noise.pings"}"#,
+            r#"{"event":"c.three","level":"critical"}"#,
+        ],
+    );
+    let out = with_config(&["import", lines.to_str().unwrap(), "--batch-size", "2"]);
+    out.ok();
+    assert_eq!(
+        out.stdout,
+        "imported 3 events (seq 2..4); 3 dropped by the configuration, not stored (min_level: 1, exclude_events: 2)\n"
+    );
+    let events: Vec<Value> = (2..=4).map(|s| stored(&env, s)).collect();
+    let types: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["a.one", "noise.pings", "c.three"]);
+    for e in &events {
+        assert_eq!(e["metadata"]["trail"]["dc"], json!("eu-1"), "{e}");
+    }
+    assert_eq!(env.count(), 4);
+    // Everything dropped: nothing written, and said.
+    let all_dropped = env.write_lines("dropped.jsonl", [r#"{"event":"health.x"}"#]);
+    let out = with_config(&["import", all_dropped.to_str().unwrap()]);
+    out.ok();
+    assert_eq!(
+        out.stdout,
+        "imported 0 events; 1 dropped by the configuration, not stored (exclude_events: 1)\n"
+    );
+    assert_eq!(env.count(), 4);
+
+    // host_metadata = false: the configured keys only.
+    let mut cmd = env.command(&["--config", cfg_s, "append", "user.logout"]);
+    cmd.env("TRAIL_HOST_METADATA", "false");
+    parse_append(&util::run_cmd(cmd));
+    assert_eq!(
+        stored(&env, 5)["metadata"],
+        json!({"trail": {"dc": "eu-1"}})
+    );
+    // No configuration: nothing dropped, and host, pid and version added,
+    // as the server adds them.
+    let out = env.trail(&["append", "debug.thing", "--level", "debug"]);
+    assert_eq!(parse_append(&out).0, 6);
+    let keys: Vec<String> = stored(&env, 6)["metadata"]["trail"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(keys, ["host", "pid", "version"]);
+    verify_both(&env, &[], &verdict(true, 6, None, &env.head()));
 }
 
 /// A CLI write next to a reader holding a snapshot (a slow export, an open

@@ -17,8 +17,8 @@ use crate::domain::{Anchor, Filter, FilterInput, InputError, NewEvent};
 use crate::store::export::{export, Format};
 use crate::store::query::{self, for_each_match, Order, PageRequest, StoredEvent};
 use crate::store::{
-    open_read, verify_file, KeySource, StopCheckpoint, StoreError, Synchronous, VerifyRequest,
-    Writer, WriterConfig,
+    open_read, verify_file, KeySource, StopCheckpoint, StoreError, VerifyRequest, Writer,
+    WriterConfig,
 };
 
 /// `println!` that ends quietly when standard output's reader has gone
@@ -518,10 +518,10 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Serve(_) => serve(&config),
         Command::Config { json } => show_config(&config, json),
-        Command::Token(cmd) => token_cmd(db, &keys, sync, cmd),
+        Command::Token(cmd) => token_cmd(db, &keys, writer_config(&config), cmd),
         Command::Healthcheck(args) => healthcheck(&config, args),
-        Command::Append(args) => append(db, &keys, sync, args),
-        Command::Import(args) => import(db, &keys, sync, args),
+        Command::Append(args) => append(db, &keys, &config, args),
+        Command::Import(args) => import(db, &keys, &config, args),
         Command::Show(args) => show(db, args),
         Command::Tail(args) => tail(db, args),
         Command::Search(args) => search(db, args),
@@ -620,7 +620,7 @@ fn show_config(config: &Config, json: bool) -> Result<(), CliError> {
 fn token_cmd(
     db: &Path,
     keys: &KeySource,
-    sync: Synchronous,
+    writing: WriterConfig,
     cmd: TokenCommand,
 ) -> Result<(), CliError> {
     use crate::store::tokens::{self, Scope};
@@ -631,7 +631,7 @@ fn token_cmd(
                 .map(|s| Scope::parse(s).map_err(|m| CliError::Input(format!("--scope: {m}"))))
                 .collect::<Result<_, _>>()?;
             let secret = tokens::generate_secret();
-            let writer = start_writer(db, keys, sync)?;
+            let writer = start_writer(db, keys, writing)?;
             let info = crate::store::tokens::create_audited(
                 &writer,
                 &name,
@@ -704,7 +704,7 @@ fn token_cmd(
             Ok(())
         }
         TokenCommand::Revoke { name } => {
-            let writer = start_writer(db, keys, sync)?;
+            let writer = start_writer(db, keys, writing)?;
             if crate::store::tokens::revoke_audited(
                 &writer,
                 &name,
@@ -766,7 +766,19 @@ fn healthcheck(config: &Config, args: HealthcheckArgs) -> Result<(), CliError> {
     }
 }
 
-fn start_writer(db: &Path, keys: &KeySource, sync: Synchronous) -> Result<Writer, CliError> {
+/// How the CLI's writer writes, from the configuration: as the server's
+/// (`synchronous`, the metadata added to every event), except that closing
+/// it never waits for readers (see [`StopCheckpoint`]).
+fn writer_config(config: &Config) -> WriterConfig {
+    WriterConfig {
+        synchronous: config.synchronous.value,
+        server_metadata: config.server_metadata(),
+        stop_checkpoint: StopCheckpoint::Passive,
+        ..WriterConfig::default()
+    }
+}
+
+fn start_writer(db: &Path, keys: &KeySource, writing: WriterConfig) -> Result<Writer, CliError> {
     crate::store::db::check_target(db)?;
     let key = keys.signing_key(db)?;
     let ring = keys.verify_keyring(db, &[])?;
@@ -783,24 +795,10 @@ fn start_writer(db: &Path, keys: &KeySource, sync: Synchronous) -> Result<Writer
             kind.explain()
         );
     }
-    Ok(Writer::start(
-        db,
-        key,
-        WriterConfig {
-            synchronous: sync,
-            // A command does not wait for someone else's export to end.
-            stop_checkpoint: StopCheckpoint::Passive,
-            ..WriterConfig::default()
-        },
-    )?)
+    Ok(Writer::start(db, key, writing)?)
 }
 
-fn append(
-    db: &Path,
-    keys: &KeySource,
-    sync: Synchronous,
-    args: AppendArgs,
-) -> Result<(), CliError> {
+fn append(db: &Path, keys: &KeySource, config: &Config, args: AppendArgs) -> Result<(), CliError> {
     let event = if let Some(src) = &args.json {
         let text = read_input(src)?;
         if let Some(e) = crate::domain::json::too_deep(&text) {
@@ -879,7 +877,15 @@ fn append(
             )
         })?
     };
-    let writer = start_writer(db, keys, sync)?;
+    // A path that is no trail database is refused whatever the event.
+    crate::store::db::check_target(db)?;
+    // As the server: an event the configuration drops is not stored, and
+    // nothing is created for it (no database, no key).
+    if let Some(why) = config.drop_policy().verdict(&event) {
+        out!("{}", dropped_line(config, &event, why))?;
+        return Ok(());
+    }
+    let writer = start_writer(db, keys, writer_config(config))?;
     let stored = writer.append(vec![event])?;
     let a = &stored[0];
     if !a.created {
@@ -895,6 +901,27 @@ fn append(
         hex::encode(a.chain_hash)
     )?;
     Ok(())
+}
+
+/// What `append` prints for an event the configuration drops (exit 0, as
+/// the server's `200 {"dropped": …}`): which setting, why, and where the
+/// setting came from.
+fn dropped_line(config: &Config, event: &NewEvent, why: crate::domain::Dropped) -> String {
+    use crate::domain::Dropped;
+    let because = match why {
+        Dropped::MinLevel => format!(
+            "level {} is below min_level {}, from {}",
+            event.level().as_str(),
+            config.min_level.value.as_str(),
+            config.min_level.source
+        ),
+        Dropped::Excluded => format!(
+            "type {} is in exclude_events, from {}",
+            event.event().as_str(),
+            config.exclude_events.source
+        ),
+    };
+    format!("not stored: dropped={} ({because})", why.as_str())
 }
 
 /// The most one event's JSON may take, for `append --json` and each line of
@@ -974,6 +1001,10 @@ struct Imported {
     /// Lines whose client id matched an event stored already, with the same
     /// content: answered with that event, not written again.
     already: u64,
+    /// Lines the configuration dropped (`min_level`, `exclude_events`):
+    /// not stored, as the server does not store them.
+    dropped_min_level: u64,
+    dropped_excluded: u64,
     range: Option<(u64, u64)>,
 }
 
@@ -1001,7 +1032,29 @@ impl Imported {
                 self.already
             ));
         }
+        let dropped = self.dropped_min_level + self.dropped_excluded;
+        if dropped > 0 {
+            let by: Vec<String> = [
+                ("min_level", self.dropped_min_level),
+                ("exclude_events", self.dropped_excluded),
+            ]
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(setting, n)| format!("{setting}: {n}"))
+            .collect();
+            msg.push_str(&format!(
+                "; {dropped} dropped by the configuration, not stored ({})",
+                by.join(", ")
+            ));
+        }
         msg
+    }
+
+    fn dropped(&mut self, why: crate::domain::Dropped) {
+        match why {
+            crate::domain::Dropped::MinLevel => self.dropped_min_level += 1,
+            crate::domain::Dropped::Excluded => self.dropped_excluded += 1,
+        }
     }
 
     /// Waits for the batch in flight; its events are committed once it returns.
@@ -1062,12 +1115,7 @@ impl Imported {
     }
 }
 
-fn import(
-    db: &Path,
-    keys: &KeySource,
-    sync: Synchronous,
-    args: ImportArgs,
-) -> Result<(), CliError> {
+fn import(db: &Path, keys: &KeySource, config: &Config, args: ImportArgs) -> Result<(), CliError> {
     let mut reader: Box<dyn BufRead> = if args.file == "-" {
         Box::new(io::BufReader::new(io::stdin()))
     } else {
@@ -1075,7 +1123,8 @@ fn import(
             .map_err(|e| CliError::Input(format!("cannot read {}: {e}", args.file)))?;
         Box::new(io::BufReader::with_capacity(1 << 20, f))
     };
-    let writer = start_writer(db, keys, sync)?;
+    let writer = start_writer(db, keys, writer_config(config))?;
+    let policy = config.drop_policy();
     let batch_size = args.batch_size as usize;
     let mut state = Imported::default();
     // One batch commits while the next is parsed.
@@ -1111,10 +1160,17 @@ fn import(
         });
         match parsed {
             Ok(None) => continue,
-            Ok(Some(ev)) => {
-                lines.push(n);
-                batch.push(ev);
-            }
+            Ok(Some(ev)) => match policy.verdict(&ev) {
+                // As the server: never stored, counted in the summary.
+                Some(why) => {
+                    state.dropped(why);
+                    continue;
+                }
+                None => {
+                    lines.push(n);
+                    batch.push(ev);
+                }
+            },
             Err(m) => {
                 state.settle(&mut in_flight)?;
                 let first = lines.first().copied().unwrap_or(n);
@@ -1666,6 +1722,7 @@ mod tests {
                 committed,
                 already,
                 range,
+                ..Imported::default()
             }
             .summary()
         };
@@ -1680,6 +1737,22 @@ mod tests {
         assert_eq!(
             said(0, None, 2),
             "imported 0 events; 2 already stored with the same content (matched by id, not written again)"
+        );
+        let mut dropped = Imported {
+            committed: 2,
+            range: Some((1, 2)),
+            ..Imported::default()
+        };
+        dropped.dropped(crate::domain::Dropped::Excluded);
+        assert_eq!(
+            dropped.summary(),
+            "imported 2 events (seq 1..2); 1 dropped by the configuration, not stored (exclude_events: 1)"
+        );
+        dropped.dropped(crate::domain::Dropped::MinLevel);
+        dropped.dropped(crate::domain::Dropped::MinLevel);
+        assert_eq!(
+            dropped.summary(),
+            "imported 2 events (seq 1..2); 3 dropped by the configuration, not stored (min_level: 2, exclude_events: 1)"
         );
     }
 }
