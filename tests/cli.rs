@@ -3054,6 +3054,50 @@ fn append_and_import_drop_events_and_add_metadata_as_the_server_does() {
     verify_both(&env, &[], &verdict(true, 6, None, &env.head()));
 }
 
+/// An append or import that committed, and whose confirmation could not be
+/// written (`> /dev/full`), exits 3 with a message that says what WAS
+/// stored, so that nobody stores it a second time.
+#[test]
+fn a_write_whose_confirmation_cannot_be_printed_says_it_was_stored() {
+    let env = Env::new();
+    let run_to_full = |args: &[&str]| {
+        let mut cmd = env.command(args);
+        cmd.stdout(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/full")
+                .unwrap(),
+        )
+        .stderr(Stdio::piped());
+        let out = cmd.spawn().unwrap().wait_with_output().unwrap();
+        (out.status.code(), String::from_utf8(out.stderr).unwrap())
+    };
+    let (code, stderr) = run_to_full(&["append", "user.login", "--actor", "alice"]);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert_eq!(env.count(), 1);
+    let row = &env.rows()[0];
+    let id = stored(&env, 1)["id"].as_str().unwrap().to_owned();
+    let want = format!(
+        "trail: the event WAS stored: seq=1 id={id} chain_hash={}; writing that to standard \
+         output failed: No space left on device (os error 28); do not append it again\n",
+        hex::encode(&row.chain_hash)
+    );
+    assert!(stderr.ends_with(&want), "{stderr}");
+
+    let lines = env.write_lines("two.jsonl", [r#"{"event":"a.b"}"#, r#"{"event":"c.d"}"#]);
+    let (code, stderr) = run_to_full(&["import", lines.to_str().unwrap()]);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(
+        stderr.ends_with(
+            "trail: the events WERE stored: imported 2 events (seq 2..3); writing that to \
+             standard output failed: No space left on device (os error 28); do not import them \
+             again\n"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(env.count(), 3);
+}
+
 /// A CLI write next to a reader holding a snapshot (a slow export, an open
 /// transaction in sqlite3) does not wait for it and says nothing of the
 /// rows it leaves in the WAL for it: they are read from there. (Before, it

@@ -377,6 +377,10 @@ pub enum CliError {
     Store(#[from] StoreError),
     #[error("{0}")]
     VerifyFailed(String),
+    /// A write committed, and printing its confirmation failed: exit 3,
+    /// with a message that says what was stored.
+    #[error("{0}")]
+    Unconfirmed(String),
     /// A store error with what the command had done before it (an import
     /// that failed part-way says how many events were committed).
     #[error("{source}; {note}")]
@@ -394,6 +398,7 @@ impl CliError {
         match self {
             CliError::VerifyFailed(_) => 1,
             CliError::Input(_) => 2,
+            CliError::Unconfirmed(_) => 3,
             CliError::Store(e) | CliError::WithNote { source: e, .. } => match e {
                 StoreError::PruneRefused { .. } => 1,
                 StoreError::Input(_)
@@ -894,13 +899,32 @@ fn append(db: &Path, keys: &KeySource, config: &Config, args: AppendArgs) -> Res
             a.id
         );
     }
-    out!(
+    let line = format!(
         "seq={} id={} chain_hash={}",
         a.seq,
         a.id,
         hex::encode(a.chain_hash)
-    )?;
-    Ok(())
+    );
+    confirm(&line, "the event WAS stored", "do not append it again")
+}
+
+/// Prints the confirmation of a write that has committed. If it cannot be
+/// printed (a full disk behind standard output), the error says what was
+/// stored: a script that retries on any failure would store it twice
+/// (exit 3, as any file-system failure). A reader that went away (`| head
+/// -0`) is not a failure, as for every command.
+fn confirm(line: &str, stored: &str, advice: &str) -> Result<(), CliError> {
+    let shown = {
+        let mut stdout = io::stdout().lock();
+        writeln!(stdout, "{line}").and_then(|()| stdout.flush())
+    };
+    match shown {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(CliError::Unconfirmed(format!(
+            "{stored}: {line}; writing that to standard output failed: {e}; {advice}"
+        ))),
+    }
 }
 
 /// What `append` prints for an event the configuration drops (exit 0, as
@@ -1201,9 +1225,15 @@ fn import(db: &Path, keys: &KeySource, config: &Config, args: ImportArgs) -> Res
         in_flight = Some((lines, p));
     }
     state.settle(&mut in_flight)?;
-    let msg = state.summary();
-    out!("{msg}")?;
-    Ok(())
+    if state.committed == 0 {
+        confirm(&state.summary(), "the import ended", "nothing was written")
+    } else {
+        confirm(
+            &state.summary(),
+            "the events WERE stored",
+            "do not import them again",
+        )
+    }
 }
 
 fn print_events(events: &[StoredEvent], json: bool) -> Result<(), CliError> {
