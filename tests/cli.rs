@@ -2902,6 +2902,51 @@ fn follow_ends_with_its_reader_and_an_unshown_secret_is_revoked() {
     assert!(unseen["revoked_at"].is_string(), "{unseen}");
 }
 
+/// Every option and argument of every command says what it is in `--help`
+/// (an empty help line leaves the reader guessing), and each command's
+/// usage line names the command as typed: `trail stats --help` says
+/// `Usage: trail stats`, not the name of the command it is an alias of.
+#[test]
+fn every_option_has_help_and_usage_names_the_command_typed() {
+    use clap::CommandFactory;
+    fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if id == "help" || id == "version" {
+                continue;
+            }
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            if help.trim().is_empty() {
+                missing.push(if arg.is_positional() {
+                    format!("{path} <{id}>")
+                } else {
+                    format!("{path} --{id}")
+                });
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            if sub.get_name() == "help" {
+                continue;
+            }
+            walk(sub, &format!("{path} {}", sub.get_name()), missing);
+        }
+    }
+    let mut missing = Vec::new();
+    walk(&trail::cli::Cli::command(), "trail", &mut missing);
+    assert_eq!(missing, Vec::<String>::new(), "options without help");
+
+    let env = Env::new();
+    for (args, usage) in [
+        (vec!["stats", "--help"], "Usage: trail stats "),
+        (vec!["summary", "--help"], "Usage: trail summary "),
+        (vec!["export-csv", "--help"], "Usage: trail export-csv "),
+    ] {
+        let out = env.trail(&args);
+        out.ok();
+        assert!(out.stdout.contains(usage), "{args:?}: {}", out.stdout);
+    }
+}
+
 // ---------------------------------------------------------------------------
 // What CLI writes share with the server, and what they say
 // ---------------------------------------------------------------------------

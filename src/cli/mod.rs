@@ -73,6 +73,7 @@ pub enum Command {
     Serve(ServeArgs),
     /// Print the effective configuration, each setting with where it came from (secrets redacted).
     Config {
+        /// One JSON object: each setting's value and source.
         #[arg(long)]
         json: bool,
     },
@@ -92,18 +93,25 @@ pub enum Command {
     /// Every event matching the filters, oldest first.
     Search(SearchArgs),
     /// Totals by type, level and actor over a period, and the chain status.
-    #[command(alias = "stats")]
     Summary(SummaryArgs),
+    /// The same as summary (the name the old tool used).
+    Stats(SummaryArgs),
     /// Check the chain: intact, or the first bad row and what is wrong with it.
     Verify(VerifyArgs),
     /// Stream matching events to CSV, JSON or JSON Lines.
     Export(ExportArgs),
     /// Export everything as CSV (alias of export --format csv --output F).
     #[command(name = "export-csv")]
-    ExportCsv { file: PathBuf },
+    ExportCsv {
+        /// The file to write (`-`: standard output).
+        file: PathBuf,
+    },
     /// Export everything as JSON (alias of export --format json --output F).
     #[command(name = "export-json")]
-    ExportJson { file: PathBuf },
+    ExportJson {
+        /// The file to write (`-`: standard output).
+        file: PathBuf,
+    },
     /// Retention: record a sealed cut, delete the events before it, log the prune.
     Prune(ops::PruneArgs),
     /// Copy the database while it is in use, then verify the copy.
@@ -118,11 +126,13 @@ pub struct FilterArgs {
     /// Minimum level: debug, info, warning, error, critical.
     #[arg(long)]
     pub level: Option<String>,
+    /// Only events of this actor (exact).
     #[arg(long)]
     pub actor: Option<String>,
+    /// Only events on this resource (exact).
     #[arg(long)]
     pub resource: Option<String>,
-    /// true or false.
+    /// Only successes (true) or failures (false).
     #[arg(long)]
     pub success: Option<String>,
     /// Stored from this time on (RFC 3339 or YYYY-MM-DD): the time trail
@@ -221,34 +231,43 @@ impl ServeArgs {
 pub enum TokenCommand {
     /// Create a token and print its secret (shown once; only a hash is stored).
     Create {
+        /// The token's name (what list, revoke and the audit events call it).
         name: String,
         /// ingest, read or admin (repeatable, or comma-separated); admin includes the others.
         #[arg(long = "scope", required = true, value_delimiter = ',')]
         scopes: Vec<String>,
+        /// One JSON object: name, scopes and the secret.
         #[arg(long)]
         json: bool,
     },
     /// List tokens (never their secrets).
     List {
+        /// {"tokens": [...]} instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Revoke a token: new requests with it are refused (by a running
     /// server within a second).
-    Revoke { name: String },
+    Revoke {
+        /// The name of the token to revoke.
+        name: String,
+    },
 }
 
 #[derive(Args, Debug)]
 pub struct AppendArgs {
     /// The event type, such as user.login.
     pub event: Option<String>,
+    /// debug, info (default), warning, error or critical.
     #[arg(long)]
     pub level: Option<String>,
+    /// Who did it: a user, a service.
     #[arg(long)]
     pub actor: Option<String>,
+    /// What it was done to: a file, a record, a URL.
     #[arg(long)]
     pub resource: Option<String>,
-    /// true or false.
+    /// Whether it succeeded: true or false.
     #[arg(long)]
     pub success: Option<String>,
     /// A detail as KEY=VALUE (repeatable); the value is a string.
@@ -273,6 +292,7 @@ pub struct ImportArgs {
 
 #[derive(Args, Debug)]
 pub struct ShowArgs {
+    /// How many events, at most (default 20).
     #[arg(long, short = 'n', default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub limit: u32,
     #[command(flatten)]
@@ -284,6 +304,7 @@ pub struct ShowArgs {
 
 #[derive(Args, Debug)]
 pub struct TailArgs {
+    /// How many of the newest events (default 20).
     #[arg(short = 'n', long = "lines", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub n: u32,
     /// Keep printing events as they are appended (one JSON object per line with --json).
@@ -291,6 +312,7 @@ pub struct TailArgs {
     pub follow: bool,
     #[command(flatten)]
     pub filter: FilterArgs,
+    /// {"events": [...]} instead of a table; with --follow, one JSON object per line.
     #[arg(long)]
     pub json: bool,
 }
@@ -299,6 +321,7 @@ pub struct TailArgs {
 pub struct SearchArgs {
     #[command(flatten)]
     pub filter: FilterArgs,
+    /// {"events": [...]} instead of a table.
     #[arg(long)]
     pub json: bool,
 }
@@ -314,6 +337,7 @@ pub struct SummaryArgs {
     /// Instead of --period: up to this time (RFC 3339, inclusive, or YYYY-MM-DD, the whole day).
     #[arg(long, visible_alias = "end", conflicts_with = "period")]
     pub until: Option<String>,
+    /// One JSON object (the same as GET /v1/summary) instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -332,6 +356,7 @@ pub struct HealthcheckArgs {
 
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
+    /// One JSON object (the same as GET /v1/verify) instead of a line of text.
     #[arg(long)]
     pub json: bool,
     /// A head seen earlier, SEQ:HEX: detects a cut-off or rewritten tail.
@@ -530,7 +555,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Show(args) => show(db, args),
         Command::Tail(args) => tail(db, args),
         Command::Search(args) => search(db, args),
-        Command::Summary(args) => summary(db, &keys, args),
+        Command::Summary(args) | Command::Stats(args) => summary(db, &keys, args),
         Command::Verify(args) => verify(db, &keys, args),
         Command::Export(args) => export_cmd(db, args.format, args.order, args.output, &args.filter),
         Command::ExportCsv { file } => export_cmd(
