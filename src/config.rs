@@ -688,7 +688,7 @@ fn base_path(r: &Raw) -> Result<String, String> {
 
 /// Reads and checks a key file, for the error to name the setting.
 fn key_file(p: &Path) -> Result<(), String> {
-    match crate::store::keys::read_key_file(p) {
+    match crate::store::keys::parse_key_file(p) {
         Ok(_) => Ok(()),
         Err(crate::store::StoreError::Key(m)) => Err(m),
         Err(e) => Err(e.to_string()),

@@ -1473,13 +1473,20 @@ fn the_default_key_is_created_private_and_a_readable_one_is_warned_about() {
     assert!(text.ends_with('\n') && text[..64].bytes().all(|b| b.is_ascii_hexdigit()));
 
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let mut cmd = env.command_on(&db, None, &["verify"]);
-    cmd.env("TRAIL_LOG", "warn");
-    let out = util::run_cmd(cmd);
-    out.expect_code(0);
-    out.stderr_has(&["can be read by others (mode 644)", "chmod 600"]);
-    // Written to a pipe, not a terminal: no colour codes in the log line.
-    assert!(!out.stderr.contains('\u{1b}'), "{:?}", out.stderr);
+    // Once per command (append reads the key to seal and to check the
+    // newest seal), in the CLI's own format; no colour codes on a pipe.
+    let want = format!(
+        "trail: warning: key file {} can be read by others (mode 644): whoever reads it can \
+         forge seals; chmod 600 it\n",
+        key.display()
+    );
+    for args in [vec!["verify"], vec!["append", "x.z"], vec!["import", "-"]] {
+        let mut cmd = env.command_on(&db, None, &args);
+        cmd.env("TRAIL_LOG", "warn");
+        let out = util::run_cmd(cmd);
+        out.expect_code(0);
+        assert_eq!(out.stderr, want, "{args:?}");
+    }
 }
 
 /// A folder, a file that is not SQLite, or another program's SQLite

@@ -490,7 +490,12 @@ fn init_logging(
         // whichever thread logged (the writer's, the signal handler's).
         .log_internal_errors(false);
     if !serving {
-        let _ = builder.with_writer(io::stderr).try_init();
+        // A command's warnings read as the CLI's own (`trail: warning: …`),
+        // not as a server's log lines.
+        let _ = builder
+            .with_writer(io::stderr)
+            .event_format(CliFormat)
+            .try_init();
         return None;
     }
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
@@ -508,6 +513,41 @@ fn init_logging(
         builder.try_init()
     };
     Some(guard)
+}
+
+/// The log lines of a command (not of `trail serve`): `trail: warning:
+/// MESSAGE key=value…`, as the CLI's other messages; below `warn` (with
+/// `TRAIL_LOG=debug`) the module is named too.
+struct CliFormat;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for CliFormat
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        use tracing::Level;
+        let meta = event.metadata();
+        let level = *meta.level();
+        let name = match level {
+            Level::ERROR => "error",
+            Level::WARN => "warning",
+            Level::INFO => "info",
+            Level::DEBUG => "debug",
+            Level::TRACE => "trace",
+        };
+        write!(writer, "trail: {name}: ")?;
+        if level > Level::WARN {
+            write!(writer, "{}: ", meta.target())?;
+        }
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
 }
 
 pub fn run(cli: Cli) -> Result<(), CliError> {
