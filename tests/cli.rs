@@ -3239,3 +3239,21 @@ fn a_db_path_that_looks_like_a_uri_is_a_path() {
     }
     assert!(!env.path("fx.db").exists());
 }
+
+/// `trail import` of a folder names the folder, not a line, and writes
+/// nothing.
+#[test]
+fn importing_a_folder_names_the_folder() {
+    let env = Env::new();
+    let folder = env.path("runs");
+    let out = env.trail(&["import", folder.to_str().unwrap()]);
+    out.expect_code(2);
+    assert_eq!(
+        out.stderr,
+        format!(
+            "trail: cannot read {}: it is a folder, not a file\n",
+            folder.display()
+        )
+    );
+    assert!(!env.db.exists());
+}

@@ -1055,7 +1055,7 @@ const BOM: &[u8] = b"\xef\xbb\xbf";
 
 /// The next line of an import without its line ending, `None` at the end;
 /// a line longer than [`MAX_EVENT_INPUT`] is refused before it is read whole.
-fn next_line(reader: &mut dyn BufRead, n: usize) -> Option<Result<String, String>> {
+fn next_line(reader: &mut dyn BufRead, name: &str, n: usize) -> Option<Result<String, String>> {
     let mut buf = Vec::new();
     let bom = if n == 1 { BOM.len() } else { 0 };
     match io::Read::take(&mut *reader, (MAX_EVENT_INPUT + bom) as u64 + 2)
@@ -1063,7 +1063,7 @@ fn next_line(reader: &mut dyn BufRead, n: usize) -> Option<Result<String, String
     {
         Ok(0) => return None,
         Ok(_) => {}
-        Err(e) => return Some(Err(format!("line {n}: cannot read: {e}"))),
+        Err(e) => return Some(Err(format!("cannot read {name} at line {n}: {e}"))),
     }
     if buf.last() == Some(&b'\n') {
         buf.pop();
@@ -1205,12 +1205,19 @@ impl Imported {
 }
 
 fn import(db: &Path, keys: &KeySource, config: &Config, args: ImportArgs) -> Result<(), CliError> {
-    let mut reader: Box<dyn BufRead> = if args.file == "-" {
-        Box::new(io::BufReader::new(io::stdin()))
+    let (name, mut reader): (&str, Box<dyn BufRead>) = if args.file == "-" {
+        ("standard input", Box::new(io::BufReader::new(io::stdin())))
     } else {
-        let f = std::fs::File::open(&args.file)
-            .map_err(|e| CliError::Input(format!("cannot read {}: {e}", args.file)))?;
-        Box::new(io::BufReader::with_capacity(1 << 20, f))
+        let cannot = |why: String| CliError::Input(format!("cannot read {}: {why}", args.file));
+        let f = std::fs::File::open(&args.file).map_err(|e| cannot(e.to_string()))?;
+        // Opening a folder works; reading it does not.
+        if f.metadata().is_ok_and(|m| m.is_dir()) {
+            return Err(cannot("it is a folder, not a file".into()));
+        }
+        (
+            args.file.as_str(),
+            Box::new(io::BufReader::with_capacity(1 << 20, f)),
+        )
     };
     let writer = start_writer(db, keys, writer_config(config))?;
     let policy = config.drop_policy();
@@ -1224,7 +1231,7 @@ fn import(db: &Path, keys: &KeySource, config: &Config, args: ImportArgs) -> Res
     let mut n = 0;
     loop {
         n += 1;
-        let Some(line) = next_line(&mut *reader, n) else {
+        let Some(line) = next_line(&mut *reader, name, n) else {
             break;
         };
         let parsed = line.and_then(|line| {
