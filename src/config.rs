@@ -688,7 +688,7 @@ fn base_path(r: &Raw) -> Result<String, String> {
 
 /// Reads and checks a key file, for the error to name the setting.
 fn key_file(p: &Path) -> Result<(), String> {
-    match crate::store::keys::read_key_file(p) {
+    match crate::store::keys::parse_key_file(p) {
         Ok(_) => Ok(()),
         Err(crate::store::StoreError::Key(m)) => Err(m),
         Err(e) => Err(e.to_string()),
@@ -856,7 +856,18 @@ impl Config {
         }
     }
 
-    /// The metadata the server adds to every event, under `metadata.trail`.
+    /// `min_level` and `exclude_events`: what every way in (HTTP, `trail
+    /// append`, `trail import`) drops instead of storing.
+    pub fn drop_policy(&self) -> crate::domain::DropPolicy {
+        crate::domain::DropPolicy {
+            min_level: self.min_level.value,
+            exclude_events: self.exclude_events.value.clone(),
+        }
+    }
+
+    /// The metadata trail adds to every event under `metadata.trail`, by
+    /// the server and by `trail append` / `trail import` alike (`pid` is
+    /// the writing process's).
     pub fn server_metadata(&self) -> Map<String, Value> {
         let mut m = self.metadata.value.clone();
         if self.host_metadata.value {

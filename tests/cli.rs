@@ -825,6 +825,9 @@ fn two_concurrent_imports_make_one_gapless_valid_chain() {
     // events took among the other's.
     for (o, tag) in [(&oa, "a"), (&ob, "b")] {
         o.ok();
+        // Neither waits for nor warns of the other's connection when it
+        // stops (its checkpoint may find the other one checkpointing).
+        assert_eq!(stderr_besides_key_mode(o), Vec::<&str>::new(), "{}", o.what);
         let (lo, hi): (i64, i64) = c
             .query_row(
                 "SELECT min(seq), max(seq) FROM events WHERE actor = ?1",
@@ -1504,13 +1507,20 @@ fn the_default_key_is_created_private_and_a_readable_one_is_warned_about() {
     assert!(text.ends_with('\n') && text[..64].bytes().all(|b| b.is_ascii_hexdigit()));
 
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let mut cmd = env.command_on(&db, None, &["verify"]);
-    cmd.env("TRAIL_LOG", "warn");
-    let out = util::run_cmd(cmd);
-    out.expect_code(0);
-    out.stderr_has(&["can be read by others (mode 644)", "chmod 600"]);
-    // Written to a pipe, not a terminal: no colour codes in the log line.
-    assert!(!out.stderr.contains('\u{1b}'), "{:?}", out.stderr);
+    // Once per command (append reads the key to seal and to check the
+    // newest seal), in the CLI's own format; no colour codes on a pipe.
+    let want = format!(
+        "trail: warning: key file {} can be read by others (mode 644): whoever reads it can \
+         forge seals; chmod 600 it\n",
+        key.display()
+    );
+    for args in [vec!["verify"], vec!["append", "x.z"], vec!["import", "-"]] {
+        let mut cmd = env.command_on(&db, None, &args);
+        cmd.env("TRAIL_LOG", "warn");
+        let out = util::run_cmd(cmd);
+        out.expect_code(0);
+        assert_eq!(out.stderr, want, "{args:?}");
+    }
 }
 
 /// A folder, a file that is not SQLite, or another program's SQLite
@@ -2037,7 +2047,8 @@ fn export_csv_has_the_exact_header_every_row_and_neutralised_formulas() {
             String::new(),
             String::new(),
             format!(r#"{{"i":{}}}"#, spec.seq),
-            String::new(),
+            // What trail adds to every event (host, pid, version).
+            entry["metadata"].to_string(),
             kid.clone(),
             hex::encode(&row.chain_hash),
             hex::encode(&row.signature),
@@ -2985,4 +2996,353 @@ fn follow_ends_with_its_reader_and_an_unshown_secret_is_revoked() {
         .cloned()
         .unwrap();
     assert!(unseen["revoked_at"].is_string(), "{unseen}");
+}
+
+/// Every option and argument of every command says what it is in `--help`
+/// (an empty help line leaves the reader guessing), and each command's
+/// usage line names the command as typed: `trail stats --help` says
+/// `Usage: trail stats`, not the name of the command it is an alias of.
+#[test]
+fn every_option_has_help_and_usage_names_the_command_typed() {
+    use clap::CommandFactory;
+    fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if id == "help" || id == "version" {
+                continue;
+            }
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            if help.trim().is_empty() {
+                missing.push(if arg.is_positional() {
+                    format!("{path} <{id}>")
+                } else {
+                    format!("{path} --{id}")
+                });
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            if sub.get_name() == "help" {
+                continue;
+            }
+            walk(sub, &format!("{path} {}", sub.get_name()), missing);
+        }
+    }
+    let mut missing = Vec::new();
+    walk(&trail::cli::Cli::command(), "trail", &mut missing);
+    assert_eq!(missing, Vec::<String>::new(), "options without help");
+
+    let env = Env::new();
+    for (args, usage) in [
+        (vec!["stats", "--help"], "Usage: trail stats "),
+        (vec!["summary", "--help"], "Usage: trail summary "),
+        (vec!["export-csv", "--help"], "Usage: trail export-csv "),
+    ] {
+        let out = env.trail(&args);
+        out.ok();
+        assert!(out.stdout.contains(usage), "{args:?}: {}", out.stdout);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// What CLI writes share with the server, and what they say
+// ---------------------------------------------------------------------------
+
+/// Standard error without the warning that the test's key file (written
+/// with the default mode, 0644) can be read by others.
+fn stderr_besides_key_mode(out: &Out) -> Vec<&str> {
+    out.stderr
+        .lines()
+        .filter(|l| !l.contains("can be read by others"))
+        .collect()
+}
+
+/// The `entry` of row `seq`, as JSON.
+fn stored(env: &Env, seq: i64) -> Value {
+    serde_json::from_str(&entry_of(env, seq)).unwrap()
+}
+
+/// `min_level`, `exclude_events` and `metadata` from a configuration file
+/// or `TRAIL_*` variables apply to `trail append` and `trail import` as to
+/// the server: a dropped event is not stored (append says so on standard
+/// output and exits 0, creating nothing; import counts the drops), and
+/// every stored event carries `metadata.trail` with the configured keys
+/// and `host`, `pid`, `version` (unless `host_metadata = false`).
+#[test]
+fn append_and_import_drop_events_and_add_metadata_as_the_server_does() {
+    let env = Env::new();
+    let cfg = env.path("trail.toml");
+    std::fs::write(
+        &cfg,
+        "min_level = \"info\"\nexclude_events = [\"health.*\", \"noise.ping\"]\n[metadata]\ndc = \"eu-1\"\n",
+    )
+    .unwrap();
+    let cfg_s = cfg.to_str().unwrap();
+    let with_config = |args: &[&str]| {
+        let mut all = vec!["--config", cfg_s];
+        all.extend_from_slice(args);
+        env.trail(&all)
+    };
+
+    let out = with_config(&["append", "user.login", "--level", "debug"]);
+    out.ok();
+    assert_eq!(
+        out.stdout,
+        format!("not stored: dropped=min_level (level debug is below min_level info, from config file {cfg_s})\n")
+    );
+    let out = with_config(&["append", "health.check", "--level", "error"]);
+    out.ok();
+    assert_eq!(
+        out.stdout,
+        format!("not stored: dropped=excluded (type health.check is in exclude_events, from config file {cfg_s})\n")
+    );
+    let input = env.path("ev.json");
+    std::fs::write(&input, r#"{"event":"noise.ping","level":"critical"}"#).unwrap();
+    let out = with_config(&["append", "--json", input.to_str().unwrap()]);
+    out.ok();
+    assert!(
+        out.stdout
+            .starts_with("not stored: dropped=excluded (type noise.ping"),
+        "{}",
+        out.stdout
+    );
+    let mut cmd = env.command(&["append", "user.login"]);
+    cmd.env("TRAIL_MIN_LEVEL", "warning");
+    let out = util::run_cmd(cmd);
+    out.ok();
+    assert_eq!(
+        out.stdout,
+        "not stored: dropped=min_level (level info is below min_level warning, from environment variable TRAIL_MIN_LEVEL)\n"
+    );
+    assert!(!env.db.exists(), "nothing is created for a dropped event");
+    // Bad input is refused before any policy: exit 2.
+    with_config(&["append", "bad event", "--level", "debug"]).expect_code(2);
+    assert!(!env.db.exists());
+
+    // Stored, with the configured metadata and the writing process's.
+    let out = with_config(&["append", "user.login", "--actor", "alice"]);
+    let (seq, _, _) = parse_append(&out);
+    assert_eq!(seq, 1);
+    let trail_meta = stored(&env, 1)["metadata"]["trail"].clone();
+    let keys: Vec<&str> = trail_meta
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, ["dc", "host", "pid", "version"], "{trail_meta}");
+    assert_eq!(trail_meta["dc"], json!("eu-1"));
+    assert_eq!(trail_meta["version"], json!(env!("CARGO_PKG_VERSION")));
+    assert!(trail_meta["pid"].as_u64().unwrap() > 0);
+    assert!(!trail_meta["host"].as_str().unwrap().is_empty());
+
+    // import: the drops are counted, the rest stored in order.
+    let lines = env.write_lines(
+        "mixed.jsonl",
+        [
+            r#"{"event":"a.one"}"#,
+            r#"{"event":"health.ping","level":"error"}"#,
+            r#"{"event":"b.two","level":"debug"}"#,
+            r#"{"event":"noise.ping"}"#,
+            r#"{"event":"noise.pings"}"#,
+            r#"{"event":"c.three","level":"critical"}"#,
+        ],
+    );
+    let out = with_config(&["import", lines.to_str().unwrap(), "--batch-size", "2"]);
+    out.ok();
+    assert_eq!(
+        out.stdout,
+        "imported 3 events (seq 2..4); 3 dropped by the configuration, not stored (min_level: 1, exclude_events: 2)\n"
+    );
+    let events: Vec<Value> = (2..=4).map(|s| stored(&env, s)).collect();
+    let types: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["a.one", "noise.pings", "c.three"]);
+    for e in &events {
+        assert_eq!(e["metadata"]["trail"]["dc"], json!("eu-1"), "{e}");
+    }
+    assert_eq!(env.count(), 4);
+    // Everything dropped: nothing written, and said.
+    let all_dropped = env.write_lines("dropped.jsonl", [r#"{"event":"health.x"}"#]);
+    let out = with_config(&["import", all_dropped.to_str().unwrap()]);
+    out.ok();
+    assert_eq!(
+        out.stdout,
+        "imported 0 events; 1 dropped by the configuration, not stored (exclude_events: 1)\n"
+    );
+    assert_eq!(env.count(), 4);
+
+    // host_metadata = false: the configured keys only.
+    let mut cmd = env.command(&["--config", cfg_s, "append", "user.logout"]);
+    cmd.env("TRAIL_HOST_METADATA", "false");
+    parse_append(&util::run_cmd(cmd));
+    assert_eq!(
+        stored(&env, 5)["metadata"],
+        json!({"trail": {"dc": "eu-1"}})
+    );
+    // No configuration: nothing dropped, and host, pid and version added,
+    // as the server adds them.
+    let out = env.trail(&["append", "debug.thing", "--level", "debug"]);
+    assert_eq!(parse_append(&out).0, 6);
+    let keys: Vec<String> = stored(&env, 6)["metadata"]["trail"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(keys, ["host", "pid", "version"]);
+    verify_both(&env, &[], &verdict(true, 6, None, &env.head()));
+}
+
+/// An append or import that committed, and whose confirmation could not be
+/// written (`> /dev/full`), exits 3 with a message that says what WAS
+/// stored, so that nobody stores it a second time.
+#[test]
+fn a_write_whose_confirmation_cannot_be_printed_says_it_was_stored() {
+    let env = Env::new();
+    let run_to_full = |args: &[&str]| {
+        let mut cmd = env.command(args);
+        cmd.stdout(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/full")
+                .unwrap(),
+        )
+        .stderr(Stdio::piped());
+        let out = cmd.spawn().unwrap().wait_with_output().unwrap();
+        (out.status.code(), String::from_utf8(out.stderr).unwrap())
+    };
+    let (code, stderr) = run_to_full(&["append", "user.login", "--actor", "alice"]);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert_eq!(env.count(), 1);
+    let row = &env.rows()[0];
+    let id = stored(&env, 1)["id"].as_str().unwrap().to_owned();
+    let want = format!(
+        "trail: the event WAS stored: seq=1 id={id} chain_hash={}; writing that to standard \
+         output failed: No space left on device (os error 28); do not append it again\n",
+        hex::encode(&row.chain_hash)
+    );
+    assert!(stderr.ends_with(&want), "{stderr}");
+
+    let lines = env.write_lines("two.jsonl", [r#"{"event":"a.b"}"#, r#"{"event":"c.d"}"#]);
+    let (code, stderr) = run_to_full(&["import", lines.to_str().unwrap()]);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(
+        stderr.ends_with(
+            "trail: the events WERE stored: imported 2 events (seq 2..3); writing that to \
+             standard output failed: No space left on device (os error 28); do not import them \
+             again\n"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(env.count(), 3);
+}
+
+/// A CLI write next to a reader holding a snapshot (a slow export, an open
+/// transaction in sqlite3) does not wait for it and says nothing of the
+/// rows it leaves in the WAL for it: they are read from there. (Before, it
+/// waited 2 s and warned of `trail.db-wal`, whatever the file was called.)
+#[test]
+fn a_cli_write_does_not_wait_for_a_reader_nor_warn_of_it() {
+    let env = Env::new();
+    let db = env.path("t.db");
+    let key = Some(env.key.as_path());
+    env.trail_on(&db, key, &["append", "a.one"]).ok();
+    let reader = util::open_ro(&db).unwrap();
+    reader.execute_batch("BEGIN").unwrap();
+    let count = |c: &rusqlite::Connection| -> i64 {
+        c.query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(count(&reader), 1);
+
+    let out = env.trail_on(&db, key, &["append", "b.two"]);
+    out.ok();
+    assert_eq!(stderr_besides_key_mode(&out), Vec::<&str>::new());
+    let lines = env.write_lines("c.jsonl", [r#"{"event":"c.three"}"#]);
+    let out = env.trail_on(&db, key, &["import", lines.to_str().unwrap()]);
+    out.ok();
+    assert_eq!(stderr_besides_key_mode(&out), Vec::<&str>::new());
+
+    assert_eq!(count(&reader), 1, "the reader's snapshot is its own");
+    assert_eq!(count(&util::open_ro(&db).unwrap()), 3);
+    reader.execute_batch("COMMIT").unwrap();
+    drop(reader);
+    let t = env.trail_on(&db, key, &["verify", "--json"]);
+    assert_eq!(t.json()["entries_checked"], json!(3));
+}
+
+/// `--db` is a file-system path, for every command: `file:fx.db` is a file
+/// of that name in the current folder (SQLite would read it as a URI naming
+/// `fx.db`), and so is a name holding `?`, `#` or `%`.
+#[test]
+fn a_db_path_that_looks_like_a_uri_is_a_path() {
+    let env = Env::new();
+    let key = Some(env.key.as_path());
+    for (name, uri_target) in [
+        ("file:fx.db", "fx.db"),
+        ("file:mem?mode=memory#x%41.db", "mem"),
+    ] {
+        let db = std::path::Path::new(name);
+        let out = env.trail_on(db, key, &["append", "x.y"]);
+        assert_eq!(parse_append(&out).0, 1, "{name}");
+        let lines = env.write_lines("in.jsonl", [r#"{"event":"a.b"}"#]);
+        env.trail_on(db, key, &["import", lines.to_str().unwrap()])
+            .ok();
+        env.trail_on(db, key, &["token", "create", "t", "--scope", "read"])
+            .ok();
+        assert!(env.path(name).is_file(), "{name} is the database");
+        assert!(!env.path(uri_target).exists(), "{name}: {uri_target} made");
+
+        let shown = env.trail_on(db, key, &["show", "--json"]);
+        shown.ok();
+        assert_eq!(seqs(&shown.json()), [3, 2, 1], "{name}");
+        let summary = env.trail_on(db, key, &["stats", "--json"]);
+        assert_eq!(summary.json()["total_events"], json!(3));
+        let head = {
+            let c = util::open_ro(&env.path(name)).unwrap();
+            c.query_row(
+                "SELECT seq, chain_hash FROM events ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)? as u64,
+                        hex::encode(r.get::<_, Vec<u8>>(1)?),
+                    ))
+                },
+            )
+            .unwrap()
+        };
+        let t = env.trail_on(db, key, &["verify", "--json"]);
+        let p = env.py_verify_on(&env.path(name), &["--key-file", env.key_str(), "--json"]);
+        assert_verdicts(&t, &p, &verdict(true, 3, None, &head));
+
+        let copy = format!("{name}.copy");
+        env.trail_on(db, key, &["backup", &copy]).ok();
+        assert!(env.path(&copy).is_file(), "{copy}");
+        let t = env.trail_on(std::path::Path::new(&copy), key, &["verify", "--json"]);
+        assert_eq!(t.json()["entries_checked"], json!(3), "{copy}");
+        env.trail_on(db, key, &["prune", "--before", "2000-01-01"])
+            .ok();
+    }
+    assert!(!env.path("fx.db").exists());
+}
+
+/// `trail import` of a folder names the folder, not a line, and writes
+/// nothing.
+#[test]
+fn importing_a_folder_names_the_folder() {
+    let env = Env::new();
+    let folder = env.path("runs");
+    let out = env.trail(&["import", folder.to_str().unwrap()]);
+    out.expect_code(2);
+    assert_eq!(
+        out.stderr,
+        format!(
+            "trail: cannot read {}: it is a folder, not a file\n",
+            folder.display()
+        )
+    );
+    assert!(!env.db.exists());
 }

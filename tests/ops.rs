@@ -107,6 +107,22 @@ fn wait_past(t: DateTime<Utc>) {
     }
 }
 
+/// A `--before` that takes every event stored so far: just past the
+/// newest one's timestamp, once the clock has moved past it (a cut-off
+/// later than now is refused).
+fn past_newest(env: &Env) -> String {
+    let newest: String = env
+        .conn()
+        .query_row("SELECT max(ts) FROM events", [], |r| r.get(0))
+        .unwrap();
+    let newest = DateTime::parse_from_rfc3339(&newest)
+        .unwrap()
+        .with_timezone(&Utc);
+    let before = newest + chrono::Duration::microseconds(1);
+    wait_past(before);
+    before.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
 /// What [`pruned_log`] built.
 struct Pruned {
     env: Env,
@@ -711,16 +727,35 @@ fn a_row_below_the_cut_that_nothing_links_is_broken_link() {
     );
 }
 
+/// `--before` later than now is refused (exit 2, the flag and the value
+/// named, nothing cut or deleted): it would take events stored a moment ago,
+/// as `--older-than-days 0` would. A cut-off just past the newest event
+/// (in the past once the clock has moved) takes everything, and the chain
+/// goes on after the cut.
 #[test]
-fn prune_before_a_future_date_cuts_everything_and_the_chain_goes_on() {
+fn prune_before_a_future_date_is_refused_and_one_just_past_the_newest_event_cuts_everything() {
     let env = new_env();
     import(&env, "a", 9);
+    let rows = env.rows();
+    for future in ["2099-01-01", "2999-12-31T23:59:59Z"] {
+        let out = env.trail(&["prune", "--before", future]);
+        out.expect_code(2);
+        out.stderr_has(&[
+            &format!("--before: {future:?} is later than now ("),
+            "nothing was pruned",
+        ]);
+        assert_eq!(out.stdout, "");
+        assert_eq!(env.rows(), rows, "{future}: nothing changed");
+        assert_eq!(cut_count(&env), 0);
+    }
+
+    let before = past_newest(&env);
     let (h9, _) = seal_of(&env, 9);
-    let out = env.trail(&["prune", "--before", "2999-01-01"]);
+    let out = env.trail(&["prune", "--before", &before]);
     out.expect_code(0);
     assert!(
         out.stdout
-            .starts_with("pruned 9 events before 2999-01-01T00:00:00.000000Z"),
+            .starts_with(&format!("pruned 9 events before {before}")),
         "{}",
         out.stdout
     );
@@ -790,8 +825,7 @@ fn prune_never_deletes_rows_that_do_not_verify() {
     let damaged = verdict(false, 3, Some((4, "modified")), &head);
     assert_both_verify(&env, &env.db, &env.key, &damaged);
 
-    let later =
-        (Utc::now() + chrono::Duration::seconds(5)).to_rfc3339_opts(SecondsFormat::Micros, true);
+    let later = past_newest(&env);
     let out = env.trail(&["prune", "--before", &later, "--json"]);
     out.expect_code(1);
     out.stderr_has(&[
@@ -835,16 +869,17 @@ fn finishing_an_interrupted_prune_deletes_only_rows_that_verify() {
     assert_eq!(head.0, 9);
     assert_both_verify(&env, &env.db, &env.key, &verdict(true, 4, None, &head));
 
-    // Finished first, then this prune's own cut: two records in the chain.
+    // Finished first (its retention.prune is seq 9, stored after the
+    // cut-off), then this prune's own cut: two records in the chain.
     let (env, _) = interrupted_prune("4, 5");
-    let out = env.trail(&["prune", "--before", "2999-01-01", "--json"]);
+    let out = env.trail(&["prune", "--before", &past_newest(&env), "--json"]);
     out.expect_code(0);
-    assert_eq!(out.json()["deleted"], 7, "{}", out.stdout); // 1-3, then 6-9
-    assert_eq!(out.json()["up_to_seq"], 9, "{}", out.stdout);
+    assert_eq!(out.json()["deleted"], 6, "{}", out.stdout); // 1-3, then 6-8
+    assert_eq!(out.json()["up_to_seq"], 8, "{}", out.stdout);
     assert_eq!(out.json()["event_seq"], 10, "{}", out.stdout);
-    assert_eq!(env.count(), 1);
+    assert_eq!(env.count(), 2);
     let head = env.head();
-    assert_both_verify(&env, &env.db, &env.key, &verdict(true, 1, None, &head));
+    assert_both_verify(&env, &env.db, &env.key, &verdict(true, 2, None, &head));
 }
 
 /// After a key change, the rows sealed with the old key verify only with it:
@@ -863,8 +898,7 @@ fn rows_sealed_with_an_old_key_verify_and_prune_only_with_that_key() {
     let mut cmd = env.command(&["import", q.to_str().unwrap()]);
     cmd.env("TRAIL_VERIFY_KEY_FILES", other.to_str().unwrap());
     util::run_cmd(cmd).expect_code(0);
-    let later =
-        (Utc::now() + chrono::Duration::seconds(5)).to_rfc3339_opts(SecondsFormat::Micros, true);
+    let later = past_newest(&env);
 
     let out = env.trail(&["prune", "--before", &later]);
     out.expect_code(1);

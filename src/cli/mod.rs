@@ -17,7 +17,8 @@ use crate::domain::{Anchor, Filter, FilterInput, InputError, NewEvent};
 use crate::store::export::{export, Format};
 use crate::store::query::{self, for_each_match, Order, PageRequest, StoredEvent};
 use crate::store::{
-    open_read, verify_file, KeySource, StoreError, Synchronous, VerifyRequest, Writer, WriterConfig,
+    open_read, verify_file, KeySource, StopCheckpoint, StoreError, VerifyRequest, Writer,
+    WriterConfig,
 };
 
 /// `println!` that ends quietly when standard output's reader has gone
@@ -72,6 +73,7 @@ pub enum Command {
     Serve(ServeArgs),
     /// Print the effective configuration, each setting with where it came from (secrets redacted).
     Config {
+        /// One JSON object: each setting's value and source.
         #[arg(long)]
         json: bool,
     },
@@ -91,18 +93,25 @@ pub enum Command {
     /// Every event matching the filters, oldest first.
     Search(SearchArgs),
     /// Totals by type, level and actor over a period, and the chain status.
-    #[command(alias = "stats")]
     Summary(SummaryArgs),
+    /// The same as summary (the name the old tool used).
+    Stats(SummaryArgs),
     /// Check the chain: intact, or the first bad row and what is wrong with it.
     Verify(VerifyArgs),
     /// Stream matching events to CSV, JSON or JSON Lines.
     Export(ExportArgs),
     /// Export everything as CSV (alias of export --format csv --output F).
     #[command(name = "export-csv")]
-    ExportCsv { file: PathBuf },
+    ExportCsv {
+        /// The file to write (`-`: standard output).
+        file: PathBuf,
+    },
     /// Export everything as JSON (alias of export --format json --output F).
     #[command(name = "export-json")]
-    ExportJson { file: PathBuf },
+    ExportJson {
+        /// The file to write (`-`: standard output).
+        file: PathBuf,
+    },
     /// Retention: record a sealed cut, delete the events before it, log the prune.
     Prune(ops::PruneArgs),
     /// Copy the database while it is in use, then verify the copy.
@@ -117,11 +126,13 @@ pub struct FilterArgs {
     /// Minimum level: debug, info, warning, error, critical.
     #[arg(long)]
     pub level: Option<String>,
+    /// Only events of this actor (exact).
     #[arg(long)]
     pub actor: Option<String>,
+    /// Only events on this resource (exact).
     #[arg(long)]
     pub resource: Option<String>,
-    /// true or false.
+    /// Only successes (true) or failures (false).
     #[arg(long)]
     pub success: Option<String>,
     /// Stored from this time on (RFC 3339 or YYYY-MM-DD): the time trail
@@ -220,34 +231,43 @@ impl ServeArgs {
 pub enum TokenCommand {
     /// Create a token and print its secret (shown once; only a hash is stored).
     Create {
+        /// The token's name (what list, revoke and the audit events call it).
         name: String,
         /// ingest, read or admin (repeatable, or comma-separated); admin includes the others.
         #[arg(long = "scope", required = true, value_delimiter = ',')]
         scopes: Vec<String>,
+        /// One JSON object: name, scopes and the secret.
         #[arg(long)]
         json: bool,
     },
     /// List tokens (never their secrets).
     List {
+        /// {"tokens": [...]} instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Revoke a token: new requests with it are refused (by a running
     /// server within a second).
-    Revoke { name: String },
+    Revoke {
+        /// The name of the token to revoke.
+        name: String,
+    },
 }
 
 #[derive(Args, Debug)]
 pub struct AppendArgs {
     /// The event type, such as user.login.
     pub event: Option<String>,
+    /// debug, info (default), warning, error or critical.
     #[arg(long)]
     pub level: Option<String>,
+    /// Who did it: a user, a service.
     #[arg(long)]
     pub actor: Option<String>,
+    /// What it was done to: a file, a record, a URL.
     #[arg(long)]
     pub resource: Option<String>,
-    /// true or false.
+    /// Whether it succeeded: true or false.
     #[arg(long)]
     pub success: Option<String>,
     /// A detail as KEY=VALUE (repeatable); the value is a string.
@@ -272,6 +292,7 @@ pub struct ImportArgs {
 
 #[derive(Args, Debug)]
 pub struct ShowArgs {
+    /// How many events, at most (default 20).
     #[arg(long, short = 'n', default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub limit: u32,
     #[command(flatten)]
@@ -283,6 +304,7 @@ pub struct ShowArgs {
 
 #[derive(Args, Debug)]
 pub struct TailArgs {
+    /// How many of the newest events (default 20).
     #[arg(short = 'n', long = "lines", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub n: u32,
     /// Keep printing events as they are appended (one JSON object per line with --json).
@@ -290,6 +312,7 @@ pub struct TailArgs {
     pub follow: bool,
     #[command(flatten)]
     pub filter: FilterArgs,
+    /// {"events": [...]} instead of a table; with --follow, one JSON object per line.
     #[arg(long)]
     pub json: bool,
 }
@@ -298,6 +321,7 @@ pub struct TailArgs {
 pub struct SearchArgs {
     #[command(flatten)]
     pub filter: FilterArgs,
+    /// {"events": [...]} instead of a table.
     #[arg(long)]
     pub json: bool,
 }
@@ -313,6 +337,7 @@ pub struct SummaryArgs {
     /// Instead of --period: up to this time (RFC 3339, inclusive, or YYYY-MM-DD, the whole day).
     #[arg(long, visible_alias = "end", conflicts_with = "period")]
     pub until: Option<String>,
+    /// One JSON object (the same as GET /v1/summary) instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -331,6 +356,7 @@ pub struct HealthcheckArgs {
 
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
+    /// One JSON object (the same as GET /v1/verify) instead of a line of text.
     #[arg(long)]
     pub json: bool,
     /// A head seen earlier, SEQ:HEX: detects a cut-off or rewritten tail.
@@ -376,6 +402,10 @@ pub enum CliError {
     Store(#[from] StoreError),
     #[error("{0}")]
     VerifyFailed(String),
+    /// A write committed, and printing its confirmation failed: exit 3,
+    /// with a message that says what was stored.
+    #[error("{0}")]
+    Unconfirmed(String),
     /// A store error with what the command had done before it (an import
     /// that failed part-way says how many events were committed).
     #[error("{source}; {note}")]
@@ -393,6 +423,7 @@ impl CliError {
         match self {
             CliError::VerifyFailed(_) => 1,
             CliError::Input(_) => 2,
+            CliError::Unconfirmed(_) => 3,
             CliError::Store(e) | CliError::WithNote { source: e, .. } => match e {
                 StoreError::PruneRefused { .. } => 1,
                 StoreError::Input(_)
@@ -459,7 +490,12 @@ fn init_logging(
         // whichever thread logged (the writer's, the signal handler's).
         .log_internal_errors(false);
     if !serving {
-        let _ = builder.with_writer(io::stderr).try_init();
+        // A command's warnings read as the CLI's own (`trail: warning: …`),
+        // not as a server's log lines.
+        let _ = builder
+            .with_writer(io::stderr)
+            .event_format(CliFormat)
+            .try_init();
         return None;
     }
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
@@ -477,6 +513,41 @@ fn init_logging(
         builder.try_init()
     };
     Some(guard)
+}
+
+/// The log lines of a command (not of `trail serve`): `trail: warning:
+/// MESSAGE key=value…`, as the CLI's other messages; below `warn` (with
+/// `TRAIL_LOG=debug`) the module is named too.
+struct CliFormat;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for CliFormat
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        use tracing::Level;
+        let meta = event.metadata();
+        let level = *meta.level();
+        let name = match level {
+            Level::ERROR => "error",
+            Level::WARN => "warning",
+            Level::INFO => "info",
+            Level::DEBUG => "debug",
+            Level::TRACE => "trace",
+        };
+        write!(writer, "trail: {name}: ")?;
+        if level > Level::WARN {
+            write!(writer, "{}: ", meta.target())?;
+        }
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
 }
 
 pub fn run(cli: Cli) -> Result<(), CliError> {
@@ -517,14 +588,14 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Serve(_) => serve(&config),
         Command::Config { json } => show_config(&config, json),
-        Command::Token(cmd) => token_cmd(db, &keys, sync, cmd),
+        Command::Token(cmd) => token_cmd(db, &keys, writer_config(&config), cmd),
         Command::Healthcheck(args) => healthcheck(&config, args),
-        Command::Append(args) => append(db, &keys, sync, args),
-        Command::Import(args) => import(db, &keys, sync, args),
+        Command::Append(args) => append(db, &keys, &config, args),
+        Command::Import(args) => import(db, &keys, &config, args),
         Command::Show(args) => show(db, args),
         Command::Tail(args) => tail(db, args),
         Command::Search(args) => search(db, args),
-        Command::Summary(args) => summary(db, &keys, args),
+        Command::Summary(args) | Command::Stats(args) => summary(db, &keys, args),
         Command::Verify(args) => verify(db, &keys, args),
         Command::Export(args) => export_cmd(db, args.format, args.order, args.output, &args.filter),
         Command::ExportCsv { file } => export_cmd(
@@ -619,7 +690,7 @@ fn show_config(config: &Config, json: bool) -> Result<(), CliError> {
 fn token_cmd(
     db: &Path,
     keys: &KeySource,
-    sync: Synchronous,
+    writing: WriterConfig,
     cmd: TokenCommand,
 ) -> Result<(), CliError> {
     use crate::store::tokens::{self, Scope};
@@ -630,7 +701,7 @@ fn token_cmd(
                 .map(|s| Scope::parse(s).map_err(|m| CliError::Input(format!("--scope: {m}"))))
                 .collect::<Result<_, _>>()?;
             let secret = tokens::generate_secret();
-            let writer = start_writer(db, keys, sync)?;
+            let writer = start_writer(db, keys, writing)?;
             let info = crate::store::tokens::create_audited(
                 &writer,
                 &name,
@@ -703,7 +774,7 @@ fn token_cmd(
             Ok(())
         }
         TokenCommand::Revoke { name } => {
-            let writer = start_writer(db, keys, sync)?;
+            let writer = start_writer(db, keys, writing)?;
             if crate::store::tokens::revoke_audited(
                 &writer,
                 &name,
@@ -765,7 +836,19 @@ fn healthcheck(config: &Config, args: HealthcheckArgs) -> Result<(), CliError> {
     }
 }
 
-fn start_writer(db: &Path, keys: &KeySource, sync: Synchronous) -> Result<Writer, CliError> {
+/// How the CLI's writer writes, from the configuration: as the server's
+/// (`synchronous`, the metadata added to every event), except that closing
+/// it never waits for readers (see [`StopCheckpoint`]).
+fn writer_config(config: &Config) -> WriterConfig {
+    WriterConfig {
+        synchronous: config.synchronous.value,
+        server_metadata: config.server_metadata(),
+        stop_checkpoint: StopCheckpoint::Passive,
+        ..WriterConfig::default()
+    }
+}
+
+fn start_writer(db: &Path, keys: &KeySource, writing: WriterConfig) -> Result<Writer, CliError> {
     crate::store::db::check_target(db)?;
     let key = keys.signing_key(db)?;
     let ring = keys.verify_keyring(db, &[])?;
@@ -782,22 +865,10 @@ fn start_writer(db: &Path, keys: &KeySource, sync: Synchronous) -> Result<Writer
             kind.explain()
         );
     }
-    Ok(Writer::start(
-        db,
-        key,
-        WriterConfig {
-            synchronous: sync,
-            ..WriterConfig::default()
-        },
-    )?)
+    Ok(Writer::start(db, key, writing)?)
 }
 
-fn append(
-    db: &Path,
-    keys: &KeySource,
-    sync: Synchronous,
-    args: AppendArgs,
-) -> Result<(), CliError> {
+fn append(db: &Path, keys: &KeySource, config: &Config, args: AppendArgs) -> Result<(), CliError> {
     let event = if let Some(src) = &args.json {
         let text = read_input(src)?;
         if let Some(e) = crate::domain::json::too_deep(&text) {
@@ -876,7 +947,15 @@ fn append(
             )
         })?
     };
-    let writer = start_writer(db, keys, sync)?;
+    // A path that is no trail database is refused whatever the event.
+    crate::store::db::check_target(db)?;
+    // As the server: an event the configuration drops is not stored, and
+    // nothing is created for it (no database, no key).
+    if let Some(why) = config.drop_policy().verdict(&event) {
+        out!("{}", dropped_line(config, &event, why))?;
+        return Ok(());
+    }
+    let writer = start_writer(db, keys, writer_config(config))?;
     let stored = writer.append(vec![event])?;
     let a = &stored[0];
     if !a.created {
@@ -885,13 +964,53 @@ fn append(
             a.id
         );
     }
-    out!(
+    let line = format!(
         "seq={} id={} chain_hash={}",
         a.seq,
         a.id,
         hex::encode(a.chain_hash)
-    )?;
-    Ok(())
+    );
+    confirm(&line, "the event WAS stored", "do not append it again")
+}
+
+/// Prints the confirmation of a write that has committed. If it cannot be
+/// printed (a full disk behind standard output), the error says what was
+/// stored: a script that retries on any failure would store it twice
+/// (exit 3, as any file-system failure). A reader that went away (`| head
+/// -0`) is not a failure, as for every command.
+fn confirm(line: &str, stored: &str, advice: &str) -> Result<(), CliError> {
+    let shown = {
+        let mut stdout = io::stdout().lock();
+        writeln!(stdout, "{line}").and_then(|()| stdout.flush())
+    };
+    match shown {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(CliError::Unconfirmed(format!(
+            "{stored}: {line}; writing that to standard output failed: {e}; {advice}"
+        ))),
+    }
+}
+
+/// What `append` prints for an event the configuration drops (exit 0, as
+/// the server's `200 {"dropped": …}`): which setting, why, and where the
+/// setting came from.
+fn dropped_line(config: &Config, event: &NewEvent, why: crate::domain::Dropped) -> String {
+    use crate::domain::Dropped;
+    let because = match why {
+        Dropped::MinLevel => format!(
+            "level {} is below min_level {}, from {}",
+            event.level().as_str(),
+            config.min_level.value.as_str(),
+            config.min_level.source
+        ),
+        Dropped::Excluded => format!(
+            "type {} is in exclude_events, from {}",
+            event.event().as_str(),
+            config.exclude_events.source
+        ),
+    };
+    format!("not stored: dropped={} ({because})", why.as_str())
 }
 
 /// The most one event's JSON may take, for `append --json` and each line of
@@ -936,7 +1055,7 @@ const BOM: &[u8] = b"\xef\xbb\xbf";
 
 /// The next line of an import without its line ending, `None` at the end;
 /// a line longer than [`MAX_EVENT_INPUT`] is refused before it is read whole.
-fn next_line(reader: &mut dyn BufRead, n: usize) -> Option<Result<String, String>> {
+fn next_line(reader: &mut dyn BufRead, name: &str, n: usize) -> Option<Result<String, String>> {
     let mut buf = Vec::new();
     let bom = if n == 1 { BOM.len() } else { 0 };
     match io::Read::take(&mut *reader, (MAX_EVENT_INPUT + bom) as u64 + 2)
@@ -944,7 +1063,7 @@ fn next_line(reader: &mut dyn BufRead, n: usize) -> Option<Result<String, String
     {
         Ok(0) => return None,
         Ok(_) => {}
-        Err(e) => return Some(Err(format!("line {n}: cannot read: {e}"))),
+        Err(e) => return Some(Err(format!("cannot read {name} at line {n}: {e}"))),
     }
     if buf.last() == Some(&b'\n') {
         buf.pop();
@@ -971,6 +1090,10 @@ struct Imported {
     /// Lines whose client id matched an event stored already, with the same
     /// content: answered with that event, not written again.
     already: u64,
+    /// Lines the configuration dropped (`min_level`, `exclude_events`):
+    /// not stored, as the server does not store them.
+    dropped_min_level: u64,
+    dropped_excluded: u64,
     range: Option<(u64, u64)>,
 }
 
@@ -998,7 +1121,29 @@ impl Imported {
                 self.already
             ));
         }
+        let dropped = self.dropped_min_level + self.dropped_excluded;
+        if dropped > 0 {
+            let by: Vec<String> = [
+                ("min_level", self.dropped_min_level),
+                ("exclude_events", self.dropped_excluded),
+            ]
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(setting, n)| format!("{setting}: {n}"))
+            .collect();
+            msg.push_str(&format!(
+                "; {dropped} dropped by the configuration, not stored ({})",
+                by.join(", ")
+            ));
+        }
         msg
+    }
+
+    fn dropped(&mut self, why: crate::domain::Dropped) {
+        match why {
+            crate::domain::Dropped::MinLevel => self.dropped_min_level += 1,
+            crate::domain::Dropped::Excluded => self.dropped_excluded += 1,
+        }
     }
 
     /// Waits for the batch in flight; its events are committed once it returns.
@@ -1059,20 +1204,23 @@ impl Imported {
     }
 }
 
-fn import(
-    db: &Path,
-    keys: &KeySource,
-    sync: Synchronous,
-    args: ImportArgs,
-) -> Result<(), CliError> {
-    let mut reader: Box<dyn BufRead> = if args.file == "-" {
-        Box::new(io::BufReader::new(io::stdin()))
+fn import(db: &Path, keys: &KeySource, config: &Config, args: ImportArgs) -> Result<(), CliError> {
+    let (name, mut reader): (&str, Box<dyn BufRead>) = if args.file == "-" {
+        ("standard input", Box::new(io::BufReader::new(io::stdin())))
     } else {
-        let f = std::fs::File::open(&args.file)
-            .map_err(|e| CliError::Input(format!("cannot read {}: {e}", args.file)))?;
-        Box::new(io::BufReader::with_capacity(1 << 20, f))
+        let cannot = |why: String| CliError::Input(format!("cannot read {}: {why}", args.file));
+        let f = std::fs::File::open(&args.file).map_err(|e| cannot(e.to_string()))?;
+        // Opening a folder works; reading it does not.
+        if f.metadata().is_ok_and(|m| m.is_dir()) {
+            return Err(cannot("it is a folder, not a file".into()));
+        }
+        (
+            args.file.as_str(),
+            Box::new(io::BufReader::with_capacity(1 << 20, f)),
+        )
     };
-    let writer = start_writer(db, keys, sync)?;
+    let writer = start_writer(db, keys, writer_config(config))?;
+    let policy = config.drop_policy();
     let batch_size = args.batch_size as usize;
     let mut state = Imported::default();
     // One batch commits while the next is parsed.
@@ -1083,7 +1231,7 @@ fn import(
     let mut n = 0;
     loop {
         n += 1;
-        let Some(line) = next_line(&mut *reader, n) else {
+        let Some(line) = next_line(&mut *reader, name, n) else {
             break;
         };
         let parsed = line.and_then(|line| {
@@ -1108,10 +1256,17 @@ fn import(
         });
         match parsed {
             Ok(None) => continue,
-            Ok(Some(ev)) => {
-                lines.push(n);
-                batch.push(ev);
-            }
+            Ok(Some(ev)) => match policy.verdict(&ev) {
+                // As the server: never stored, counted in the summary.
+                Some(why) => {
+                    state.dropped(why);
+                    continue;
+                }
+                None => {
+                    lines.push(n);
+                    batch.push(ev);
+                }
+            },
             Err(m) => {
                 state.settle(&mut in_flight)?;
                 let first = lines.first().copied().unwrap_or(n);
@@ -1142,9 +1297,15 @@ fn import(
         in_flight = Some((lines, p));
     }
     state.settle(&mut in_flight)?;
-    let msg = state.summary();
-    out!("{msg}")?;
-    Ok(())
+    if state.committed == 0 {
+        confirm(&state.summary(), "the import ended", "nothing was written")
+    } else {
+        confirm(
+            &state.summary(),
+            "the events WERE stored",
+            "do not import them again",
+        )
+    }
 }
 
 fn print_events(events: &[StoredEvent], json: bool) -> Result<(), CliError> {
@@ -1663,6 +1824,7 @@ mod tests {
                 committed,
                 already,
                 range,
+                ..Imported::default()
             }
             .summary()
         };
@@ -1677,6 +1839,22 @@ mod tests {
         assert_eq!(
             said(0, None, 2),
             "imported 0 events; 2 already stored with the same content (matched by id, not written again)"
+        );
+        let mut dropped = Imported {
+            committed: 2,
+            range: Some((1, 2)),
+            ..Imported::default()
+        };
+        dropped.dropped(crate::domain::Dropped::Excluded);
+        assert_eq!(
+            dropped.summary(),
+            "imported 2 events (seq 1..2); 1 dropped by the configuration, not stored (exclude_events: 1)"
+        );
+        dropped.dropped(crate::domain::Dropped::MinLevel);
+        dropped.dropped(crate::domain::Dropped::MinLevel);
+        assert_eq!(
+            dropped.summary(),
+            "imported 2 events (seq 1..2); 3 dropped by the configuration, not stored (min_level: 2, exclude_events: 1)"
         );
     }
 }

@@ -48,7 +48,19 @@ impl PruneArgs {
     fn cutoff(&self, now: DateTime<Utc>) -> Result<DateTime<Utc>, CliError> {
         match (&self.before, self.older_than_days) {
             (Some(s), None) => {
-                parse_bound(s, false).map_err(|e| CliError::Input(format!("--before: {e}")))
+                let before =
+                    parse_bound(s, false).map_err(|e| CliError::Input(format!("--before: {e}")))?;
+                // A cut-off still to come would take the whole log, events
+                // stored a moment ago included (as --older-than-days 0
+                // would, which is refused too).
+                if before > now {
+                    return Err(CliError::Input(format!(
+                        "--before: {s:?} is later than now ({}): a prune deletes only events \
+                         from the past; nothing was pruned",
+                        format_timestamp(now)
+                    )));
+                }
+                Ok(before)
             }
             (None, Some(days)) => Ok(now - chrono::Duration::days(i64::from(days))),
             _ => Err(CliError::Input(

@@ -7,10 +7,12 @@ pub mod error;
 pub mod event;
 pub mod filter;
 pub mod json;
+pub mod policy;
 pub mod verify;
 
 pub use chain::{Anchor, Hash, HmacKey, KeyId, Keyring, GENESIS};
 pub use error::{FieldError, InputError};
 pub use event::{EventId, EventType, Level, NewEvent, Placement};
 pub use filter::{EventMatch, Filter, FilterInput};
+pub use policy::{DropPolicy, Dropped};
 pub use verify::{Checker, Failure, FailureKind, Report, Row};

@@ -6,7 +6,7 @@ use futures_util::StreamExt as _;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::domain::{InputError, NewEvent};
+use crate::domain::{Dropped, InputError, NewEvent};
 use crate::store::{Appended, IdempotencyKey, StoredEvent};
 
 use super::error::ApiError;
@@ -299,17 +299,9 @@ pub async fn post_events(
     let ctx = super::auth::RequestContext::of(&req);
     // Why each event of the request is not stored (`min_level`,
     // `excluded`), by position; `None` for those to store.
-    let drops: Vec<Option<&'static str>> = parsed
+    let drops: Vec<Option<Dropped>> = parsed
         .iter()
-        .map(|ev| {
-            if ev.level() < state.min_level {
-                Some("min_level")
-            } else if matches_any(&state.exclude_events, ev.event().as_str()) {
-                Some("excluded")
-            } else {
-                None
-            }
-        })
+        .map(|ev| state.drop_policy.verdict(ev))
         .collect();
     let hash = request_hash(
         parsed
@@ -321,7 +313,8 @@ pub async fn post_events(
     let mut events = Vec::with_capacity(parsed.len());
     for (mut ev, drop) in parsed.into_iter().zip(&drops) {
         if let Some(reason) = drop {
-            metrics::counter!("trail_events_dropped_total", "reason" => *reason).increment(1);
+            metrics::counter!("trail_events_dropped_total", "reason" => reason.as_str())
+                .increment(1);
             continue;
         }
         if let Some(ctx) = &ctx {
@@ -332,9 +325,10 @@ pub async fn post_events(
     let dropped = drops.len() - events.len();
     if !is_batch && events.is_empty() {
         // Nothing to store, nothing stored: 200, saying so.
+        let reason = drops[0].expect("the one event was dropped");
         return Ok(HttpResponse::Ok().json(serde_json::json!({
-            "dropped": drops[0],
-            "detail": dropped_detail(drops[0]),
+            "dropped": reason.as_str(),
+            "detail": reason.detail(),
         })));
     }
     let idempotency = idem.map(|key| IdempotencyKey {
@@ -379,7 +373,7 @@ pub async fn post_events(
                 body.push(',');
             }
             match drop {
-                Some(reason) => body.push_str(&format!("{{\"dropped\":\"{reason}\"}}")),
+                Some(reason) => body.push_str(&format!("{{\"dropped\":\"{}\"}}", reason.as_str())),
                 None => appended_json(
                     stored_in_order
                         .next()
@@ -408,16 +402,4 @@ pub async fn post_events(
         ));
     }
     Ok(resp.content_type("application/json").body(body))
-}
-
-fn dropped_detail(reason: Option<&str>) -> &'static str {
-    match reason {
-        Some("min_level") => "the event is below the server's min_level; it was not stored",
-        _ => "the event's type is in the server's exclude_events; it was not stored",
-    }
-}
-
-fn matches_any(m: &crate::domain::EventMatch, event: &str) -> bool {
-    m.exact.iter().any(|e| e.as_str() == event)
-        || m.prefixes.iter().any(|p| event.starts_with(p.as_str()))
 }

@@ -26,7 +26,7 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OpenFlags};
 
 use crate::config::{Cidr, Config, ConfigError, ProxyHeaders, Secret};
-use crate::domain::{EventMatch, EventType, Keyring, Level, NewEvent};
+use crate::domain::{DropPolicy, EventMatch, EventType, Keyring, Level, NewEvent};
 use crate::store::{KeySource, StoreError, Writer, WriterConfig};
 
 use error::ApiError;
@@ -160,8 +160,8 @@ pub struct AppState {
     pub base_path: String,
     pub trusted_proxies: Vec<Cidr>,
     pub proxy_headers: ProxyHeaders,
-    pub min_level: Level,
-    pub exclude_events: EventMatch,
+    /// `min_level` and `exclude_events`: what is dropped, not stored.
+    pub drop_policy: DropPolicy,
     pub metrics_require_admin: bool,
     pub insecure_no_auth: bool,
     pub tokens: auth::TokenCache,
@@ -316,7 +316,8 @@ pub fn read_pool(
     cache_kib: u32,
 ) -> Result<ReadPool, StoreError> {
     crate::store::db::sqlite_process_settings();
-    let manager = SqliteConnectionManager::file(path)
+    // The path as a path: see `file_uri`.
+    let manager = SqliteConnectionManager::file(crate::store::db::file_uri(path, "")?)
         .with_flags(
             OpenFlags::SQLITE_OPEN_READ_ONLY
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX
@@ -606,8 +607,10 @@ impl Application {
             base_path: config.base_path.clone(),
             trusted_proxies: config.trusted_proxies.clone(),
             proxy_headers: config.proxy_headers,
-            min_level: config.min_level,
-            exclude_events: config.exclude_events.clone(),
+            drop_policy: DropPolicy {
+                min_level: config.min_level,
+                exclude_events: config.exclude_events.clone(),
+            },
             metrics_require_admin: config.metrics_require_admin,
             insecure_no_auth: config.insecure_no_auth,
             tokens: auth::TokenCache::default(),

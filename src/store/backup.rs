@@ -108,10 +108,11 @@ fn temp_path(dest: &Path) -> PathBuf {
 fn copy_to(source: &Connection, tmp: &Path) -> Result<()> {
     let e = StoreError::sqlite("backing up the database");
     let _ = fs::remove_file(tmp);
-    let mut dest = Connection::open_with_flags(
+    let mut dest = super::db::open_path(
         tmp,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
-    )
+        "",
+    )?
     .map_err(|err| match err.sqlite_error_code() {
         Some(rusqlite::ErrorCode::CannotOpen) => StoreError::Io {
             context: format!(

@@ -330,7 +330,14 @@ fn open_write_inner(path: &Path, sync: Synchronous) -> Result<Connection> {
             "cannot open the folder to lock it: migrating without the lock"
         ),
     }
-    let mut conn = Connection::open(path).map_err(StoreError::sqlite("opening the database"))?;
+    let mut conn = open_path(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        "",
+    )?
+    .map_err(StoreError::sqlite("opening the database"))?;
     conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(StoreError::sqlite("setting busy timeout"))?;
     // The writer keeps one INSERT per power-of-two row count, besides its
@@ -443,18 +450,13 @@ pub fn open_read(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
-/// A configured read-only connection; `immutable` opens the file through a
-/// `file:` URI with `immutable=1`.
+/// A configured read-only connection; `immutable` opens the file with
+/// `immutable=1`.
 fn read_connection(path: &Path, immutable: bool) -> Result<Connection> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX
-        | OpenFlags::SQLITE_OPEN_URI;
-    let conn = if immutable {
-        Connection::open_with_flags(immutable_uri(path)?, flags)
-    } else {
-        Connection::open_with_flags(path, flags)
-    }
-    .map_err(StoreError::sqlite("opening the database read-only"))?;
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let query = if immutable { "immutable=1" } else { "" };
+    let conn = open_path(path, flags, query)?
+        .map_err(StoreError::sqlite("opening the database read-only"))?;
     configure_reader(&conn).map_err(|e| not_sqlite(e, path))?;
     Ok(conn)
 }
@@ -516,8 +518,13 @@ fn wal_is_empty(path: &Path) -> bool {
     }
 }
 
-/// `file:<absolute path, percent-encoded>?mode=ro&immutable=1`.
-fn immutable_uri(path: &Path) -> Result<String> {
+/// The `file:` URI of `path`, a file-system path (never read as a URI
+/// itself): `file://` + the absolute path, percent-encoded, + `?query` if
+/// any. This SQLite build reads every name that starts with `file:` as a
+/// URI (`SQLITE_USE_URI`), so a database opened by its plain name would be
+/// another file when that name is `file:x.db` (`x.db`), or has `?` or `#`
+/// in it; every connection to a database trail opens takes this URI.
+pub fn file_uri(path: &Path, query: &str) -> Result<String> {
     use percent_encoding::{percent_encode, NON_ALPHANUMERIC};
     use std::os::unix::ffi::OsStrExt;
     const PATH: &percent_encoding::AsciiSet = &NON_ALPHANUMERIC
@@ -530,9 +537,28 @@ fn immutable_uri(path: &Path) -> Result<String> {
         context: format!("resolving {}", path.display()),
         source,
     })?;
-    Ok(format!(
-        "file:{}?mode=ro&immutable=1",
+    let mut uri = format!(
+        "file://{}",
         percent_encode(abs.as_os_str().as_bytes(), PATH)
+    );
+    if !query.is_empty() {
+        uri.push('?');
+        uri.push_str(query);
+    }
+    Ok(uri)
+}
+
+/// Opens the database file at `path` (a path, never a URI: see
+/// [`file_uri`]) with `flags`, and `query` as URI parameters. The outer
+/// error is the path's (it could not be made absolute), the inner SQLite's.
+pub fn open_path(
+    path: &Path,
+    flags: OpenFlags,
+    query: &str,
+) -> Result<rusqlite::Result<Connection>> {
+    Ok(Connection::open_with_flags(
+        file_uri(path, query)?,
+        flags | OpenFlags::SQLITE_OPEN_URI,
     ))
 }
 
@@ -549,10 +575,11 @@ fn check_target_inner(path: &Path) -> Result<()> {
     if !path.exists() {
         return Ok(());
     }
-    let conn = Connection::open_with_flags(
+    let conn = open_path(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
+        "",
+    )?
     .map_err(StoreError::sqlite("opening the database read-only"))
     .map_err(|e| not_sqlite(e, path))?;
     conn.busy_timeout(BUSY_TIMEOUT)
@@ -747,7 +774,12 @@ pub fn latest_migration() -> u32 {
 /// tests of what this one does with such a file.
 #[doc(hidden)]
 pub fn create_at_version(path: &Path, version: u32) -> Result<()> {
-    let mut conn = Connection::open(path).map_err(StoreError::sqlite("opening the database"))?;
+    let mut conn = open_path(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+        "",
+    )?
+    .map_err(StoreError::sqlite("opening the database"))?;
     conn.execute_batch("PRAGMA page_size = 16384; PRAGMA journal_mode = WAL;")
         .map_err(StoreError::sqlite("setting pragmas"))?;
     embedded::migrations::runner()

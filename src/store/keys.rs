@@ -62,24 +62,48 @@ pub fn read_secret_file(path: &Path) -> std::result::Result<String, String> {
     String::from_utf8(bytes).map_err(|_| "it is not UTF-8 text".into())
 }
 
+/// Reads a key file, warning (once per file and process) when others may
+/// read it.
 pub fn read_key_file(path: &Path) -> Result<HmacKey> {
+    let key = parse_key_file(path)?;
+    warn_if_readable_by_others(path);
+    Ok(key)
+}
+
+/// Reads and checks a key file, and says nothing of its mode: for the
+/// configuration's check at start-up, before the log is set up (the
+/// commands that use the key read it again and warn then).
+pub fn parse_key_file(path: &Path) -> Result<HmacKey> {
     let text = read_secret_file(path)
         .map_err(|e| StoreError::Key(format!("cannot read key file {}: {e}", path.display())))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        if let Ok(meta) = fs::metadata(path) {
-            let mode = meta.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
-                tracing::warn!(
-                    "key file {} can be read by others (mode {mode:o}): whoever reads it can forge seals; chmod 600 it",
-                    path.display()
-                );
-            }
-        }
-    }
     HmacKey::from_hex(&text)
         .map_err(|e| StoreError::Key(format!("key file {}: {e}", path.display())))
+}
+
+/// A key file others may read is said once per process, however many
+/// times it is read (the signing key, then the verifying keyring).
+fn warn_if_readable_by_others(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    static WARNED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    let Ok(meta) = fs::metadata(path) else {
+        return;
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 == 0 {
+        return;
+    }
+    let real = fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+    let Ok(mut warned) = WARNED.lock() else {
+        return;
+    };
+    if warned.contains(&real) {
+        return;
+    }
+    warned.push(real);
+    tracing::warn!(
+        "key file {} can be read by others (mode {mode:o}): whoever reads it can forge seals; chmod 600 it",
+        path.display()
+    );
 }
 
 impl KeySource {

@@ -17,7 +17,9 @@ pub use error::StoreError;
 pub use keys::KeySource;
 pub use query::{Order, Page, PageRequest, StoredEvent, Summary};
 pub use verify::{verify_file, VerifyRequest};
-pub use writer::{Appended, IdempotencyKey, Pending, WriteCtx, Writer, WriterConfig};
+pub use writer::{
+    Appended, IdempotencyKey, Pending, StopCheckpoint, WriteCtx, Writer, WriterConfig,
+};
 
 /// Helpers for the store's unit tests.
 #[cfg(test)]

@@ -54,6 +54,25 @@ pub struct WriterConfig {
     pub synchronous: Synchronous,
     /// Added to every event under `metadata.trail` (empty: nothing added).
     pub server_metadata: serde_json::Map<String, serde_json::Value>,
+    /// What happens to the WAL when the writer stops.
+    pub stop_checkpoint: StopCheckpoint,
+}
+
+/// The checkpoint a writer runs when it stops (nothing is lost either way:
+/// rows left in the WAL are read from there, and copied into the file by
+/// a later checkpoint).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StopCheckpoint {
+    /// Copy the whole WAL into the file and empty it, waiting up to
+    /// [`STOP_CHECKPOINT_WAIT`] for readers still in it: a stopped server
+    /// leaves a file that is whole on its own (a cold copy of just
+    /// `trail.db` loses nothing).
+    #[default]
+    WaitForReaders,
+    /// Copy what no reader still needs, without waiting (`PASSIVE`): a CLI
+    /// command does not stall behind someone else's export, and says
+    /// nothing about the rows it leaves in the WAL for them.
+    Passive,
 }
 
 impl Default for WriterConfig {
@@ -63,6 +82,7 @@ impl Default for WriterConfig {
             max_group_events: 10_000,
             synchronous: Synchronous::Full,
             server_metadata: serde_json::Map::new(),
+            stop_checkpoint: StopCheckpoint::default(),
         }
     }
 }
@@ -564,7 +584,11 @@ fn run(
     }
     let _ = check_and_rescue(&conn, &mut file);
     match file.broken {
-        None => checkpoint_on_stop(&conn),
+        None => checkpoint_on_stop(
+            &conn,
+            config.stop_checkpoint,
+            &super::db::sidecar(&file.real, "-wal"),
+        ),
         Some(broken) => {
             if broken == SidecarBroken::Wal && !file.rescued {
                 // Readers held it so far: wait longer for them, once.
@@ -730,24 +754,69 @@ fn fail_group(jobs: Vec<Job>, reason: String, observer: &dyn WriterObserver) {
 const STOP_CHECKPOINT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// When the writer stops, everything committed moves from the WAL into the
-/// file itself: copying just `trail.db` of a stopped server (a cold backup,
-/// a copy for forensics) then loses nothing. Before this, a stopped
-/// server's file could be a bare header with every row in `trail.db-wal`.
-/// A reader still in the WAL (a long export) is waited for briefly; if the
-/// checkpoint cannot finish, the rows stay in the WAL, where SQLite finds
-/// them on the next open, so nothing is lost either way.
-fn checkpoint_on_stop(conn: &Connection) {
-    let _ = conn.busy_timeout(STOP_CHECKPOINT_WAIT);
-    let outcome = wal_checkpoint(conn, "TRUNCATE");
+/// file itself, as far as `how` lets it: copying just `trail.db` of a
+/// stopped server (a cold backup, a copy for forensics) then loses nothing.
+/// Before this, a stopped server's file could be a bare header with every
+/// row in `trail.db-wal`. With [`StopCheckpoint::WaitForReaders`] a reader
+/// still in the WAL (a long export) is waited for briefly; if the
+/// checkpoint cannot finish, the rows stay in the WAL (`wal`, named in the
+/// warning), where SQLite finds them on the next open, so nothing is lost
+/// either way.
+fn checkpoint_on_stop(conn: &Connection, how: StopCheckpoint, wal: &Path) {
+    let outcome = match how {
+        StopCheckpoint::WaitForReaders => {
+            let _ = conn.busy_timeout(STOP_CHECKPOINT_WAIT);
+            wal_checkpoint(conn, "TRUNCATE")
+        }
+        // PASSIVE never calls the busy handler: it copies what it can now.
+        StopCheckpoint::Passive => wal_checkpoint(conn, "PASSIVE"),
+    };
     match outcome {
-        Ok((0, _, _)) => {}
-        Ok((_, log, done)) => tracing::warn!(
-            wal_frames = log,
-            checkpointed = done,
-            "a reader kept part of the WAL at stop; those rows stay in trail.db-wal until the next open"
+        Ok(outcome) => match stop_checkpoint_report(how, outcome, wal) {
+            Some((true, text)) => tracing::warn!("{text}"),
+            Some((false, text)) => tracing::debug!("{text}"),
+            None => {}
+        },
+        Err(e) => tracing::warn!(
+            error = %e,
+            wal = %wal.display(),
+            "the checkpoint at stop failed; the rows stay in the WAL until a later checkpoint"
         ),
-        Err(e) => tracing::warn!(error = %e, "the checkpoint at stop failed; the rows stay in the WAL"),
     }
+}
+
+/// What to say of a stop checkpoint's outcome `(busy, frames in the WAL,
+/// frames copied)`: `(warn, text)`, or `None` when it copied everything.
+/// SQLite reports `-1` frames when the checkpoint could not run at all
+/// (another connection was checkpointing): that is not a count.
+fn stop_checkpoint_report(
+    how: StopCheckpoint,
+    (busy, log, done): (i64, i64, i64),
+    wal: &Path,
+) -> Option<(bool, String)> {
+    let wal = wal.display();
+    if log < 0 || done < 0 {
+        return Some((
+            false,
+            format!(
+                "no checkpoint at stop: another connection was checkpointing {wal}; the rows \
+                 stay there until it or a later checkpoint copies them into the file"
+            ),
+        ));
+    }
+    if log == done {
+        // Every frame is in the file (a reader may have kept the WAL from
+        // being emptied, which costs nothing).
+        return None;
+    }
+    let _ = busy;
+    let left = log - done;
+    let text = format!(
+        "a reader kept {left} of the {log} WAL frames at stop; those rows stay in {wal} \
+         (read from there, nothing is lost) until a later checkpoint copies them into the file"
+    );
+    // A CLI command leaves them without waiting: nothing to report.
+    Some((how == StopCheckpoint::WaitForReaders, text))
 }
 
 /// Appends `events` as one all-or-nothing job on `conn`, outside any writer
@@ -1379,5 +1448,92 @@ mod tests {
             "the WAL stayed at {} MiB",
             len >> 20
         );
+    }
+
+    /// What a stop checkpoint says: nothing when every frame is in the
+    /// file, the real WAL's name and the frames a reader kept otherwise (a
+    /// warning only for the server's waiting checkpoint), and never a count
+    /// of -1 (SQLite's "could not run").
+    #[test]
+    fn a_stop_checkpoint_names_the_wal_and_no_count_of_minus_one() {
+        let wal = Path::new("/srv/x/t.db-wal");
+        let wait = StopCheckpoint::WaitForReaders;
+        assert_eq!(stop_checkpoint_report(wait, (0, 8, 8), wal), None);
+        assert_eq!(stop_checkpoint_report(wait, (1, 8, 8), wal), None);
+        assert_eq!(stop_checkpoint_report(wait, (0, 0, 0), wal), None);
+        let (warn, text) = stop_checkpoint_report(wait, (1, 8, 3), wal).unwrap();
+        assert!(warn);
+        assert!(
+            text.starts_with(
+                "a reader kept 5 of the 8 WAL frames at stop; those rows stay in /srv/x/t.db-wal "
+            ),
+            "{text}"
+        );
+        let (warn, text) = stop_checkpoint_report(StopCheckpoint::Passive, (0, 8, 0), wal).unwrap();
+        assert!(
+            !warn,
+            "a CLI command does not warn of rows left for a reader"
+        );
+        assert!(text.contains("/srv/x/t.db-wal"), "{text}");
+        for how in [wait, StopCheckpoint::Passive] {
+            let (warn, text) = stop_checkpoint_report(how, (1, -1, -1), wal).unwrap();
+            assert!(!warn);
+            assert!(!text.contains("-1"), "{text}");
+            assert!(text.contains("another connection was checkpointing /srv/x/t.db-wal"));
+        }
+    }
+
+    /// A writer stopping with [`StopCheckpoint::Passive`] does not wait for
+    /// a reader holding a snapshot: the waiting checkpoint spends its whole
+    /// [`STOP_CHECKPOINT_WAIT`] in SQLite's busy handler before giving up,
+    /// the passive one never calls it. The rows it leaves in the WAL are
+    /// read from there, and a later writer's stop copies them in.
+    #[test]
+    fn a_passive_stop_does_not_wait_for_readers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let key = HmacKey::from_bytes([7; 32]);
+        let config = WriterConfig {
+            stop_checkpoint: StopCheckpoint::Passive,
+            ..WriterConfig::default()
+        };
+        let writer = Writer::start(&path, key.clone(), config.clone()).unwrap();
+        writer.append(vec![ev(0, None)]).unwrap();
+        drop(writer);
+        let reader = super::super::db::open_read(&path).unwrap();
+        reader.execute_batch("BEGIN").unwrap();
+        let n: i64 = reader
+            .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1);
+
+        let writer = Writer::start(&path, key.clone(), config.clone()).unwrap();
+        writer.append(vec![ev(1, None)]).unwrap();
+        let started = std::time::Instant::now();
+        writer.shutdown();
+        let took = started.elapsed();
+        assert!(
+            took < STOP_CHECKPOINT_WAIT,
+            "the stop waited {took:?} for the reader"
+        );
+        // The reader's snapshot is as it was; a new one sees both rows.
+        let n: i64 = reader
+            .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1);
+        let fresh = super::super::db::open_read(&path).unwrap();
+        let n: i64 = fresh
+            .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 2);
+        drop(fresh);
+        reader.execute_batch("COMMIT").unwrap();
+        drop(reader);
+        // With the reader gone, the next stop copies everything in: the
+        // file alone holds both rows.
+        let writer = Writer::start(&path, key, config).unwrap();
+        drop(writer);
+        let wal = super::super::db::sidecar(&path, "-wal");
+        assert_eq!(std::fs::metadata(&wal).map_or(0, |m| m.len()), 0);
     }
 }
