@@ -11,6 +11,7 @@
 #   EVENTS=200000 scripts/bench_http.sh   # a smaller file for 3 and 4
 #   BATCH_CONNECTIONS=64 scripts/bench_http.sh   # more batches in flight (default 8)
 #   ONLY_READS=1 / ONLY_WRITES=1                 # phases 3-4 / phases 1-2 only
+#   ONLY_SINGLES=1                               # phase 1 only (A/B runs of the writer)
 #   PAGE_SIZE=4096 scripts/bench_http.sh         # files made with this page size
 #   TRAIL_BIN=/path/to/trail                     # another build (no cargo build)
 #   BIG_DB=/path/to/big.db                       # phases 3-4 on a copy of this file
@@ -91,6 +92,7 @@ stop_server
 check_rows "$WORK/single.db" "$WORK/single.txt" 1
 "$BIN" --db "$WORK/single.db" verify
 
+if [ -n "${ONLY_SINGLES:-}" ]; then exit 0; fi
 echo
 BATCH_CONNECTIONS=${BATCH_CONNECTIONS:-8}
 echo "== 2. batches of 500: ${BATCH_CONNECTIONS} connections, ${DURATION}s"
