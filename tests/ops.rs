@@ -792,6 +792,9 @@ fn prune_refuses_bad_input_with_exit_2() {
         vec!["prune", "--before", "2020-13-01"],
         vec!["prune", "--older-than-days", "0"],
         vec!["prune", "--older-than-days", "-1"],
+        // As far back as retention_days goes (its cut-off was printed as
+        // the year -712).
+        vec!["prune", "--older-than-days", "100001"],
         vec!["prune", "--before", "2020-01-01", "--batch-size", "0"],
     ] {
         let out = env.trail(&args);

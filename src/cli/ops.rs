@@ -20,8 +20,8 @@ pub struct PruneArgs {
     /// Delete the events older than this: RFC 3339, or YYYY-MM-DD (midnight UTC).
     #[arg(long, value_name = "DATE")]
     pub before: Option<String>,
-    /// Delete the events older than N days.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    /// Delete the events older than N days (1 to 100,000, as retention_days).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub older_than_days: Option<u32>,
     /// Rows deleted per transaction (appends wait at most one batch).
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
