@@ -3300,20 +3300,7 @@ fn a_db_path_that_looks_like_a_uri_is_a_path() {
         assert_eq!(seqs(&shown.json()), [3, 2, 1], "{name}");
         let summary = env.trail_on(db, key, &["stats", "--json"]);
         assert_eq!(summary.json()["total_events"], json!(3));
-        let head = {
-            let c = util::open_ro(&env.path(name)).unwrap();
-            c.query_row(
-                "SELECT seq, chain_hash FROM events ORDER BY seq DESC LIMIT 1",
-                [],
-                |r| {
-                    Ok((
-                        r.get::<_, i64>(0)? as u64,
-                        hex::encode(r.get::<_, Vec<u8>>(1)?),
-                    ))
-                },
-            )
-            .unwrap()
-        };
+        let head = util::head_of(&env.path(name));
         let t = env.trail_on(db, key, &["verify", "--json"]);
         let p = env.py_verify_on(&env.path(name), &["--key-file", env.key_str(), "--json"]);
         assert_verdicts(&t, &p, &verdict(true, 3, None, &head));

@@ -999,10 +999,11 @@ mod tests {
     }
 
     /// The next event's time never goes below the head's, and that floor is
-    /// only taken from an entry the chain hash vouches for. A row slipped in
-    /// below an interrupted prune's cut (no key needed) stamped every later
-    /// event with its time, and verified intact once deleted again; so did
-    /// the head row's entry edited and put back.
+    /// only taken from an entry the chain hash and the key vouch for. A row
+    /// slipped in below an interrupted prune's cut (no key needed) stamped
+    /// every later event with its time, and verified intact once deleted
+    /// again; so did the head row's entry edited and put back, and a row
+    /// added at the head, hashed right but not sealed.
     #[test]
     fn the_head_time_comes_only_from_entries_the_chain_vouches_for() {
         let key = HmacKey::from_bytes([5; 32]);

@@ -473,19 +473,25 @@ impl Env {
 
     /// The newest row's `seq` and chain hash (hex), or 0 and genesis.
     pub fn head(&self) -> (u64, String) {
-        let c = self.conn_ro().unwrap();
-        c.query_row(
-            "SELECT seq, chain_hash FROM events ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| {
-                Ok((
-                    r.get::<_, i64>(0)? as u64,
-                    hex::encode(r.get::<_, Vec<u8>>(1)?),
-                ))
-            },
-        )
-        .unwrap_or((0, hex::encode([0u8; 32])))
+        head_of(&self.db)
     }
+}
+
+/// The newest row's `seq` and chain hash (hex) in the file at `db`, or 0
+/// and genesis.
+pub fn head_of(db: &Path) -> (u64, String) {
+    let c = open_ro(db).unwrap();
+    c.query_row(
+        "SELECT seq, chain_hash FROM events ORDER BY seq DESC LIMIT 1",
+        [],
+        |r| {
+            Ok((
+                r.get::<_, i64>(0)? as u64,
+                hex::encode(r.get::<_, Vec<u8>>(1)?),
+            ))
+        },
+    )
+    .unwrap_or((0, hex::encode([0u8; 32])))
 }
 
 // ---------------------------------------------------------------------------
