@@ -865,6 +865,10 @@ fn start_writer(db: &Path, keys: &KeySource, writing: WriterConfig) -> Result<Wr
             kind.explain()
         );
     }
+    let writing = WriterConfig {
+        verify_keys: ring,
+        ..writing
+    };
     Ok(Writer::start(db, key, writing)?)
 }
 

@@ -532,7 +532,10 @@ impl Application {
         let writer = Writer::start_observed(
             &config.db,
             key,
-            config.writer.clone(),
+            WriterConfig {
+                verify_keys: keys.clone(),
+                ..config.writer.clone()
+            },
             writer_metrics.clone(),
         )?;
         let reads = read_pool(&config.db, config.read_pool_size, LONG_READ_CACHE_KIB)?;

@@ -246,7 +246,7 @@ fn prune_once(
     let verified_to = older;
 
     // (a) Record the cut before deleting anything.
-    let cut = record_cut(conn, key, &before_text, verified_to)?;
+    let cut = record_cut(conn, key, keys, &before_text, verified_to)?;
     let Some((up_to_seq, chain_hash, finishes)) = cut else {
         return Ok((nothing, false));
     };
@@ -341,6 +341,7 @@ fn newest_older_than(conn: &Connection, before: &str, max_seq: u64) -> Result<Op
 fn record_cut(
     conn: &mut Connection,
     key: &HmacKey,
+    keys: &Keyring,
     before: &str,
     verified_to: u64,
 ) -> Result<Option<(u64, Vec<u8>, Option<String>)>> {
@@ -374,6 +375,34 @@ fn record_cut(
             let prev = previous_hash(&tx, seq)
                 .map_err(e)?
                 .filter(|p| p.len() == 32);
+            // The rows were verified before this transaction, in another
+            // snapshot: the row the cut seals is checked again here, under
+            // the write lock, so what is sealed is what verified (an entry
+            // and hash rewritten in between would otherwise be sealed, and
+            // its time given to every later event).
+            let (entry, signature): (Vec<u8>, Vec<u8>) = tx
+                .query_row(
+                    "SELECT CAST(entry AS BLOB), signature FROM events WHERE seq = ?1",
+                    [seq],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(e)?;
+            let links = prev.as_ref().is_some_and(|p| {
+                crate::domain::chain::link(p.as_slice().try_into().expect("32 bytes"), &entry)[..]
+                    == hash[..]
+            });
+            if !links {
+                return Err(StoreError::PruneRefused {
+                    seq: seq as u64,
+                    kind: FailureKind::Modified,
+                });
+            }
+            if !keys.sealed(&hash, &signature) {
+                return Err(StoreError::PruneRefused {
+                    seq: seq as u64,
+                    kind: FailureKind::BadSeal,
+                });
+            }
             tx.prepare_cached(
                 "INSERT INTO retention_cuts (up_to_seq, chain_hash, signature, key_id, cut_at, entry, prev_hash)
                  VALUES (?1, ?2, ?3, ?4, ?5, (SELECT entry FROM events WHERE seq = ?1), ?6)",
@@ -571,7 +600,7 @@ mod tests {
         let ts25: String = conn
             .query_row("SELECT ts FROM events WHERE seq = 25", [], |r| r.get(0))
             .unwrap();
-        let cut = record_cut(&mut conn, &key, &format_timestamp(later), 25).unwrap();
+        let cut = record_cut(&mut conn, &key, &ring, &format_timestamp(later), 25).unwrap();
         assert_eq!(cut.map(|c| c.0), Some(25));
         assert_eq!(delete_up_to(&mut conn, 25, 7, &stop).unwrap(), 7);
         let seqs: Vec<i64> = conn
@@ -953,7 +982,7 @@ mod tests {
         let (_dir, db, mut conn) = log_of(10, &key);
         let later = format_timestamp(Utc::now() + chrono::Duration::seconds(1));
         assert_eq!(
-            record_cut(&mut conn, &key, &later, 10)
+            record_cut(&mut conn, &key, &ring, &later, 10)
                 .unwrap()
                 .map(|c| c.0),
             Some(10)
@@ -1019,7 +1048,7 @@ mod tests {
         let ts15 = ts_of(&conn, 15);
         // As the writer reads it, with its key.
         let head_time = |conn: &Connection| {
-            crate::store::writer::read_head_with(conn, Some(&key), None)
+            crate::store::writer::read_head_with(conn, Some(&ring), None)
                 .unwrap()
                 .timestamp
                 .map(format_timestamp)
@@ -1028,7 +1057,7 @@ mod tests {
         // A prune interrupted after its first batch: rows 1..12 left, the
         // cut at 15 is the head, and its kept entry gives row 15's time.
         let later = format_timestamp(Utc::now() + chrono::Duration::seconds(1));
-        record_cut(&mut conn, &key, &later, 15).unwrap();
+        record_cut(&mut conn, &key, &ring, &later, 15).unwrap();
         let (entry, prev): (String, Vec<u8>) = conn
             .query_row(
                 "SELECT entry, prev_hash FROM retention_cuts WHERE up_to_seq = 15",
@@ -1129,5 +1158,94 @@ mod tests {
             !report.valid && report.first_bad_seq == Some(16),
             "{report:?}"
         );
+    }
+
+    /// The row a cut seals is checked again under the write lock: verified
+    /// in one snapshot, rewritten before the cut (hash recomputed, no key),
+    /// it was sealed as it then was, and its time given to every later
+    /// event. Refused now, and nothing is recorded.
+    #[test]
+    fn a_cut_row_rewritten_after_the_check_is_refused() {
+        let key = HmacKey::from_bytes([6; 32]);
+        let ring = Keyring::new(key.clone());
+        let (_dir, _db, mut conn) = log_of(10, &key);
+        let later = format_timestamp(Utc::now() + chrono::Duration::seconds(1));
+        let row9: Vec<u8> = conn
+            .query_row("SELECT chain_hash FROM events WHERE seq = 9", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        // Its own time first (what the generated `ts` column and so the
+        // choice of the row to cut read), 2999 last (what a JSON parser
+        // keeps).
+        let ts10: String = conn
+            .query_row("SELECT ts FROM events WHERE seq = 10", [], |r| r.get(0))
+            .unwrap();
+        let forged =
+            format!(r#"{{"timestamp":"{ts10}","timestamp":"2999-01-01T00:00:00.000000Z"}}"#);
+        let linked = crate::domain::chain::link(&row9.try_into().unwrap(), forged.as_bytes());
+        let hash10: Vec<u8> = conn
+            .query_row("SELECT chain_hash FROM events WHERE seq = 10", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        conn.execute_batch("DROP TRIGGER events_no_update").unwrap();
+        conn.execute(
+            "UPDATE events SET entry = ?1, chain_hash = ?2 WHERE seq = 10",
+            params![forged, &linked[..]],
+        )
+        .unwrap();
+        let err = record_cut(&mut conn, &key, &ring, &later, 10).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::PruneRefused {
+                    seq: 10,
+                    kind: FailureKind::BadSeal
+                }
+            ),
+            "{err:?}"
+        );
+        // The entry alone edited (its sealed hash put back): it no longer
+        // links.
+        conn.execute(
+            "UPDATE events SET chain_hash = ?1 WHERE seq = 10",
+            [&hash10],
+        )
+        .unwrap();
+        let err = record_cut(&mut conn, &key, &ring, &later, 10).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::PruneRefused {
+                    seq: 10,
+                    kind: FailureKind::Modified
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(newest_cut(&conn).unwrap().is_none(), "nothing recorded");
+    }
+
+    /// A head sealed with a key rotated out (given to the writer as one to
+    /// verify with) still sets the floor; an unknown key's does not.
+    #[test]
+    fn a_head_sealed_with_a_rotated_out_key_keeps_its_time() {
+        let old = HmacKey::from_bytes([7; 32]);
+        let new = HmacKey::from_bytes([8; 32]);
+        let (_dir, _db, conn) = log_of(3, &old);
+        let ts: String = conn
+            .query_row("SELECT ts FROM events WHERE seq = 3", [], |r| r.get(0))
+            .unwrap();
+        let head_time = |ring: &Keyring| {
+            crate::store::writer::read_head_with(&conn, Some(ring), None)
+                .unwrap()
+                .timestamp
+                .map(format_timestamp)
+        };
+        let mut both = Keyring::new(new.clone());
+        both.add(old.clone());
+        assert_eq!(head_time(&both), Some(ts));
+        assert_eq!(head_time(&Keyring::new(new)), None);
     }
 }

@@ -26,7 +26,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::oneshot;
 
 use crate::domain::event::{content_of_entry, format_timestamp, truncate_micros};
-use crate::domain::{chain, EventId, Hash, HmacKey, NewEvent, Placement, GENESIS};
+use crate::domain::{chain, EventId, Hash, HmacKey, Keyring, NewEvent, Placement, GENESIS};
 
 use super::db::{open_write, Synchronous};
 use super::error::{Result, StoreError};
@@ -56,6 +56,10 @@ pub struct WriterConfig {
     pub server_metadata: serde_json::Map<String, serde_json::Value>,
     /// What happens to the WAL when the writer stops.
     pub stop_checkpoint: StopCheckpoint,
+    /// Keys besides the signing one that the log's rows may be sealed with
+    /// (`verify_key_files`: a key rotated out). The head sealed with one of
+    /// them still gives the next event its time floor.
+    pub verify_keys: Keyring,
 }
 
 /// The checkpoint a writer runs when it stops (nothing is lost either way:
@@ -83,6 +87,7 @@ impl Default for WriterConfig {
             synchronous: Synchronous::Full,
             server_metadata: serde_json::Map::new(),
             stop_checkpoint: StopCheckpoint::default(),
+            verify_keys: Keyring::empty(),
         }
     }
 }
@@ -494,6 +499,10 @@ fn run(
     observer: Arc<dyn WriterObserver>,
 ) {
     let server = Some(config.server_metadata.clone()).filter(|m| !m.is_empty());
+    let mut keys = Keyring::new(key.clone());
+    for k in config.verify_keys.keys() {
+        keys.add(k.clone());
+    }
     let mut stopping = false;
     let mut execs: Vec<ExecFn> = Vec::new();
     let mut wal_warned: Option<std::time::Instant> = None;
@@ -557,7 +566,14 @@ fn run(
                  holds acknowledged events"
             );
         }
-        match commit_group(&mut conn, &key, &jobs, server.as_ref(), last_head.as_ref()) {
+        match commit_group(
+            &mut conn,
+            &key,
+            &keys,
+            &jobs,
+            server.as_ref(),
+            last_head.as_ref(),
+        ) {
             Ok((results, head)) => {
                 let head_seq = head.seq;
                 last_head = Some(head);
@@ -829,7 +845,8 @@ pub fn append_direct(conn: &mut Connection, key: &HmacKey, events: Vec<NewEvent>
         idempotency: None,
         reply,
     };
-    match commit_group(conn, key, std::slice::from_ref(&job), None, None) {
+    let keys = Keyring::new(key.clone());
+    match commit_group(conn, key, &keys, std::slice::from_ref(&job), None, None) {
         Ok((mut results, _)) => results.pop().unwrap_or(Ok(Vec::new())),
         Err(e) => {
             let _ = conn.execute_batch("ROLLBACK");
@@ -857,17 +874,18 @@ pub(crate) fn read_head(conn: &Connection) -> rusqlite::Result<ChainHead> {
 ///
 /// That time is only taken from something the chain vouches for: the newest
 /// row's entry when SHA-256(previous hash ‖ entry) is its chain hash and its
-/// seal is `key`'s; after a prune, the entry the cut keeps of its deleted row
-/// (schema 7), which links to the cut's chain hash, sealed by the cut seal.
+/// seal is one of `keys`' (the signing key, or one rotated out); after a
+/// prune, the entry the cut keeps of its deleted row (schema 7), which links
+/// to the cut's chain hash, sealed by the cut seal.
 /// Not the generated `ts` column (the schema can be rewritten), not a cut's
 /// `cut_at`, not a row below a cut (rows there may be deleted without a
 /// trace), not an entry anyone can hash without the key. Anything else gives
-/// no floor: the clock is used. Without `key` (showing the head), linking
+/// no floor: the clock is used. Without `keys` (showing the head), linking
 /// is enough. `known` is the head this writer committed last, with its time:
 /// while the file's head is still that one, nothing is read again.
 pub(crate) fn read_head_with(
     conn: &Connection,
-    key: Option<&HmacKey>,
+    keys: Option<&Keyring>,
     known: Option<&ChainHead>,
 ) -> rusqlite::Result<ChainHead> {
     let row = conn
@@ -903,7 +921,7 @@ pub(crate) fn read_head_with(
         (Some(k), _) if k.seq == head_seq && k.hash == hash => k.timestamp,
         (_, None) => None,
         (_, Some((Source::Row, seal))) => {
-            if key.is_some_and(|k| !k.check(&stored_hash, &seal)) {
+            if keys.is_some_and(|k| !k.sealed(&stored_hash, &seal)) {
                 None
             } else {
                 let entry = conn
@@ -913,7 +931,7 @@ pub(crate) fn read_head_with(
             }
         }
         (_, Some((Source::Cut, seal))) => {
-            if key.is_some_and(|k| !k.check_cut(head_seq, &stored_hash, &seal)) {
+            if keys.is_some_and(|k| !k.cut_sealed(head_seq, &stored_hash, &seal)) {
                 None
             } else {
                 cut_entry(conn, seq)?
@@ -1007,12 +1025,13 @@ type GroupOutcome = (Vec<JobResult>, ChainHead);
 fn commit_group(
     conn: &mut Connection,
     key: &HmacKey,
+    keys: &Keyring,
     jobs: &[Job],
     server: Option<&serde_json::Map<String, serde_json::Value>>,
     known: Option<&ChainHead>,
 ) -> rusqlite::Result<GroupOutcome> {
     conn.execute_batch("BEGIN IMMEDIATE")?;
-    let mut head = read_head_with(conn, Some(key), known)?;
+    let mut head = read_head_with(conn, Some(keys), known)?;
     let read_seq = head.seq;
     // Invariant 5: time never goes backwards along the chain, whatever the
     // clock does. One timestamp serves the whole group.
@@ -1354,7 +1373,8 @@ mod tests {
             job((2000..2003).map(|n| ev(n, None)).collect(), Some(("k", 1))),
             job((3000..3005).map(|n| ev(n, None)).collect(), None),
         ];
-        let (results, head) = commit_group(&mut conn, &key, &jobs, None, None).unwrap();
+        let ring = Keyring::new(key.clone());
+        let (results, head) = commit_group(&mut conn, &key, &ring, &jobs, None, None).unwrap();
         assert_eq!(head.seq, 709);
         let seqs = |r: &JobResult| -> Vec<(u64, bool)> {
             r.as_ref()
