@@ -35,7 +35,7 @@ use crate::domain::{EventType, FailureKind, Hash, HmacKey, Keyring, Level, NewEv
 
 use super::error::{Result, StoreError};
 use super::verify::{verify_file, VerifyRequest};
-use super::writer::{append_direct, previous_hash};
+use super::writer::{append_direct_with, previous_hash};
 
 /// Rows a prune verifies at a time before it deletes (well under a second;
 /// a handful in unit tests, so that they go through several windows).
@@ -282,6 +282,11 @@ fn prune_once(
         // `cut_at`) and has not recorded the end of: one interrupted, or one
         // still running in another process. Not rows this prune's `before`
         // selected: the record says so, without guessing which.
+        // `cut_at` is not sealed: only a time goes into the sealed record
+        // (anything else written there becomes null), never free text.
+        let cut_at = DateTime::parse_from_rfc3339(&cut_at)
+            .ok()
+            .map(|t| format_timestamp(t.with_timezone(&Utc)));
         details.insert("finishes_cut_recorded_at".into(), Value::from(cut_at));
     }
     let event = NewEvent::builder(EventType::parse(PRUNE_EVENT).expect("a valid event type"))
@@ -289,7 +294,7 @@ fn prune_once(
         .with_actor("trail")
         .and_then(|e| e.with_details(details))
         .map_err(|e| StoreError::CommitFailed(format!("building the {PRUNE_EVENT} event: {e}")))?;
-    let appended = append_direct(conn, key, vec![event])?;
+    let appended = append_direct_with(conn, key, keys, vec![event])?;
     let event_seq = appended.first().map(|a| a.seq);
 
     // (d) Forget the idempotency keys of the deleted events. After the
@@ -362,6 +367,21 @@ fn record_cut(
         if below_exists(&tx, cut.up_to_seq)?
             || !prune_recorded(&tx, cut.up_to_seq, &cut.chain_hash)?
         {
+            // The rows it finishes are deleted on the strength of that cut
+            // (the prune that recorded it verified them): its seal is
+            // checked here, under the write lock, since a cut may have been
+            // added after this prune's own check ran.
+            if !keys.cut_sealed(cut.up_to_seq, &cut.chain_hash, &cut.signature) {
+                let kind = if keys.get(&cut.key_id).is_some() {
+                    FailureKind::BadSeal
+                } else {
+                    FailureKind::UnknownKey
+                };
+                return Err(StoreError::PruneRefused {
+                    seq: cut.up_to_seq,
+                    kind,
+                });
+            }
             tx.commit().map_err(e)?;
             return Ok(Some((cut.up_to_seq, cut.chain_hash, Some(cut.cut_at))));
         }
@@ -397,11 +417,36 @@ fn record_cut(
                     kind: FailureKind::Modified,
                 });
             }
-            if !keys.sealed(&hash, &signature) {
+            // As the verifiers: the entry names its own seq, and the key
+            // its `key_id` names sealed it (a sealed row of another seq,
+            // replayed here, links if the hash before it is rewritten too).
+            let named: Option<(u64, String)> =
+                serde_json::from_slice::<Value>(&entry).ok().and_then(|v| {
+                    Some((
+                        v.get("seq")?.as_u64()?,
+                        v.get("key_id")?.as_str()?.to_owned(),
+                    ))
+                });
+            let Some(key_id) = named.filter(|(s, _)| *s == seq as u64).map(|(_, k)| k) else {
                 return Err(StoreError::PruneRefused {
                     seq: seq as u64,
-                    kind: FailureKind::BadSeal,
+                    kind: FailureKind::Modified,
                 });
+            };
+            match keys.get(&key_id) {
+                Some(k) if k.check(&hash, &signature) => {}
+                Some(_) => {
+                    return Err(StoreError::PruneRefused {
+                        seq: seq as u64,
+                        kind: FailureKind::BadSeal,
+                    })
+                }
+                None => {
+                    return Err(StoreError::PruneRefused {
+                        seq: seq as u64,
+                        kind: FailureKind::UnknownKey,
+                    })
+                }
             }
             tx.prepare_cached(
                 "INSERT INTO retention_cuts (up_to_seq, chain_hash, signature, key_id, cut_at, entry, prev_hash)
@@ -558,6 +603,7 @@ fn forget_keys_up_to(
 mod tests {
     use super::*;
     use crate::domain::Keyring;
+    use crate::store::writer::append_direct;
     use crate::store::{open_write, verify_file, Synchronous, VerifyRequest};
 
     fn event(i: usize) -> NewEvent {
@@ -967,7 +1013,9 @@ mod tests {
             )
             .unwrap();
         let details: serde_json::Value = serde_json::from_str(&details).unwrap();
-        assert_eq!(details["finishes_cut_recorded_at"], "x");
+        // Its `cut_at` ("x", not a time: it is not sealed) is not copied
+        // into the sealed record.
+        assert_eq!(details["finishes_cut_recorded_at"], serde_json::Value::Null);
         assert_eq!(details["up_to_seq"], 6);
         assert_eq!(details["deleted"], 6);
     }
@@ -1181,8 +1229,10 @@ mod tests {
         let ts10: String = conn
             .query_row("SELECT ts FROM events WHERE seq = 10", [], |r| r.get(0))
             .unwrap();
-        let forged =
-            format!(r#"{{"timestamp":"{ts10}","timestamp":"2999-01-01T00:00:00.000000Z"}}"#);
+        let forged = format!(
+            r#"{{"v":1,"seq":10,"timestamp":"{ts10}","key_id":"{}","timestamp":"2999-01-01T00:00:00.000000Z"}}"#,
+            key.id().as_str()
+        );
         let linked = crate::domain::chain::link(&row9.try_into().unwrap(), forged.as_bytes());
         let hash10: Vec<u8> = conn
             .query_row("SELECT chain_hash FROM events WHERE seq = 10", [], |r| {
@@ -1247,5 +1297,79 @@ mod tests {
         both.add(old.clone());
         assert_eq!(head_time(&both), Some(ts));
         assert_eq!(head_time(&Keyring::new(new)), None);
+    }
+
+    /// What a cut seals or finishes is checked as the verifiers would, under
+    /// the write lock: a cut added meanwhile without the key (garbage seal)
+    /// is not finished, and a sealed row of another seq replayed at the cut
+    /// (the hash before it rewritten so that it links) is not sealed.
+    #[test]
+    fn a_forged_cut_is_not_finished_and_a_replayed_row_is_not_sealed() {
+        let key = HmacKey::from_bytes([9; 32]);
+        let ring = Keyring::new(key.clone());
+        let later = format_timestamp(Utc::now() + chrono::Duration::seconds(1));
+
+        let (_dir, _db, mut conn) = log_of(10, &key);
+        let hash10: Vec<u8> = conn
+            .query_row("SELECT chain_hash FROM events WHERE seq = 10", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        conn.execute(
+            "INSERT INTO retention_cuts (up_to_seq, chain_hash, signature, key_id, cut_at)
+             VALUES (10, ?1, zeroblob(32), ?2, '2026-01-01T00:00:00.000000Z')",
+            params![hash10, key.id().as_str()],
+        )
+        .unwrap();
+        let err = record_cut(&mut conn, &key, &ring, &later, 10).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::PruneRefused {
+                    seq: 10,
+                    kind: FailureKind::BadSeal
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(count(&conn), 10, "nothing deleted");
+
+        let (_dir, _db, mut conn) = log_of(10, &key);
+        let (entry5, hash5, sig5): (String, Vec<u8>, Vec<u8>) = conn
+            .query_row(
+                "SELECT entry, chain_hash, signature FROM events WHERE seq = 5",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        let hash4: Vec<u8> = conn
+            .query_row("SELECT chain_hash FROM events WHERE seq = 4", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        conn.execute_batch(
+            "DROP TRIGGER events_no_update; DROP TRIGGER events_no_delete;
+             DELETE FROM events WHERE seq = 5;",
+        )
+        .unwrap();
+        conn.execute(
+            "UPDATE events SET entry = ?1, chain_hash = ?2, signature = ?3 WHERE seq = 10",
+            params![entry5, hash5, sig5],
+        )
+        .unwrap();
+        conn.execute("UPDATE events SET chain_hash = ?1 WHERE seq = 9", [&hash4])
+            .unwrap();
+        let err = record_cut(&mut conn, &key, &ring, &later, 10).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::PruneRefused {
+                    seq: 10,
+                    kind: FailureKind::Modified
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(newest_cut(&conn).unwrap().is_none(), "nothing recorded");
     }
 }

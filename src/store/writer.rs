@@ -111,6 +111,8 @@ type ExecFn = Box<dyn FnOnce(std::result::Result<&mut WriteCtx<'_>, String>) + S
 pub struct WriteCtx<'a> {
     pub conn: &'a mut Connection,
     pub key: &'a HmacKey,
+    /// The signing key and the writer's `verify_keys`.
+    keys: &'a Keyring,
     observer: &'a dyn WriterObserver,
 }
 
@@ -118,7 +120,7 @@ impl WriteCtx<'_> {
     /// [`append_direct`], reported to the writer's observer.
     pub fn append(&mut self, events: Vec<NewEvent>) -> JobResult {
         let started = std::time::Instant::now();
-        let result = append_direct(self.conn, self.key, events);
+        let result = append_direct_with(self.conn, self.key, self.keys, events);
         if let Ok(done) = &result {
             let created = done.iter().filter(|a| a.created).count();
             if let Some(last) = done.iter().map(|a| a.seq).max() {
@@ -512,12 +514,12 @@ fn run(
     let mut last_head: Option<ChainHead> = None;
     while !stopping {
         for f in execs.drain(..) {
-            run_exec(f, &mut conn, &mut file, &key, observer.as_ref());
+            run_exec(f, &mut conn, &mut file, &key, &keys, observer.as_ref());
         }
         let first = match rx.recv() {
             Ok(Msg::Job(job)) => job,
             Ok(Msg::Exec(f)) => {
-                run_exec(f, &mut conn, &mut file, &key, observer.as_ref());
+                run_exec(f, &mut conn, &mut file, &key, &keys, observer.as_ref());
                 continue;
             }
             Ok(Msg::Stop) | Err(_) => {
@@ -632,12 +634,14 @@ fn run_exec(
     conn: &mut Connection,
     file: &mut FileIdentity,
     key: &HmacKey,
+    keys: &Keyring,
     observer: &dyn WriterObserver,
 ) {
     match check_and_rescue(conn, file) {
         Ok(()) => f(Ok(&mut WriteCtx {
             conn,
             key,
+            keys,
             observer,
         })),
         Err(why) => {
@@ -839,14 +843,24 @@ fn stop_checkpoint_report(
 /// thread: for code that already holds the write connection (retention,
 /// running inside [`Writer::exec`] or on a CLI's own connection).
 pub fn append_direct(conn: &mut Connection, key: &HmacKey, events: Vec<NewEvent>) -> JobResult {
+    append_direct_with(conn, key, &Keyring::new(key.clone()), events)
+}
+
+/// [`append_direct`], where the head may also be sealed with one of `keys`
+/// (a key rotated out): its time still sets the floor for these events'.
+pub fn append_direct_with(
+    conn: &mut Connection,
+    key: &HmacKey,
+    keys: &Keyring,
+    events: Vec<NewEvent>,
+) -> JobResult {
     let (reply, _rx) = oneshot::channel();
     let job = Job {
         events,
         idempotency: None,
         reply,
     };
-    let keys = Keyring::new(key.clone());
-    match commit_group(conn, key, &keys, std::slice::from_ref(&job), None, None) {
+    match commit_group(conn, key, keys, std::slice::from_ref(&job), None, None) {
         Ok((mut results, _)) => results.pop().unwrap_or(Ok(Vec::new())),
         Err(e) => {
             let _ = conn.execute_batch("ROLLBACK");
