@@ -611,6 +611,27 @@ mod tests {
             .unwrap()
     }
 
+    /// Row `seq`'s chain hash.
+    fn hash_at(conn: &Connection, seq: i64) -> Vec<u8> {
+        conn.query_row("SELECT chain_hash FROM events WHERE seq = ?1", [seq], |r| {
+            r.get(0)
+        })
+        .unwrap()
+    }
+
+    /// Row `seq`'s stored timestamp.
+    fn ts_at(conn: &Connection, seq: i64) -> String {
+        conn.query_row("SELECT ts FROM events WHERE seq = ?1", [seq], |r| r.get(0))
+            .unwrap()
+    }
+
+    /// Asserts that the file verifies intact, `n` rows checked.
+    fn intact(db: &Path, ring: &Keyring, n: u64) -> crate::domain::Report {
+        let report = verify_file(db, ring, VerifyRequest::default()).unwrap();
+        assert!(report.valid && report.entries_checked == n, "{report:?}");
+        report
+    }
+
     fn count(conn: &Connection) -> u64 {
         conn.query_row("SELECT count(*) FROM events", [], |r| r.get::<_, i64>(0))
             .unwrap() as u64
@@ -643,9 +664,7 @@ mod tests {
         assert_eq!(count(&conn), 25);
 
         // Stopped while deleting: the cut recorded, one batch deleted.
-        let ts25: String = conn
-            .query_row("SELECT ts FROM events WHERE seq = 25", [], |r| r.get(0))
-            .unwrap();
+        let ts25 = ts_at(&conn, 25);
         let cut = record_cut(&mut conn, &key, &ring, &format_timestamp(later), 25).unwrap();
         assert_eq!(cut.map(|c| c.0), Some(25));
         assert_eq!(delete_up_to(&mut conn, 25, 7, &stop).unwrap(), 7);
@@ -658,8 +677,7 @@ mod tests {
             (1..=18).collect::<Vec<_>>(),
             "deleted from the cut down"
         );
-        let report = verify_file(&db, &ring, VerifyRequest::default()).unwrap();
-        assert!(report.valid && report.entries_checked == 18, "{report:?}");
+        let report = intact(&db, &ring, 18);
         // The cut's own row is gone: the head is the cut, and the chain goes
         // on after it, never below it (where the prune is deleting).
         let cut = newest_cut(&conn).unwrap().unwrap();
@@ -689,8 +707,7 @@ mod tests {
                 .contains("seq must be exactly the next number"),
             "{err}"
         );
-        let report = verify_file(&db, &ring, VerifyRequest::default()).unwrap();
-        assert!(report.valid && report.entries_checked == 19, "{report:?}");
+        let report = intact(&db, &ring, 19);
         assert_eq!(report.head.seq, 26);
 
         // Finished (18 rows, and its record at 27), then this one's own cut
@@ -713,8 +730,7 @@ mod tests {
             }
         );
         assert_eq!(count(&conn), 1);
-        let report = verify_file(&db, &ring, VerifyRequest::default()).unwrap();
-        assert!(report.valid && report.entries_checked == 1, "{report:?}");
+        intact(&db, &ring, 1);
     }
 
     #[test]
@@ -974,11 +990,7 @@ mod tests {
         let key = HmacKey::from_bytes([4; 32]);
         let (_dir, db, mut conn) = log_of(10, &key);
         // A cut at 6 was recorded, then the process died before deleting.
-        let hash: Vec<u8> = conn
-            .query_row("SELECT chain_hash FROM events WHERE seq = 6", [], |r| {
-                r.get(0)
-            })
-            .unwrap();
+        let hash = hash_at(&conn, 6);
         conn.execute(
             "INSERT INTO retention_cuts (up_to_seq, chain_hash, signature, key_id, cut_at) VALUES (6, ?1, ?2, ?3, 'x')",
             params![hash, &key.cut_seal(6, &hash)[..], key.id().as_str()],
@@ -1071,8 +1083,7 @@ mod tests {
         let r = prune(&mut conn, &db, &key, &ring, long_ago, 100).unwrap();
         assert_eq!(r.event_seq, None);
         assert_eq!(count(&conn), 2);
-        let report = verify_file(&db, &ring, VerifyRequest::default()).unwrap();
-        assert!(report.valid && report.entries_checked == 2, "{report:?}");
+        intact(&db, &ring, 2);
     }
 
     /// The next event's time never goes below the head's, and that floor is
@@ -1113,11 +1124,7 @@ mod tests {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .unwrap();
-        let row14: Vec<u8> = conn
-            .query_row("SELECT chain_hash FROM events WHERE seq = 14", [], |r| {
-                r.get(0)
-            })
-            .unwrap();
+        let row14 = hash_at(&conn, 14);
         assert_eq!(prev, row14);
         assert!(
             entry.contains(&format!("\"timestamp\":\"{ts15}\"")),
@@ -1141,11 +1148,7 @@ mod tests {
         // cut's kept entry removed to make it look like an earlier schema's:
         // rows below a cut may be deleted without a trace, so none counts.
         // No floor: the clock.
-        let row12: Vec<u8> = conn
-            .query_row("SELECT chain_hash FROM events WHERE seq = 12", [], |r| {
-                r.get(0)
-            })
-            .unwrap();
+        let row12 = hash_at(&conn, 12);
         let forged = r#"{"timestamp":"2999-01-01T00:00:00.000000Z"}"#;
         let linked = crate::domain::chain::link(&row12.try_into().unwrap(), forged.as_bytes());
         conn.execute_batch("DROP TRIGGER events_no_update; DROP TRIGGER retention_cuts_no_update;")
@@ -1218,43 +1221,27 @@ mod tests {
         let ring = Keyring::new(key.clone());
         let (_dir, _db, mut conn) = log_of(10, &key);
         let later = format_timestamp(Utc::now() + chrono::Duration::seconds(1));
-        let row9: Vec<u8> = conn
-            .query_row("SELECT chain_hash FROM events WHERE seq = 9", [], |r| {
-                r.get(0)
-            })
-            .unwrap();
+        let row9 = hash_at(&conn, 9);
         // Its own time first (what the generated `ts` column and so the
         // choice of the row to cut read), 2999 last (what a JSON parser
         // keeps).
-        let ts10: String = conn
-            .query_row("SELECT ts FROM events WHERE seq = 10", [], |r| r.get(0))
-            .unwrap();
+        let ts10 = ts_at(&conn, 10);
         let forged = format!(
             r#"{{"v":1,"seq":10,"timestamp":"{ts10}","key_id":"{}","timestamp":"2999-01-01T00:00:00.000000Z"}}"#,
             key.id().as_str()
         );
         let linked = crate::domain::chain::link(&row9.try_into().unwrap(), forged.as_bytes());
-        let hash10: Vec<u8> = conn
-            .query_row("SELECT chain_hash FROM events WHERE seq = 10", [], |r| {
-                r.get(0)
-            })
-            .unwrap();
+        let hash10 = hash_at(&conn, 10);
         conn.execute_batch("DROP TRIGGER events_no_update").unwrap();
         conn.execute(
             "UPDATE events SET entry = ?1, chain_hash = ?2 WHERE seq = 10",
             params![forged, &linked[..]],
         )
         .unwrap();
-        let err = record_cut(&mut conn, &key, &ring, &later, 10).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                StoreError::PruneRefused {
-                    seq: 10,
-                    kind: FailureKind::BadSeal
-                }
-            ),
-            "{err:?}"
+        assert_refused(
+            &record_cut(&mut conn, &key, &ring, &later, 10).unwrap_err(),
+            10,
+            FailureKind::BadSeal,
         );
         // The entry alone edited (its sealed hash put back): it no longer
         // links.
@@ -1263,16 +1250,10 @@ mod tests {
             [&hash10],
         )
         .unwrap();
-        let err = record_cut(&mut conn, &key, &ring, &later, 10).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                StoreError::PruneRefused {
-                    seq: 10,
-                    kind: FailureKind::Modified
-                }
-            ),
-            "{err:?}"
+        assert_refused(
+            &record_cut(&mut conn, &key, &ring, &later, 10).unwrap_err(),
+            10,
+            FailureKind::Modified,
         );
         assert!(newest_cut(&conn).unwrap().is_none(), "nothing recorded");
     }
@@ -1284,9 +1265,7 @@ mod tests {
         let old = HmacKey::from_bytes([7; 32]);
         let new = HmacKey::from_bytes([8; 32]);
         let (_dir, _db, conn) = log_of(3, &old);
-        let ts: String = conn
-            .query_row("SELECT ts FROM events WHERE seq = 3", [], |r| r.get(0))
-            .unwrap();
+        let ts = ts_at(&conn, 3);
         let head_time = |ring: &Keyring| {
             crate::store::writer::read_head_with(&conn, Some(ring), None)
                 .unwrap()
@@ -1310,27 +1289,17 @@ mod tests {
         let later = format_timestamp(Utc::now() + chrono::Duration::seconds(1));
 
         let (_dir, _db, mut conn) = log_of(10, &key);
-        let hash10: Vec<u8> = conn
-            .query_row("SELECT chain_hash FROM events WHERE seq = 10", [], |r| {
-                r.get(0)
-            })
-            .unwrap();
+        let hash10 = hash_at(&conn, 10);
         conn.execute(
             "INSERT INTO retention_cuts (up_to_seq, chain_hash, signature, key_id, cut_at)
              VALUES (10, ?1, zeroblob(32), ?2, '2026-01-01T00:00:00.000000Z')",
             params![hash10, key.id().as_str()],
         )
         .unwrap();
-        let err = record_cut(&mut conn, &key, &ring, &later, 10).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                StoreError::PruneRefused {
-                    seq: 10,
-                    kind: FailureKind::BadSeal
-                }
-            ),
-            "{err:?}"
+        assert_refused(
+            &record_cut(&mut conn, &key, &ring, &later, 10).unwrap_err(),
+            10,
+            FailureKind::BadSeal,
         );
         assert_eq!(count(&conn), 10, "nothing deleted");
 
@@ -1342,11 +1311,7 @@ mod tests {
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .unwrap();
-        let hash4: Vec<u8> = conn
-            .query_row("SELECT chain_hash FROM events WHERE seq = 4", [], |r| {
-                r.get(0)
-            })
-            .unwrap();
+        let hash4 = hash_at(&conn, 4);
         conn.execute_batch(
             "DROP TRIGGER events_no_update; DROP TRIGGER events_no_delete;
              DELETE FROM events WHERE seq = 5;",
@@ -1359,16 +1324,10 @@ mod tests {
         .unwrap();
         conn.execute("UPDATE events SET chain_hash = ?1 WHERE seq = 9", [&hash4])
             .unwrap();
-        let err = record_cut(&mut conn, &key, &ring, &later, 10).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                StoreError::PruneRefused {
-                    seq: 10,
-                    kind: FailureKind::Modified
-                }
-            ),
-            "{err:?}"
+        assert_refused(
+            &record_cut(&mut conn, &key, &ring, &later, 10).unwrap_err(),
+            10,
+            FailureKind::Modified,
         );
         assert!(newest_cut(&conn).unwrap().is_none(), "nothing recorded");
     }
