@@ -277,17 +277,15 @@ fn prune_once(
     details.insert("deleted".into(), Value::from(deleted));
     details.insert("chain_hash".into(), Value::from(hex::encode(&chain_hash)));
     details.insert("before".into(), Value::from(before_text));
-    if let Some(cut_at) = finishes {
-        // The rows deleted are those of a cut another prune recorded (at
-        // `cut_at`) and has not recorded the end of: one interrupted, or one
-        // still running in another process. Not rows this prune's `before`
-        // selected: the record says so, without guessing which.
-        // `cut_at` is not sealed: only a time goes into the sealed record
-        // (anything else written there becomes null), never free text.
-        let cut_at = DateTime::parse_from_rfc3339(&cut_at)
-            .ok()
-            .map(|t| format_timestamp(t.with_timezone(&Utc)));
-        details.insert("finishes_cut_recorded_at".into(), Value::from(cut_at));
+    if finishes.is_some() {
+        // The rows deleted are those of a cut another prune recorded and
+        // has not recorded the end of: one interrupted, or one still running
+        // in another process. Not rows this prune's `before` selected: the
+        // record says so, without guessing which. Not when that cut was
+        // recorded: its `cut_at` is not sealed, and nothing unsealed goes
+        // into a sealed record (earlier builds copied it, as
+        // `finishes_cut_recorded_at`).
+        details.insert("finishes_earlier_cut".into(), Value::from(true));
     }
     let event = NewEvent::builder(EventType::parse(PRUNE_EVENT).expect("a valid event type"))
         .with_level(Level::Info)
@@ -371,12 +369,13 @@ fn record_cut(
             // (the prune that recorded it verified them): its seal is
             // checked here, under the write lock, since a cut may have been
             // added after this prune's own check ran.
-            if !keys.cut_sealed(cut.up_to_seq, &cut.chain_hash, &cut.signature) {
-                let kind = if keys.get(&cut.key_id).is_some() {
-                    FailureKind::BadSeal
-                } else {
-                    FailureKind::UnknownKey
-                };
+            // As the verifiers: with the key its `key_id` names.
+            let kind = match keys.get(&cut.key_id) {
+                Some(k) if k.check_cut(cut.up_to_seq, &cut.chain_hash, &cut.signature) => None,
+                Some(_) => Some(FailureKind::BadSeal),
+                None => Some(FailureKind::UnknownKey),
+            };
+            if let Some(kind) = kind {
                 return Err(StoreError::PruneRefused {
                     seq: cut.up_to_seq,
                     kind,
@@ -1025,9 +1024,13 @@ mod tests {
             )
             .unwrap();
         let details: serde_json::Value = serde_json::from_str(&details).unwrap();
-        // Its `cut_at` ("x", not a time: it is not sealed) is not copied
-        // into the sealed record.
-        assert_eq!(details["finishes_cut_recorded_at"], serde_json::Value::Null);
+        // Its `cut_at` ("x": not sealed) is not copied into the sealed
+        // record.
+        assert_eq!(details["finishes_earlier_cut"], true);
+        assert!(
+            details.get("finishes_cut_recorded_at").is_none(),
+            "{details}"
+        );
         assert_eq!(details["up_to_seq"], 6);
         assert_eq!(details["deleted"], 6);
     }
@@ -1049,7 +1052,6 @@ mod tests {
         );
         let stop = AtomicBool::new(false);
         assert_eq!(delete_up_to(&mut conn, 10, 100, &stop).unwrap(), 10);
-        let cut_at = newest_cut(&conn).unwrap().unwrap().cut_at;
         // A client's event of the same type is not trail's record.
         let lookalike = NewEvent::from_json(&serde_json::json!({
             "event": PRUNE_EVENT, "actor": "someone", "details": {"up_to_seq": 10}
@@ -1078,7 +1080,7 @@ mod tests {
         let details: serde_json::Value = serde_json::from_str(&details).unwrap();
         assert_eq!(details["up_to_seq"], 10);
         assert_eq!(details["deleted"], 0);
-        assert_eq!(details["finishes_cut_recorded_at"], cut_at.as_str());
+        assert_eq!(details["finishes_earlier_cut"], true);
         // Recorded once: the prune after it has nothing to do.
         let r = prune(&mut conn, &db, &key, &ring, long_ago, 100).unwrap();
         assert_eq!(r.event_seq, None);
@@ -1330,5 +1332,42 @@ mod tests {
             FailureKind::Modified,
         );
         assert!(newest_cut(&conn).unwrap().is_none(), "nothing recorded");
+    }
+
+    /// A sealed row of another seq replayed at the head (the hash before it
+    /// rewritten so that it links) sets no floor: the verifiers would not
+    /// take it there either.
+    #[test]
+    fn a_sealed_row_replayed_at_the_head_sets_no_time() {
+        let key = HmacKey::from_bytes([10; 32]);
+        let ring = Keyring::new(key.clone());
+        let (_dir, _db, conn) = log_of(10, &key);
+        let head_time = |conn: &Connection| {
+            crate::store::writer::read_head_with(conn, Some(&ring), None)
+                .unwrap()
+                .timestamp
+        };
+        assert!(head_time(&conn).is_some());
+        let (entry5, hash5, sig5): (String, Vec<u8>, Vec<u8>) = conn
+            .query_row(
+                "SELECT entry, chain_hash, signature FROM events WHERE seq = 5",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        let hash4 = hash_at(&conn, 4);
+        conn.execute_batch(
+            "DROP TRIGGER events_no_update; DROP TRIGGER events_no_delete;
+             DELETE FROM events WHERE seq = 5;",
+        )
+        .unwrap();
+        conn.execute(
+            "UPDATE events SET entry = ?1, chain_hash = ?2, signature = ?3 WHERE seq = 10",
+            params![entry5, hash5, sig5],
+        )
+        .unwrap();
+        conn.execute("UPDATE events SET chain_hash = ?1 WHERE seq = 9", [&hash4])
+            .unwrap();
+        assert_eq!(head_time(&conn), None);
     }
 }

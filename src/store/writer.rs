@@ -941,15 +941,25 @@ pub(crate) fn read_head_with(
                 let entry = conn
                     .prepare_cached("SELECT entry FROM events WHERE seq = ?1")?
                     .query_row([seq], |r| bytes_of(r, 0))?;
-                linked_time(previous_hash(conn, seq)?, &entry, &stored_hash)
+                // As the verifiers: the key its `key_id` names sealed it
+                // (a row of another seq, replayed here, is refused below).
+                let sealer = keys.map(|k| (k, seal.as_slice()));
+                linked_time(
+                    previous_hash(conn, seq)?,
+                    &entry,
+                    &stored_hash,
+                    head_seq,
+                    sealer,
+                )
             }
         }
         (_, Some((Source::Cut, seal))) => {
             if keys.is_some_and(|k| !k.cut_sealed(head_seq, &stored_hash, &seal)) {
                 None
             } else {
-                cut_entry(conn, seq)?
-                    .and_then(|(entry, prev)| linked_time(prev, &entry, &stored_hash))
+                cut_entry(conn, seq)?.and_then(|(entry, prev)| {
+                    linked_time(prev, &entry, &stored_hash, head_seq, None)
+                })
             }
         }
     };
@@ -1019,13 +1029,30 @@ fn cut_entry(conn: &Connection, seq: i64) -> rusqlite::Result<Option<KeptEntry>>
     Ok(got.flatten())
 }
 
-/// The `timestamp` of `entry` if SHA-256(`prev` || `entry`) is `hash`.
-fn linked_time(prev: Option<Vec<u8>>, entry: &[u8], hash: &[u8]) -> Option<DateTime<Utc>> {
+/// The `timestamp` of `entry` if SHA-256(`prev` || `entry`) is `hash`, the
+/// entry names `seq` as its own, and (with `sealer`) the key its `key_id`
+/// names made `seal`: what the verifiers check of a row.
+fn linked_time(
+    prev: Option<Vec<u8>>,
+    entry: &[u8],
+    hash: &[u8],
+    seq: u64,
+    sealer: Option<(&Keyring, &[u8])>,
+) -> Option<DateTime<Utc>> {
     let prev: Hash = prev?.try_into().ok()?;
     if chain::link(&prev, entry)[..] != *hash {
         return None;
     }
     let v: serde_json::Value = serde_json::from_slice(entry).ok()?;
+    if v.get("seq")?.as_u64()? != seq {
+        return None;
+    }
+    if let Some((keys, seal)) = sealer {
+        let key = keys.get(v.get("key_id")?.as_str()?)?;
+        if !key.check(hash, seal) {
+            return None;
+        }
+    }
     DateTime::parse_from_rfc3339(v.get("timestamp")?.as_str()?)
         .ok()
         .map(|t| t.with_timezone(&Utc))
