@@ -204,7 +204,9 @@ def open_db(path: str) -> sqlite3.Connection:
         raise InputError(f"no database at {path}")
     if os.path.isdir(path):
         raise InputError(f"{path} is a folder, not a trail database")
-    uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=ro"
+    # Bytes, as the file system has them: a name that is not UTF-8 is
+    # still the file named.
+    uri = "file:" + urllib.parse.quote(os.fsencode(os.path.abspath(path))) + "?mode=ro"
 
     def connect(uri):
         conn = sqlite3.connect(uri, uri=True, timeout=60.0, isolation_level=None)

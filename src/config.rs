@@ -305,9 +305,22 @@ impl fmt::Debug for Layers {
 impl Layers {
     /// Reads the config file (if any) and the process environment.
     pub fn load(config_flag: Option<&Path>) -> Result<Layers, ConfigError> {
-        let env: BTreeMap<String, String> = std::env::vars()
-            .filter(|(k, _)| k.starts_with("TRAIL_"))
-            .collect();
+        // `vars_os`: `std::env::vars` panics on any variable that is not
+        // UTF-8, a trail one or not (it took every command down).
+        let mut env = BTreeMap::new();
+        for (k, v) in std::env::vars_os() {
+            let Some(k) = k.to_str().filter(|k| k.starts_with("TRAIL_")) else {
+                continue;
+            };
+            let v = v.into_string().map_err(|_| ConfigError {
+                setting: k.trim_start_matches("TRAIL_").to_ascii_lowercase(),
+                origin: format!("environment variable {k}"),
+                message: "is not valid UTF-8 (for a path, give it as a flag instead, \
+                          such as --db)"
+                    .into(),
+            })?;
+            env.insert(k.to_owned(), v);
+        }
         Self::from_parts(config_flag, env)
     }
 

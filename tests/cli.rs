@@ -3237,6 +3237,37 @@ fn a_write_whose_confirmation_cannot_be_printed_says_it_was_stored() {
         "{stderr}"
     );
     assert_eq!(env.count(), 3);
+
+    // A retry by id that wrote nothing does not say "do not append it
+    // again": another retry is just as harmless.
+    let body = r#"{"event":"a.b","id":"retry-1"}"#;
+    env.trail_stdin(&["append", "--json", "-"], body).ok();
+    let mut cmd = env.command(&["append", "--json", "-"]);
+    cmd.stdin(Stdio::piped())
+        .stdout(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/full")
+                .unwrap(),
+        )
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("the event is stored (from before: nothing was written now)")
+            && stderr.contains("a retry with the same id writes nothing either")
+            && !stderr.contains("WAS stored"),
+        "{stderr}"
+    );
+    assert_eq!(env.count(), 4);
 }
 
 /// A CLI write next to a reader holding a snapshot (a slow export, an open
@@ -3271,6 +3302,49 @@ fn a_cli_write_does_not_wait_for_a_reader_nor_warn_of_it() {
     drop(reader);
     let t = env.trail_on(&db, key, &["verify", "--json"]);
     assert_eq!(t.json()["entries_checked"], json!(3));
+}
+
+/// A path that is not UTF-8 is used byte for byte (it was changed to U+FFFD
+/// on the way, and trail wrote another file than the one named, which the
+/// Python verifier and sqlite3 then could not find); a variable of the
+/// environment that is not UTF-8 no longer takes every command down (a
+/// panic), and a trail one is refused by name.
+#[test]
+fn paths_and_variables_that_are_not_utf8() {
+    use std::os::unix::ffi::OsStrExt;
+    let env = Env::new();
+    let db = env
+        .path("data")
+        .join(std::ffi::OsStr::from_bytes(b"odd\xfe.db"));
+    env.trail_on(&db, Some(&env.key), &["append", "odd.name"])
+        .ok();
+    let names: Vec<Vec<u8>> = std::fs::read_dir(env.path("data"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().as_bytes().to_vec())
+        .collect();
+    assert!(names.contains(&b"odd\xfe.db".to_vec()), "{names:?}");
+    // No file named with U+FFFD (EF BF BD) in its place.
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.windows(3).any(|w| w == [0xef, 0xbf, 0xbd])),
+        "{names:?}"
+    );
+    let p = env.py_verify_on(&db, &["--key-file", env.key_str(), "--json"]);
+    p.expect_code(0);
+    assert_eq!(p.json()["entries_checked"], json!(1));
+
+    let (seeded_env, _) = seeded();
+    let mut c = seeded_env.command(&["show", "--json"]);
+    c.env("SOME_OTHER_VARIABLE", std::ffi::OsStr::from_bytes(b"\xfe"));
+    let out = util::run_cmd(c);
+    out.expect_code(0);
+    assert_eq!(seqs(&out.json()), [2, 1]);
+    let mut c = seeded_env.command(&["show"]);
+    c.env("TRAIL_MIN_LEVEL", std::ffi::OsStr::from_bytes(b"\xfe"));
+    util::run_cmd(c)
+        .expect_code(2)
+        .stderr_has(&["TRAIL_MIN_LEVEL", "not valid UTF-8"]);
 }
 
 /// `--db` is a file-system path, for every command: `file:fx.db` is a file

@@ -573,9 +573,18 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     if let Command::Serve(args) = &cli.command {
         args.apply(&mut layers);
     }
-    let config = layers
+    let mut config = layers
         .resolve()
         .map_err(|e| CliError::Input(e.to_string()))?;
+    // The settings' layers hold text: a path given as a flag is taken as
+    // given, byte for byte (one that is not UTF-8 was changed on the way,
+    // and trail used another file than the one named).
+    if let Some(db) = &cli.db {
+        config.db.value = db.clone();
+    }
+    if let Some(f) = &cli.hmac_key_file {
+        config.hmac_key_file.value = Some(f.clone());
+    }
     // Held until the command returns: the server's last lines are written.
     let _log = init_logging(
         matches!(cli.command, Command::Serve(_)),
@@ -974,7 +983,16 @@ fn append(db: &Path, keys: &KeySource, config: &Config, args: AppendArgs) -> Res
         a.id,
         hex::encode(a.chain_hash)
     );
-    confirm(&line, "the event WAS stored", "do not append it again")
+    if a.created {
+        confirm(&line, "the event WAS stored", "do not append it again")
+    } else {
+        // A retry by id wrote nothing: retrying again is harmless.
+        confirm(
+            &line,
+            "the event is stored (from before: nothing was written now)",
+            "a retry with the same id writes nothing either",
+        )
+    }
 }
 
 /// Prints the confirmation of a write that has committed. If it cannot be
