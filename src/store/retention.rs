@@ -624,6 +624,54 @@ mod tests {
             .unwrap()
     }
 
+    /// Without the key: sealed row 5 moved to seq 10 of a 10-row log, row
+    /// 9's hash rewritten to row 4's so that it links.
+    fn replay_row_5_at_10(conn: &Connection) {
+        let (entry5, hash5, sig5): (String, Vec<u8>, Vec<u8>) = conn
+            .query_row(
+                "SELECT entry, chain_hash, signature FROM events WHERE seq = 5",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        let hash4 = hash_at(conn, 4);
+        conn.execute_batch(
+            "DROP TRIGGER events_no_update; DROP TRIGGER events_no_delete;
+             DELETE FROM events WHERE seq = 5;",
+        )
+        .unwrap();
+        conn.execute(
+            "UPDATE events SET entry = ?1, chain_hash = ?2, signature = ?3 WHERE seq = 10",
+            params![entry5, hash5, sig5],
+        )
+        .unwrap();
+        conn.execute("UPDATE events SET chain_hash = ?1 WHERE seq = 9", [&hash4])
+            .unwrap();
+    }
+
+    /// Asserts that a cut at `at` is refused with `kind`, and nothing is
+    /// recorded.
+    fn assert_cut_refused(
+        conn: &mut Connection,
+        key: &HmacKey,
+        ring: &Keyring,
+        at: u64,
+        kind: FailureKind,
+    ) {
+        let later = format_timestamp(Utc::now() + chrono::Duration::seconds(1));
+        let before = newest_cut(conn).unwrap().map(|c| c.up_to_seq);
+        assert_refused(
+            &record_cut(conn, key, ring, &later, at).unwrap_err(),
+            at,
+            kind,
+        );
+        assert_eq!(
+            newest_cut(conn).unwrap().map(|c| c.up_to_seq),
+            before,
+            "nothing recorded"
+        );
+    }
+
     /// Asserts that the file verifies intact, `n` rows checked.
     fn intact(db: &Path, ring: &Keyring, n: u64) -> crate::domain::Report {
         let report = verify_file(db, ring, VerifyRequest::default()).unwrap();
@@ -1252,12 +1300,7 @@ mod tests {
             [&hash10],
         )
         .unwrap();
-        assert_refused(
-            &record_cut(&mut conn, &key, &ring, &later, 10).unwrap_err(),
-            10,
-            FailureKind::Modified,
-        );
-        assert!(newest_cut(&conn).unwrap().is_none(), "nothing recorded");
+        assert_cut_refused(&mut conn, &key, &ring, 10, FailureKind::Modified);
     }
 
     /// A head sealed with a key rotated out (given to the writer as one to
@@ -1306,32 +1349,8 @@ mod tests {
         assert_eq!(count(&conn), 10, "nothing deleted");
 
         let (_dir, _db, mut conn) = log_of(10, &key);
-        let (entry5, hash5, sig5): (String, Vec<u8>, Vec<u8>) = conn
-            .query_row(
-                "SELECT entry, chain_hash, signature FROM events WHERE seq = 5",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .unwrap();
-        let hash4 = hash_at(&conn, 4);
-        conn.execute_batch(
-            "DROP TRIGGER events_no_update; DROP TRIGGER events_no_delete;
-             DELETE FROM events WHERE seq = 5;",
-        )
-        .unwrap();
-        conn.execute(
-            "UPDATE events SET entry = ?1, chain_hash = ?2, signature = ?3 WHERE seq = 10",
-            params![entry5, hash5, sig5],
-        )
-        .unwrap();
-        conn.execute("UPDATE events SET chain_hash = ?1 WHERE seq = 9", [&hash4])
-            .unwrap();
-        assert_refused(
-            &record_cut(&mut conn, &key, &ring, &later, 10).unwrap_err(),
-            10,
-            FailureKind::Modified,
-        );
-        assert!(newest_cut(&conn).unwrap().is_none(), "nothing recorded");
+        replay_row_5_at_10(&conn);
+        assert_cut_refused(&mut conn, &key, &ring, 10, FailureKind::Modified);
     }
 
     /// A sealed row of another seq replayed at the head (the hash before it
@@ -1348,26 +1367,7 @@ mod tests {
                 .timestamp
         };
         assert!(head_time(&conn).is_some());
-        let (entry5, hash5, sig5): (String, Vec<u8>, Vec<u8>) = conn
-            .query_row(
-                "SELECT entry, chain_hash, signature FROM events WHERE seq = 5",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .unwrap();
-        let hash4 = hash_at(&conn, 4);
-        conn.execute_batch(
-            "DROP TRIGGER events_no_update; DROP TRIGGER events_no_delete;
-             DELETE FROM events WHERE seq = 5;",
-        )
-        .unwrap();
-        conn.execute(
-            "UPDATE events SET entry = ?1, chain_hash = ?2, signature = ?3 WHERE seq = 10",
-            params![entry5, hash5, sig5],
-        )
-        .unwrap();
-        conn.execute("UPDATE events SET chain_hash = ?1 WHERE seq = 9", [&hash4])
-            .unwrap();
+        replay_row_5_at_10(&conn);
         assert_eq!(head_time(&conn), None);
     }
 }
