@@ -3340,6 +3340,17 @@ fn paths_and_variables_that_are_not_utf8() {
     let out = util::run_cmd(c);
     out.expect_code(0);
     assert_eq!(seqs(&out.json()), [2, 1]);
+    // A key file path that is not UTF-8 is refused by name (the settings
+    // read the key file from their text, which would be another name).
+    let key = env.path("keys").join(std::ffi::OsStr::from_bytes(b"k\xfe"));
+    std::fs::write(&key, format!("{KEY_HEX}\n")).unwrap();
+    let mut c = util::trail_cmd(&["append", "a.b"]);
+    c.arg("--db").arg(&db).arg("--hmac-key-file").arg(&key);
+    util::run_cmd(c)
+        .expect_code(2)
+        .stderr_has(&["--hmac-key-file", "not valid UTF-8"]);
+    assert_eq!(util::head_of(&db).0, 1);
+
     let mut c = seeded_env.command(&["show"]);
     c.env("TRAIL_MIN_LEVEL", std::ffi::OsStr::from_bytes(b"\xfe"));
     util::run_cmd(c)

@@ -562,7 +562,16 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         layers.flag("db", db.display().to_string());
     }
     if let Some(f) = &cli.hmac_key_file {
-        layers.flag("hmac_key_file", f.display().to_string());
+        // The key file is read while the settings are resolved, from their
+        // text: a path that is not UTF-8 would be read under another name.
+        let Some(text) = f.to_str() else {
+            return Err(CliError::Input(format!(
+                "--hmac-key-file: the path {} is not valid UTF-8; rename the file, or give \
+                 the key with TRAIL_HMAC_KEY",
+                f.display()
+            )));
+        };
+        layers.flag("hmac_key_file", text.to_owned());
     }
     if let Some(v) = &cli.verify_key_files {
         layers.flag("verify_key_files", v.clone());
@@ -576,14 +585,11 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     let mut config = layers
         .resolve()
         .map_err(|e| CliError::Input(e.to_string()))?;
-    // The settings' layers hold text: a path given as a flag is taken as
-    // given, byte for byte (one that is not UTF-8 was changed on the way,
-    // and trail used another file than the one named).
+    // The settings' layers hold text: the database path given as a flag is
+    // taken as given, byte for byte (one that is not UTF-8 was changed on
+    // the way, and trail used another file than the one named).
     if let Some(db) = &cli.db {
         config.db.value = db.clone();
-    }
-    if let Some(f) = &cli.hmac_key_file {
-        config.hmac_key_file.value = Some(f.clone());
     }
     // Held until the command returns: the server's last lines are written.
     let _log = init_logging(

@@ -187,14 +187,6 @@ impl Keyring {
     pub fn sealed(&self, chain_hash: &[u8], signature: &[u8]) -> bool {
         self.keys.iter().any(|k| k.check(chain_hash, signature))
     }
-
-    /// Whether `signature` is a cut seal of (`up_to_seq`, `chain_hash`)
-    /// under one of the keys.
-    pub fn cut_sealed(&self, up_to_seq: u64, chain_hash: &[u8], signature: &[u8]) -> bool {
-        self.keys
-            .iter()
-            .any(|k| k.check_cut(up_to_seq, chain_hash, signature))
-    }
 }
 
 /// Parses `SEQ:HEX`, a chain head observed earlier.

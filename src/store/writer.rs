@@ -913,20 +913,25 @@ pub(crate) fn read_head_with(
         .optional()?;
     let cut = conn
         .prepare_cached(
-            "SELECT up_to_seq, chain_hash, signature FROM retention_cuts ORDER BY up_to_seq DESC LIMIT 1",
+            "SELECT up_to_seq, chain_hash, signature, key_id FROM retention_cuts ORDER BY up_to_seq DESC LIMIT 1",
         )?
         .query_row([], |r| {
-            Ok((r.get::<_, i64>(0)?, bytes_of(r, 1)?, bytes_of(r, 2)?))
+            Ok((
+                r.get::<_, i64>(0)?,
+                bytes_of(r, 1)?,
+                bytes_of(r, 2)?,
+                String::from_utf8_lossy(&bytes_of(r, 3)?).into_owned(),
+            ))
         })
         .optional()?;
     // The higher of the newest row and the newest cut: a prune deletes from
     // its cut down, so while it runs the cut's own row may be gone, and the
     // chain goes on after the cut, never at or below it (where the prune is
     // deleting). The events_next_seq trigger says the same.
-    let cut_seq = cut.as_ref().map_or(0, |(seq, _, _)| *seq);
+    let cut_seq = cut.as_ref().map_or(0, |(seq, _, _, _)| *seq);
     let (seq, stored_hash, source) = match (row, cut) {
         (Some((seq, hash, seal)), _) if seq >= cut_seq => (seq, hash, Some((Source::Row, seal))),
-        (_, Some((seq, hash, seal))) => (seq, hash, Some((Source::Cut, seal))),
+        (_, Some((seq, hash, seal, key_id))) => (seq, hash, Some((Source::Cut(key_id), seal))),
         (_, None) => (0, GENESIS.to_vec(), None),
     };
     let head_seq = seq.max(0) as u64;
@@ -953,8 +958,13 @@ pub(crate) fn read_head_with(
                 )
             }
         }
-        (_, Some((Source::Cut, seal))) => {
-            if keys.is_some_and(|k| !k.cut_sealed(head_seq, &stored_hash, &seal)) {
+        (_, Some((Source::Cut(key_id), seal))) => {
+            // As the verifiers: with the key the cut's `key_id` names.
+            let sealed = |k: &Keyring| {
+                k.get(&key_id)
+                    .is_some_and(|k| k.check_cut(head_seq, &stored_hash, &seal))
+            };
+            if keys.is_some_and(|k| !sealed(k)) {
                 None
             } else {
                 cut_entry(conn, seq)?.and_then(|(entry, prev)| {
@@ -970,10 +980,10 @@ pub(crate) fn read_head_with(
     })
 }
 
-/// Where the head is: the newest row, or a cut above it.
+/// Where the head is: the newest row, or a cut above it (with its key id).
 enum Source {
     Row,
-    Cut,
+    Cut(String),
 }
 
 /// A column's bytes, whatever its type (empty for NULL).
