@@ -182,11 +182,6 @@ impl Keyring {
     pub fn keys(&self) -> &[HmacKey] {
         &self.keys
     }
-
-    /// Whether `signature` is the seal of `chain_hash` under one of the keys.
-    pub fn sealed(&self, chain_hash: &[u8], signature: &[u8]) -> bool {
-        self.keys.iter().any(|k| k.check(chain_hash, signature))
-    }
 }
 
 /// Parses `SEQ:HEX`, a chain head observed earlier.

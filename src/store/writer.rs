@@ -26,7 +26,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::oneshot;
 
 use crate::domain::event::{content_of_entry, format_timestamp, truncate_micros};
-use crate::domain::{chain, EventId, Hash, HmacKey, Keyring, NewEvent, Placement, GENESIS};
+use crate::domain::{
+    chain, Checker, EventId, Hash, HmacKey, Keyring, NewEvent, Placement, Row, GENESIS,
+};
 
 use super::db::{open_write, Synchronous};
 use super::error::{Result, StoreError};
@@ -940,23 +942,16 @@ pub(crate) fn read_head_with(
         (Some(k), _) if k.seq == head_seq && k.hash == hash => k.timestamp,
         (_, None) => None,
         (_, Some((Source::Row, seal))) => {
-            if keys.is_some_and(|k| !k.sealed(&stored_hash, &seal)) {
-                None
-            } else {
-                let entry = conn
-                    .prepare_cached("SELECT entry FROM events WHERE seq = ?1")?
-                    .query_row([seq], |r| bytes_of(r, 0))?;
-                // As the verifiers: the key its `key_id` names sealed it
-                // (a row of another seq, replayed here, is refused below).
-                let sealer = keys.map(|k| (k, seal.as_slice()));
-                linked_time(
-                    previous_hash(conn, seq)?,
-                    &entry,
-                    &stored_hash,
-                    head_seq,
-                    sealer,
-                )
-            }
+            let entry = conn
+                .prepare_cached("SELECT entry FROM events WHERE seq = ?1")?
+                .query_row([seq], |r| bytes_of(r, 0))?;
+            let row = Row {
+                seq: head_seq,
+                entry: &entry,
+                chain_hash: &stored_hash,
+                signature: &seal,
+            };
+            linked_time(previous_hash(conn, seq)?, row, keys)
         }
         (_, Some((Source::Cut(key_id), seal))) => {
             // As the verifiers: with the key the cut's `key_id` names.
@@ -967,8 +962,15 @@ pub(crate) fn read_head_with(
             if keys.is_some_and(|k| !sealed(k)) {
                 None
             } else {
+                // The cut's seal, checked above, vouches for its hash.
                 cut_entry(conn, seq)?.and_then(|(entry, prev)| {
-                    linked_time(prev, &entry, &stored_hash, head_seq, None)
+                    let row = Row {
+                        seq: head_seq,
+                        entry: &entry,
+                        chain_hash: &stored_hash,
+                        signature: &[],
+                    };
+                    linked_time(prev, row, None)
                 })
             }
         }
@@ -1039,30 +1041,24 @@ fn cut_entry(conn: &Connection, seq: i64) -> rusqlite::Result<Option<KeptEntry>>
     Ok(got.flatten())
 }
 
-/// The `timestamp` of `entry` if SHA-256(`prev` || `entry`) is `hash`, the
-/// entry names `seq` as its own, and (with `sealer`) the key its `key_id`
-/// names made `seal`: what the verifiers check of a row.
+/// The `timestamp` of `row` if it passes the verifiers' own check
+/// ([`Checker`]) after a row whose hash is `prev`: it links, names its own
+/// seq, and (with `keys`) is sealed by the key its `key_id` names.
 fn linked_time(
     prev: Option<Vec<u8>>,
-    entry: &[u8],
-    hash: &[u8],
-    seq: u64,
-    sealer: Option<(&Keyring, &[u8])>,
+    row: Row<'_>,
+    keys: Option<&Keyring>,
 ) -> Option<DateTime<Utc>> {
     let prev: Hash = prev?.try_into().ok()?;
-    if chain::link(&prev, entry)[..] != *hash {
-        return None;
-    }
-    let v: serde_json::Value = serde_json::from_slice(entry).ok()?;
-    if v.get("seq")?.as_u64()? != seq {
-        return None;
-    }
-    if let Some((keys, seal)) = sealer {
-        let key = keys.get(v.get("key_id")?.as_str()?)?;
-        if !key.check(hash, seal) {
-            return None;
-        }
-    }
+    let none = Keyring::empty();
+    let checker = Checker::new(keys.unwrap_or(&none), row.seq, prev);
+    let mut checker = if keys.is_some() {
+        checker
+    } else {
+        checker.without_seals()
+    };
+    checker.check(row).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(row.entry).ok()?;
     DateTime::parse_from_rfc3339(v.get("timestamp")?.as_str()?)
         .ok()
         .map(|t| t.with_timezone(&Utc))
